@@ -1,0 +1,154 @@
+// Package app wires the program together: the observing router, the call
+// tracker and its metrics, and the HTTP servers for WAMP and Prometheus.
+// cmd/router parses flags into a Config and calls Run; the integration tests
+// call Run in-process on listeners they own.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/php-wamp-observer/php-wamp-observer/metrics"
+	"github.com/php-wamp-observer/php-wamp-observer/router"
+)
+
+// Config is everything the program can be told.
+type Config struct {
+	Realm         string
+	Timeout       time.Duration // deadline of calls without a timeout option
+	OutQueue      int           // nexus per-client outbound queue
+	MaxProcedures int           // distinct message label values per family
+	AllowOrigins  []string      // extra Origin patterns for browser apps
+	Observe       bool          // false: bare nexus behind the same front
+	Logger        *slog.Logger
+}
+
+// Listeners are the sockets Run serves on. The caller opens them, so tests
+// can use free ports and the program can report bind errors before starting.
+type Listeners struct {
+	WAMP    net.Listener
+	Metrics net.Listener
+}
+
+// shutdownGrace bounds how long Run waits for HTTP handlers on the way out.
+const shutdownGrace = 5 * time.Second
+
+// Run serves WAMP and metrics until ctx is done, then shuts down: it stops
+// accepting connections, says GOODBYE to every session, and returns. It
+// closes the listeners.
+func Run(ctx context.Context, cfg Config, ls Listeners) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	reg := prometheus.NewRegistry()
+	if err := registerRuntime(reg); err != nil {
+		return err
+	}
+	tracker, err := metrics.NewTracker(metrics.TrackerOpts{DefaultTimeout: cfg.Timeout})
+	if err != nil {
+		return err
+	}
+	family, err := metrics.NewFamily(reg, metrics.FamilyOpts{Prefix: "wamp_router", MaxProcedures: cfg.MaxProcedures})
+	if err != nil {
+		return err
+	}
+	var open router.OpenSessionFunc
+	if cfg.Observe {
+		open = func() router.CallSession { return tracker.Open(family) }
+	}
+	rtr, err := router.New(router.Config{
+		Realm:        cfg.Realm,
+		OutQueueSize: cfg.OutQueue,
+		AllowOrigins: cfg.AllowOrigins,
+		OpenSession:  open,
+		Logger:       log,
+	})
+	if err != nil {
+		return err
+	}
+	defer rtr.Close()
+
+	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		Registry:          reg,
+		EnableOpenMetrics: true,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelError),
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/{$}", metricsHandler) // where the original tool served them
+	mux.Handle("/metrics", metricsHandler)
+
+	servers := []*namedServer{
+		{name: "WAMP", url: "ws://" + ls.WAMP.Addr().String() + "/", ln: ls.WAMP,
+			srv: &http.Server{Handler: rtr, ReadHeaderTimeout: 10 * time.Second}},
+		{name: "metrics", url: "http://" + ls.Metrics.Addr().String() + "/metrics", ln: ls.Metrics,
+			srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}},
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	wg.Go(func() { tracker.Run(runCtx) })
+	errs := make(chan error, len(servers))
+	for _, s := range servers {
+		log.Info("serving "+s.name, slog.String("url", s.url))
+		wg.Go(func() {
+			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+				errs <- fmt.Errorf("serve %s on %s: %w", s.name, s.ln.Addr(), err)
+			}
+		})
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-errs:
+		log.Error("server failed, shutting down", slog.Any("err", runErr))
+	}
+
+	// New connections are refused first, then every session gets GOODBYE;
+	// metrics are served until last.
+	shutCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := servers[0].srv.Shutdown(shutCtx); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("shut down WAMP server: %w", err))
+	}
+	rtr.Close()
+	if err := servers[1].srv.Shutdown(shutCtx); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("shut down metrics server: %w", err))
+	}
+	stop()
+	wg.Wait()
+	return runErr
+}
+
+type namedServer struct {
+	name, url string
+	ln        net.Listener
+	srv       *http.Server
+}
+
+// registerRuntime adds the Go runtime and process collectors, which show an
+// operator the router's own memory, CPU and file descriptors.
+func registerRuntime(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register runtime metrics: %w", err)
+		}
+	}
+	return nil
+}

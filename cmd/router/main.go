@@ -1,0 +1,116 @@
+// Command router is the php-wamp-observer: a WAMP v2 router that times
+// every call per procedure and serves the figures to Prometheus.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/php-wamp-observer/php-wamp-observer/app"
+	"github.com/php-wamp-observer/php-wamp-observer/router"
+)
+
+// envPrefix prefixes the environment twin of every flag: -out-queue is
+// also read from WAMP_OBSERVER_OUT_QUEUE.
+const envPrefix = "WAMP_OBSERVER_"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.LookupEnv, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "router:", err)
+		os.Exit(1)
+	}
+}
+
+// settings are the flag values before they become an app.Config.
+type settings struct {
+	wampAddr, metricsAddr string
+	cfg                   app.Config
+}
+
+func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) error {
+	s, err := parseFlags(args, lookupEnv, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	s.cfg.Logger = log
+
+	wampLn, err := net.Listen("tcp", s.wampAddr)
+	if err != nil {
+		return fmt.Errorf("listen for WAMP: %w", err)
+	}
+	metricsLn, err := net.Listen("tcp", s.metricsAddr)
+	if err != nil {
+		wampLn.Close()
+		return fmt.Errorf("listen for metrics: %w", err)
+	}
+	return app.Run(ctx, s.cfg, app.Listeners{WAMP: wampLn, Metrics: metricsLn})
+}
+
+// parseFlags reads the command line, falling back to WAMP_OBSERVER_<NAME>
+// environment variables for flags not given on it.
+func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Writer) (settings, error) {
+	var s settings
+	fs := flag.NewFlagSet("router", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&s.wampAddr, "wamp", "127.0.0.1:9090", "`address` to serve WAMP over WebSocket on (any path)")
+	fs.StringVar(&s.metricsAddr, "metrics", ":8080", "`address` to serve Prometheus metrics on, at / and /metrics")
+	fs.StringVar(&s.cfg.Realm, "realm", "realm1", "WAMP realm `name` clients join (anonymously)")
+	fs.DurationVar(&s.cfg.Timeout, "timeout", 300*time.Millisecond,
+		"deadline of a call without its own CALL timeout option; unanswered by then, it counts as a timeout")
+	fs.IntVar(&s.cfg.OutQueue, "out-queue", router.DefaultOutQueueSize,
+		"messages queued per client before nexus refuses calls to it as \"callee blocked\"")
+	fs.IntVar(&s.cfg.MaxProcedures, "max-procedures", 1000,
+		"distinct procedures (message label values) per metric family; further ones are recorded as message=\"other\"")
+	fs.Func("allow-origin", "accept browser Origins whose host[:port] matches this glob `pattern` (repeatable; env: comma-separated)",
+		func(v string) error {
+			for p := range strings.SplitSeq(v, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					s.cfg.AllowOrigins = append(s.cfg.AllowOrigins, p)
+				}
+			}
+			return nil
+		})
+	fs.BoolVar(&s.cfg.Observe, "observe", true, "observe calls; false serves bare nexus behind the same front (for benchmarks)")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: router [flags]\n\nA WAMP v2 router that times every call per procedure for Prometheus.\n"+
+			"Every flag can also be set with the environment variable %s<NAME>, e.g. %sTIMEOUT=500ms.\n\n", envPrefix, envPrefix)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return s, err
+	}
+	if fs.NArg() > 0 {
+		return s, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := lookupEnv(name); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = errors.Join(envErr, fmt.Errorf("%s=%q: %w", name, v, err))
+			}
+		}
+	})
+	return s, envErr
+}

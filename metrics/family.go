@@ -1,0 +1,192 @@
+// Package metrics turns observed WAMP calls into Prometheus metrics.
+//
+// It knows nothing of nexus or WebSockets: the router's observer and the PHP
+// log listener both report calls to a Tracker, which times them against a
+// deadline and records each outcome in a Family of collectors named in the
+// original php-wamp-observer's shape, <prefix>_<outcome>_seconds.
+package metrics
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcome is how a call ended. The set is fixed: label values and family
+// names never come from outside.
+type Outcome uint8
+
+const (
+	Response Outcome = iota // a final RESULT (or YIELD, or v1 CALLRESULT)
+	Error                   // an ERROR answering the call
+	Timeout                 // no answer by the deadline, or wamp.error.timeout
+	numOutcomes
+)
+
+// String returns the outcome's name as used in metric names.
+func (o Outcome) String() string {
+	switch o {
+	case Response:
+		return "responses"
+	case Error:
+		return "errors"
+	case Timeout:
+		return "timeouts"
+	}
+	return fmt.Sprintf("Outcome(%d)", uint8(o))
+}
+
+// OtherProcedure is the message label value under which calls are recorded
+// once a family tracks its maximum number of distinct procedures.
+const OtherProcedure = "other"
+
+// DefaultBuckets are the original tool's histogram buckets, in seconds.
+func DefaultBuckets() []float64 {
+	return []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+}
+
+// Family is the set of collectors for one metric prefix, such as
+// "wamp_router" (calls seen by the router) or "wamp_out" (calls logged by a
+// PHP caller):
+//
+//	<prefix>_<outcome>_seconds        summary by message (count and sum only)
+//	<prefix>_<outcome>_total_seconds  histogram over all procedures
+//	<prefix>_calls_in_flight          gauge
+//	<prefix>_sessions                 gauge
+//	<prefix>_other_calls_total        counter of calls recorded as "other"
+type Family struct {
+	prefix        string
+	maxProcedures int
+
+	summaries  [numOutcomes]*prometheus.SummaryVec
+	histograms [numOutcomes]prometheus.Histogram
+	inFlight   prometheus.Gauge
+	sessions   prometheus.Gauge
+	otherCalls prometheus.Counter
+
+	// series maps a procedure to its observers. Reads are lock-free on the
+	// hot path; mu only serialises the creation of new entries so that the
+	// bound on distinct procedures holds exactly.
+	series sync.Map // string -> *procedureSeries
+	mu     sync.Mutex
+	count  int
+	other  *procedureSeries
+}
+
+type procedureSeries struct {
+	observers [numOutcomes]prometheus.Observer
+	isOther   bool
+}
+
+// FamilyOpts configures a Family at construction.
+type FamilyOpts struct {
+	// Prefix names the families, e.g. "wamp_router". It must be a valid
+	// metric name prefix; the HELP texts spell it with spaces.
+	Prefix string
+	// MaxProcedures bounds the distinct message label values. Calls to
+	// further procedures are recorded under message="other".
+	MaxProcedures int
+	// Buckets of the _total_seconds histograms; DefaultBuckets when nil.
+	Buckets []float64
+}
+
+// NewFamily creates a Family and registers its collectors with reg.
+func NewFamily(reg prometheus.Registerer, opts FamilyOpts) (*Family, error) {
+	if opts.MaxProcedures < 1 {
+		return nil, fmt.Errorf("family %q: max procedures must be at least 1, got %d", opts.Prefix, opts.MaxProcedures)
+	}
+	buckets := opts.Buckets
+	if buckets == nil {
+		buckets = DefaultBuckets()
+	}
+	title := strings.ReplaceAll(opts.Prefix, "_", " ")
+	f := &Family{prefix: opts.Prefix, maxProcedures: opts.MaxProcedures}
+	var cs []prometheus.Collector
+	for o := Outcome(0); o < numOutcomes; o++ {
+		f.summaries[o] = prometheus.NewSummaryVec(prometheus.SummaryOpts{
+			Name: opts.Prefix + "_" + o.String() + "_seconds",
+			Help: "A summary of the " + title + " " + o.String() + ".",
+		}, []string{"message"})
+		f.histograms[o] = prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    opts.Prefix + "_" + o.String() + "_total_seconds",
+			Help:    "A histogram of the " + title + " " + o.String() + ".",
+			Buckets: buckets,
+		})
+		cs = append(cs, f.summaries[o], f.histograms[o])
+	}
+	f.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: opts.Prefix + "_calls_in_flight",
+		Help: "Calls of the " + title + " waiting for an answer or their deadline.",
+	})
+	f.sessions = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: opts.Prefix + "_sessions",
+		Help: "Sessions of the " + title + " currently open.",
+	})
+	f.otherCalls = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: opts.Prefix + "_other_calls_total",
+		Help: `Calls of the ` + title + ` recorded under message="other" because the maximum number of distinct procedures was reached.`,
+	})
+	cs = append(cs, f.inFlight, f.sessions, f.otherCalls)
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register %s metrics: %w", opts.Prefix, err)
+		}
+	}
+	f.other = f.newSeries(OtherProcedure)
+	f.other.isOther = true
+	return f, nil
+}
+
+// Prefix returns the family's metric name prefix.
+func (f *Family) Prefix() string { return f.prefix }
+
+func (f *Family) newSeries(procedure string) *procedureSeries {
+	s := &procedureSeries{}
+	for o := Outcome(0); o < numOutcomes; o++ {
+		// WithLabelValues creates the child with zero counts: the series
+		// is exposed from now on, so dashboards see no gaps.
+		s.observers[o] = f.summaries[o].WithLabelValues(procedure)
+	}
+	return s
+}
+
+// lookup returns the series for procedure, creating them while the bound
+// allows, else the "other" series.
+func (f *Family) lookup(procedure string) *procedureSeries {
+	if s, ok := f.series.Load(procedure); ok {
+		return s.(*procedureSeries)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s, ok := f.series.Load(procedure); ok {
+		return s.(*procedureSeries)
+	}
+	if f.count >= f.maxProcedures {
+		return f.other
+	}
+	s := f.newSeries(procedure)
+	f.series.Store(procedure, s)
+	f.count++
+	return s
+}
+
+// Declare makes the series of procedure exist with zero counts, as when a
+// callee registers it. It counts towards the bound on procedures.
+func (f *Family) Declare(procedure string) { f.lookup(procedure) }
+
+// Record adds one call that ended with outcome after d.
+func (f *Family) Record(procedure string, outcome Outcome, d time.Duration) {
+	if outcome >= numOutcomes {
+		return
+	}
+	s := f.lookup(procedure)
+	if s.isOther {
+		f.otherCalls.Inc()
+	}
+	secs := d.Seconds()
+	s.observers[outcome].Observe(secs)
+	f.histograms[outcome].Observe(secs)
+}

@@ -1,0 +1,323 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Tracker times calls from their start until an answer or their deadline.
+//
+// Pending calls live in Sessions, one per WAMP connection or log sender, each
+// with its own lock, so that reporting a call never takes a lock shared by
+// all connections. A single sweeper (Run) ends calls whose deadline passed.
+type Tracker struct {
+	now            func() time.Time
+	epoch          time.Time
+	defaultTimeout time.Duration
+	sweepInterval  time.Duration
+
+	mu       sync.Mutex
+	sessions map[*Session]struct{}
+}
+
+// TrackerOpts configures a Tracker.
+type TrackerOpts struct {
+	// DefaultTimeout is the deadline of a call that does not carry its own.
+	DefaultTimeout time.Duration
+	// SweepInterval is how often Run looks for calls past their deadline.
+	// It only delays when a timeout shows in the metrics: the recorded
+	// duration is always the deadline itself. Default 10ms.
+	SweepInterval time.Duration
+	// Now is the clock; time.Now when nil. Tests inject their own.
+	Now func() time.Time
+}
+
+// NewTracker returns a Tracker. Call Run to have deadlines enforced.
+func NewTracker(opts TrackerOpts) (*Tracker, error) {
+	if opts.DefaultTimeout <= 0 {
+		return nil, fmt.Errorf("tracker: default timeout must be positive, got %v", opts.DefaultTimeout)
+	}
+	if opts.SweepInterval <= 0 {
+		opts.SweepInterval = 10 * time.Millisecond
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Tracker{
+		now:            opts.Now,
+		epoch:          opts.Now(),
+		defaultTimeout: opts.DefaultTimeout,
+		sweepInterval:  opts.SweepInterval,
+		sessions:       make(map[*Session]struct{}),
+	}, nil
+}
+
+// nanos is the clock reading as nanoseconds since the tracker started: a
+// plain int64 keeps pending entries small and comparisons cheap.
+func (t *Tracker) nanos() int64 { return int64(t.now().Sub(t.epoch)) }
+
+// Run ends calls past their deadline every SweepInterval until ctx is done.
+func (t *Tracker) Run(ctx context.Context) {
+	tick := time.NewTicker(t.sweepInterval)
+	defer tick.Stop()
+	var batch []*Session
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			batch = t.Expire(batch[:0])
+		}
+	}
+}
+
+// Expire ends, as timeouts, every pending call whose deadline has passed.
+// buf is reused for the list of sessions to avoid an allocation per sweep;
+// the (possibly grown) buffer is returned.
+func (t *Tracker) Expire(buf []*Session) []*Session {
+	t.mu.Lock()
+	for s := range t.sessions {
+		buf = append(buf, s)
+	}
+	t.mu.Unlock()
+	now := t.nanos()
+	for _, s := range buf {
+		s.expire(now)
+	}
+	clear(buf) // drop references to closed sessions
+	return buf
+}
+
+// Open starts a session whose calls are recorded in family.
+func (t *Tracker) Open(family *Family) *Session {
+	s := &Session{
+		tracker: t,
+		family:  family,
+		calls:   make(map[uint64]pendingCall),
+	}
+	t.mu.Lock()
+	t.sessions[s] = struct{}{}
+	t.mu.Unlock()
+	family.sessions.Inc()
+	return s
+}
+
+// Session holds the pending calls of one caller: a WAMP session, or one
+// sender of log lines. Request ids are only unique within it. All methods
+// are safe for concurrent use and do nothing once the session is closed.
+type Session struct {
+	tracker *Tracker
+	family  *Family
+
+	mu        sync.Mutex
+	calls     map[uint64]pendingCall
+	deadlines deadlineHeap
+	seq       uint64
+	closed    bool
+}
+
+type pendingCall struct {
+	procedure string
+	start     int64 // Tracker.nanos
+	deadline  int64
+	seq       uint64 // tells this call from an earlier one with the same id
+}
+
+// Call starts timing call id to procedure. A timeout <= 0 means the
+// tracker's default. A second Call with an id still pending is ignored: it
+// is a continuation (progressive call invocations) or a client bug, and
+// either way the first start is the one that counts.
+func (s *Session) Call(id uint64, procedure string, timeout time.Duration) {
+	if timeout <= 0 {
+		timeout = s.tracker.defaultTimeout
+	}
+	now := s.tracker.nanos()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if _, dup := s.calls[id]; dup {
+		s.mu.Unlock()
+		return
+	}
+	s.seq++
+	c := pendingCall{procedure: procedure, start: now, deadline: now + int64(timeout), seq: s.seq}
+	s.calls[id] = c
+	s.deadlines.push(deadlineEntry{deadline: c.deadline, id: id, seq: c.seq})
+	s.mu.Unlock()
+	s.family.inFlight.Inc()
+}
+
+// Result ends call id with a final answer.
+func (s *Session) Result(id uint64) { s.End(id, Response) }
+
+// Error ends call id with an ERROR whose URI is errorURI. The dealer
+// answers wamp.error.timeout when it enforces the call's timeout option:
+// that is a timeout, not an error.
+func (s *Session) Error(id uint64, errorURI string) {
+	if errorURI == "wamp.error.timeout" {
+		s.End(id, Timeout)
+		return
+	}
+	s.End(id, Error)
+}
+
+// Registered declares procedure so that its series exist before any call.
+func (s *Session) Registered(procedure string) { s.family.Declare(procedure) }
+
+// End ends call id with outcome. An answer after the deadline counts as a
+// timeout of exactly the deadline, whether or not the sweeper got there
+// first; an answer for a call that is not pending (never made, already
+// answered or already timed out) is ignored.
+func (s *Session) End(id uint64, outcome Outcome) {
+	now := s.tracker.nanos()
+	s.mu.Lock()
+	c, ok := s.calls[id]
+	if ok {
+		delete(s.calls, id)
+		s.compactLocked()
+	}
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	elapsed := now - c.start
+	if now > c.deadline {
+		outcome, elapsed = Timeout, c.deadline-c.start
+	}
+	s.family.inFlight.Dec()
+	s.family.Record(c.procedure, outcome, time.Duration(elapsed))
+}
+
+// Pending returns the number of calls waiting for an answer.
+func (s *Session) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.calls)
+}
+
+// Close drops the session's pending calls without recording them: a caller
+// that left cannot receive an answer, so its calls have no outcome.
+func (s *Session) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	dropped := len(s.calls)
+	s.calls = nil
+	s.deadlines = nil
+	s.mu.Unlock()
+
+	t := s.tracker
+	t.mu.Lock()
+	delete(t.sessions, s)
+	t.mu.Unlock()
+	s.family.inFlight.Sub(float64(dropped))
+	s.family.sessions.Dec()
+}
+
+// expire ends the calls whose deadline is before now.
+func (s *Session) expire(now int64) {
+	type expired struct {
+		procedure string
+		elapsed   int64
+	}
+	var ended []expired
+	s.mu.Lock()
+	for len(s.deadlines) > 0 && s.deadlines[0].deadline < now {
+		e := s.deadlines.pop()
+		c, ok := s.calls[e.id]
+		if !ok || c.seq != e.seq {
+			continue // answered already; the heap entry was stale
+		}
+		delete(s.calls, e.id)
+		ended = append(ended, expired{c.procedure, c.deadline - c.start})
+	}
+	s.mu.Unlock()
+	for _, e := range ended {
+		s.family.inFlight.Dec()
+		s.family.Record(e.procedure, Timeout, time.Duration(e.elapsed))
+	}
+}
+
+// compactLocked rebuilds the deadline heap when answered calls make up most
+// of it. Answered calls leave their heap entry behind (removing it would
+// cost a search); without this, a session with a long timeout and many fast
+// calls would grow its heap without bound.
+func (s *Session) compactLocked() {
+	if len(s.deadlines) < 64 || len(s.deadlines) < 4*len(s.calls) {
+		return
+	}
+	h := s.deadlines[:0]
+	for id, c := range s.calls {
+		h = append(h, deadlineEntry{deadline: c.deadline, id: id, seq: c.seq})
+	}
+	clear(s.deadlines[len(h):])
+	s.deadlines = h
+	s.deadlines.init()
+}
+
+type deadlineEntry struct {
+	deadline int64
+	id       uint64
+	seq      uint64
+}
+
+// deadlineHeap is a min-heap by deadline. It is written out rather than
+// using container/heap, whose interface{} Push would allocate per call.
+type deadlineHeap []deadlineEntry
+
+func (h *deadlineHeap) push(e deadlineEntry) {
+	*h = append(*h, e)
+	h.up(len(*h) - 1)
+}
+
+func (h *deadlineHeap) pop() deadlineEntry {
+	old := *h
+	top := old[0]
+	n := len(old) - 1
+	old[0] = old[n]
+	*h = old[:n]
+	h.down(0)
+	return top
+}
+
+func (h deadlineHeap) init() {
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h deadlineHeap) up(i int) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if h[parent].deadline <= h[i].deadline {
+			return
+		}
+		h[parent], h[i] = h[i], h[parent]
+		i = parent
+	}
+}
+
+func (h deadlineHeap) down(i int) {
+	n := len(h)
+	for {
+		smallest, l, r := i, 2*i+1, 2*i+2
+		if l < n && h[l].deadline < h[smallest].deadline {
+			smallest = l
+		}
+		if r < n && h[r].deadline < h[smallest].deadline {
+			smallest = r
+		}
+		if smallest == i {
+			return
+		}
+		h[smallest], h[i] = h[i], h[smallest]
+		i = smallest
+	}
+}

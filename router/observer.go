@@ -1,0 +1,196 @@
+package router
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gammazero/nexus/v3/transport/serialize"
+	"github.com/gammazero/nexus/v3/wamp"
+)
+
+// CallSession receives what the observer sees of one WAMP session's calls.
+// The router knows nothing of metrics: metrics.Session implements this, and
+// so can anything else that wants to watch calls.
+type CallSession interface {
+	// Call reports a CALL the client sent. timeout is the CALL's own
+	// timeout option, or 0 when it has none.
+	Call(id uint64, procedure string, timeout time.Duration)
+	// Result reports the final RESULT of a call.
+	Result(id uint64)
+	// Error reports an ERROR answering a call.
+	Error(id uint64, errorURI string)
+	// Registered reports a procedure the client registered (exact match).
+	Registered(procedure string)
+	// Close reports that the session ended; its pending calls have no
+	// outcome.
+	Close()
+}
+
+// OpenSessionFunc starts a CallSession when the router welcomes a client.
+type OpenSessionFunc func() CallSession
+
+// connObserver watches one WebSocket connection. Its methods run inline in
+// the peer's own receive and send goroutines (through observingSerializer),
+// so observing adds no goroutine and no channel hop, and the only locks it
+// takes are this connection's.
+type connObserver struct {
+	open OpenSessionFunc
+
+	// session is nil until the router sends WELCOME, and again after
+	// GOODBYE or ABORT. It is written by the send goroutine and read by the
+	// receive goroutine.
+	session atomic.Pointer[sessionRef]
+
+	// registering maps REGISTER request ids to procedures until the router
+	// confirms them with REGISTERED. Registrations are rare; a plain mutex
+	// is enough.
+	mu          sync.Mutex
+	registering map[wamp.ID]wamp.URI
+}
+
+// sessionRef boxes the interface so it can live in an atomic.Pointer.
+type sessionRef struct{ CallSession }
+
+func newConnObserver(open OpenSessionFunc) *connObserver {
+	return &connObserver{open: open}
+}
+
+// fromClient sees each message the client sent, as it is deserialized.
+func (o *connObserver) fromClient(msg wamp.Message) {
+	switch m := msg.(type) {
+	case *wamp.Call:
+		if ref := o.session.Load(); ref != nil {
+			ref.Call(uint64(m.Request), string(m.Procedure), callTimeout(m.Options))
+		}
+	case *wamp.Register:
+		if o.session.Load() == nil || !exactMatch(m.Options) {
+			return
+		}
+		o.mu.Lock()
+		if o.registering == nil {
+			o.registering = make(map[wamp.ID]wamp.URI)
+		}
+		// A client that never sees REGISTERED answered (refused
+		// registrations get ERROR) leaves entries behind; bound them.
+		if len(o.registering) < maxRegistering {
+			o.registering[m.Request] = m.Procedure
+		}
+		o.mu.Unlock()
+	case *wamp.Goodbye:
+		o.endSession()
+	}
+}
+
+// maxRegistering bounds the REGISTER requests one connection may have
+// awaiting an answer.
+const maxRegistering = 1024
+
+// toClient sees each message the router sends to the client, as it is
+// serialized for the wire.
+func (o *connObserver) toClient(msg wamp.Message) {
+	switch m := msg.(type) {
+	case *wamp.Result:
+		if isProgress(m.Details) {
+			return // only the final result ends a call
+		}
+		if ref := o.session.Load(); ref != nil {
+			ref.Result(uint64(m.Request))
+		}
+	case *wamp.Error:
+		switch m.Type {
+		case wamp.CALL:
+			if ref := o.session.Load(); ref != nil {
+				ref.Error(uint64(m.Request), string(m.Error))
+			}
+		case wamp.REGISTER:
+			o.mu.Lock()
+			delete(o.registering, m.Request)
+			o.mu.Unlock()
+		}
+	case *wamp.Registered:
+		o.mu.Lock()
+		procedure, ok := o.registering[m.Request]
+		delete(o.registering, m.Request)
+		o.mu.Unlock()
+		if ref := o.session.Load(); ok && ref != nil {
+			ref.Registered(string(procedure))
+		}
+	case *wamp.Welcome:
+		o.endSession() // a client may only hold one session at a time
+		o.session.Store(&sessionRef{o.open()})
+	case *wamp.Goodbye, *wamp.Abort:
+		o.endSession()
+	}
+}
+
+// endSession closes the current session, if any. Safe to call repeatedly
+// and from both goroutines.
+func (o *connObserver) endSession() {
+	if ref := o.session.Swap(nil); ref != nil {
+		ref.Close()
+	}
+}
+
+// callTimeout reads the CALL timeout option (milliseconds, per the WAMP
+// spec). Serializers decode numbers as different Go types, hence AsInt64.
+func callTimeout(options wamp.Dict) time.Duration {
+	v, ok := options[wamp.OptTimeout]
+	if !ok {
+		return 0
+	}
+	ms, ok := wamp.AsInt64(v)
+	if !ok || ms <= 0 {
+		return 0
+	}
+	const maxMillis = int64(1<<63-1) / int64(time.Millisecond)
+	if ms > maxMillis {
+		ms = maxMillis
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+func isProgress(details wamp.Dict) bool {
+	v, ok := details[wamp.OptProgress]
+	if !ok {
+		return false
+	}
+	b, _ := wamp.AsBool(v)
+	return b
+}
+
+// exactMatch tells whether a REGISTER names one procedure rather than a
+// prefix or wildcard pattern, which would not be a procedure URI.
+func exactMatch(options wamp.Dict) bool {
+	v, ok := options[wamp.OptMatch]
+	if !ok {
+		return true
+	}
+	s, _ := wamp.AsString(v)
+	return s == "" || s == wamp.MatchExact
+}
+
+// observingSerializer hands every message of one connection to its observer
+// on the way through. The peer calls Deserialize in its receive goroutine
+// and Serialize in its send goroutine, so both directions are seen with no
+// extra goroutine. Bytes and messages pass unchanged: clients see nothing.
+type observingSerializer struct {
+	serialize.Serializer
+	obs *connObserver
+}
+
+func (s observingSerializer) Deserialize(b []byte) (wamp.Message, error) {
+	msg, err := s.Serializer.Deserialize(b)
+	if err == nil {
+		s.obs.fromClient(msg)
+	}
+	return msg, err
+}
+
+func (s observingSerializer) Serialize(msg wamp.Message) ([]byte, error) {
+	b, err := s.Serializer.Serialize(msg)
+	if err == nil {
+		s.obs.toClient(msg)
+	}
+	return b, err
+}

@@ -1,0 +1,65 @@
+package router
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+)
+
+// originPolicy returns the check for the Origin header of a WebSocket
+// handshake. Browsers send Origin and let any page open a WebSocket to any
+// host, so a router reachable from a browser must refuse foreign pages.
+// Non-browser clients are let in unchanged:
+//
+//   - no Origin header (most WAMP libraries) is accepted;
+//   - an Origin whose host equals the request's host, whatever either port,
+//     is accepted. Thruway's WebSocket library sends "http://127.0.0.1"
+//     without the port to a router on 127.0.0.1:9090; nexus's own check
+//     compares ports too, answers 403, and Thruway hangs;
+//   - otherwise the Origin's host[:port] must match one of the patterns
+//     (path.Match globs, case-insensitive), e.g. "*.example.com:*" or
+//     "app.example.com:8443". "*" accepts every origin.
+func originPolicy(patterns []string) (func(*http.Request) bool, error) {
+	lowered := make([]string, 0, len(patterns))
+	for _, p := range patterns {
+		p = strings.ToLower(strings.TrimSpace(p))
+		if p == "" {
+			continue
+		}
+		if _, err := path.Match(p, ""); err != nil {
+			return nil, fmt.Errorf("allowed origin pattern %q: %w", p, err)
+		}
+		lowered = append(lowered, p)
+	}
+	return func(r *http.Request) bool {
+		origin := r.Header.Get("Origin")
+		if origin == "" {
+			return true
+		}
+		u, err := url.Parse(origin)
+		if err != nil || u.Host == "" {
+			return false
+		}
+		if strings.EqualFold(u.Hostname(), hostname(r.Host)) {
+			return true
+		}
+		host := strings.ToLower(u.Host)
+		for _, p := range lowered {
+			if ok, _ := path.Match(p, host); ok {
+				return true
+			}
+		}
+		return false
+	}, nil
+}
+
+// hostname strips the port from a Host header value.
+func hostname(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.Trim(hostport, "[]")
+}

@@ -135,8 +135,6 @@ func NewFamily(reg prometheus.Registerer, opts FamilyOpts) (*Family, error) {
 			return nil, fmt.Errorf("register %s metrics: %w", opts.Prefix, err)
 		}
 	}
-	f.other = f.newSeries(OtherProcedure)
-	f.other.isOther = true
 	return f, nil
 }
 
@@ -165,6 +163,10 @@ func (f *Family) lookup(procedure string) *procedureSeries {
 		return s.(*procedureSeries)
 	}
 	if f.count >= f.maxProcedures {
+		if f.other == nil { // created on first need, so it shows only when used
+			f.other = f.newSeries(OtherProcedure)
+			f.other.isOther = true
+		}
 		return f.other
 	}
 	s := f.newSeries(procedure)
@@ -177,12 +179,15 @@ func (f *Family) lookup(procedure string) *procedureSeries {
 // callee registers it. It counts towards the bound on procedures.
 func (f *Family) Declare(procedure string) { f.lookup(procedure) }
 
-// Record adds one call that ended with outcome after d.
+// Record adds one call to procedure that ended with outcome after d.
 func (f *Family) Record(procedure string, outcome Outcome, d time.Duration) {
+	f.record(f.lookup(procedure), outcome, d)
+}
+
+func (f *Family) record(s *procedureSeries, outcome Outcome, d time.Duration) {
 	if outcome >= numOutcomes {
 		return
 	}
-	s := f.lookup(procedure)
 	if s.isOther {
 		f.otherCalls.Inc()
 	}

@@ -119,10 +119,10 @@ type Session struct {
 }
 
 type pendingCall struct {
-	procedure string
-	start     int64 // Tracker.nanos
-	deadline  int64
-	seq       uint64 // tells this call from an earlier one with the same id
+	series   *procedureSeries // looked up once, when the call starts
+	start    int64            // Tracker.nanos
+	deadline int64
+	seq      uint64 // tells this call from an earlier one with the same id
 }
 
 // Call starts timing call id to procedure. A timeout <= 0 means the
@@ -133,6 +133,7 @@ func (s *Session) Call(id uint64, procedure string, timeout time.Duration) {
 	if timeout <= 0 {
 		timeout = s.tracker.defaultTimeout
 	}
+	series := s.family.lookup(procedure) // outside the session lock
 	now := s.tracker.nanos()
 	s.mu.Lock()
 	if s.closed {
@@ -144,7 +145,7 @@ func (s *Session) Call(id uint64, procedure string, timeout time.Duration) {
 		return
 	}
 	s.seq++
-	c := pendingCall{procedure: procedure, start: now, deadline: now + int64(timeout), seq: s.seq}
+	c := pendingCall{series: series, start: now, deadline: now + int64(timeout), seq: s.seq}
 	s.calls[id] = c
 	s.deadlines.push(deadlineEntry{deadline: c.deadline, id: id, seq: c.seq})
 	s.mu.Unlock()
@@ -189,7 +190,7 @@ func (s *Session) End(id uint64, outcome Outcome) {
 		outcome, elapsed = Timeout, c.deadline-c.start
 	}
 	s.family.inFlight.Dec()
-	s.family.Record(c.procedure, outcome, time.Duration(elapsed))
+	s.family.record(c.series, outcome, time.Duration(elapsed))
 }
 
 // Pending returns the number of calls waiting for an answer.
@@ -224,8 +225,8 @@ func (s *Session) Close() {
 // expire ends the calls whose deadline is before now.
 func (s *Session) expire(now int64) {
 	type expired struct {
-		procedure string
-		elapsed   int64
+		series  *procedureSeries
+		elapsed int64
 	}
 	var ended []expired
 	s.mu.Lock()
@@ -236,12 +237,12 @@ func (s *Session) expire(now int64) {
 			continue // answered already; the heap entry was stale
 		}
 		delete(s.calls, e.id)
-		ended = append(ended, expired{c.procedure, c.deadline - c.start})
+		ended = append(ended, expired{c.series, c.deadline - c.start})
 	}
 	s.mu.Unlock()
 	for _, e := range ended {
 		s.family.inFlight.Dec()
-		s.family.Record(e.procedure, Timeout, time.Duration(e.elapsed))
+		s.family.record(e.series, Timeout, time.Duration(e.elapsed))
 	}
 }
 

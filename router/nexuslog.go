@@ -22,4 +22,6 @@ func (l nexusLogger) Print(v ...any) { l.log.Log(slog.LevelInfo, fmt.Sprint(v...
 func (l nexusLogger) Println(v ...any) {
 	l.log.Log(slog.LevelInfo, strings.TrimSuffix(fmt.Sprintln(v...), "\n"))
 }
-func (l nexusLogger) Printf(format string, v ...any) { l.log.Log(slog.LevelInfo, fmt.Sprintf(format, v...)) }
+func (l nexusLogger) Printf(format string, v ...any) {
+	l.log.Log(slog.LevelInfo, fmt.Sprintf(format, v...))
+}

@@ -1,0 +1,101 @@
+package router
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gammazero/nexus/v3/transport/serialize"
+	"github.com/gammazero/nexus/v3/wamp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/php-wamp-observer/php-wamp-observer/metrics"
+)
+
+// newBenchObserver returns a connection observer wired to a real tracker
+// and Prometheus family, with its session open, as after WELCOME.
+func newBenchObserver(b *testing.B) *connObserver {
+	b.Helper()
+	family, err := metrics.NewFamily(prometheus.NewRegistry(), metrics.FamilyOpts{Prefix: "wamp_router", MaxProcedures: 1000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tracker, err := metrics.NewTracker(metrics.TrackerOpts{DefaultTimeout: 300 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	obs := newConnObserver(func() CallSession { return tracker.Open(family) })
+	obs.toClient(&wamp.Welcome{ID: 1})
+	b.Cleanup(obs.endSession)
+	return obs
+}
+
+// BenchmarkObserveCallResult is the observer's hot path: one CALL seen on
+// the way in and its RESULT on the way out, recorded in Prometheus.
+func BenchmarkObserveCallResult(b *testing.B) {
+	obs := newBenchObserver(b)
+	call := &wamp.Call{Options: wamp.Dict{}, Procedure: "hello1"}
+	result := &wamp.Result{Details: wamp.Dict{}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		call.Request = wamp.ID(i)
+		result.Request = wamp.ID(i)
+		obs.fromClient(call)
+		obs.toClient(result)
+	}
+}
+
+// BenchmarkObserveCallResultParallel runs the hot path on every core, one
+// connection per goroutine, as under many concurrent callers.
+func BenchmarkObserveCallResultParallel(b *testing.B) {
+	family, err := metrics.NewFamily(prometheus.NewRegistry(), metrics.FamilyOpts{Prefix: "wamp_router", MaxProcedures: 1000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tracker, err := metrics.NewTracker(metrics.TrackerOpts{DefaultTimeout: 300 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		obs := newConnObserver(func() CallSession { return tracker.Open(family) })
+		obs.toClient(&wamp.Welcome{ID: 1})
+		defer obs.endSession()
+		call := &wamp.Call{Options: wamp.Dict{}, Procedure: "hello1"}
+		result := &wamp.Result{Details: wamp.Dict{}}
+		for i := 0; pb.Next(); i++ {
+			call.Request = wamp.ID(i)
+			result.Request = wamp.ID(i)
+			obs.fromClient(call)
+			obs.toClient(result)
+		}
+	})
+}
+
+// BenchmarkJSONCallResult puts the hot path in proportion: the same pair
+// decoded and encoded by nexus's JSON serializer, without and with the
+// observer in between.
+func BenchmarkJSONCallResult(b *testing.B) {
+	for _, observed := range []bool{false, true} {
+		b.Run(fmt.Sprintf("observed=%v", observed), func(b *testing.B) {
+			var s serialize.Serializer = &serialize.JSONSerializer{}
+			if observed {
+				s = observingSerializer{Serializer: s, obs: newBenchObserver(b)}
+			}
+			result := &wamp.Result{Details: wamp.Dict{}, Arguments: wamp.List{"Hello, world"}}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				frame := fmt.Appendf(nil, `[48,%d,{},"hello1",["world"]]`, i)
+				if _, err := s.Deserialize(frame); err != nil {
+					b.Fatal(err)
+				}
+				result.Request = wamp.ID(i)
+				if _, err := s.Serialize(result); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -420,3 +420,46 @@ func TestMetricsEndpoints(t *testing.T) {
 		})
 	}
 }
+
+// TestOneCalleeServesAHundredBusyCallers is the load nexus's default
+// outbound queue of 64 refuses ("callee blocked"): 100 callers with a call
+// each always in flight to one callee that answers after a few
+// milliseconds.
+func TestOneCalleeServesAHundredBusyCallers(t *testing.T) {
+	in := startInstance(t, app.Config{Timeout: 5 * time.Second})
+	callee := in.connect(t, serialize.JSON)
+	if err := callee.Register("hello1", func(context.Context, *wamp.Invocation) client.InvokeResult {
+		time.Sleep(5 * time.Millisecond)
+		return client.InvokeResult{Args: wamp.List{"hi"}}
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	const callers, calls = 100, 10
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	failures := map[string]int{}
+	for range callers {
+		c := in.connect(t, serialize.JSON)
+		wg.Go(func() {
+			for range calls {
+				if _, err := c.Call(context.Background(), "hello1", nil, nil, nil, nil); err != nil {
+					mu.Lock()
+					failures[errURI(err)]++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Errorf("calls failed: %v", failures)
+	}
+	var got scrapeResult
+	waitFor(t, "no calls in flight", func() bool {
+		got = in.scrape(t, "/metrics")
+		return got.gauge("wamp_router_calls_in_flight") == 0
+	})
+	if count, _, _ := got.summary("wamp_router_responses_seconds", "hello1"); count != callers*calls {
+		t.Errorf("responses %d, want %d", count, callers*calls)
+	}
+}

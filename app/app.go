@@ -30,6 +30,7 @@ type Config struct {
 	MaxProcedures int           // distinct message label values per family
 	AllowOrigins  []string      // extra Origin patterns for browser apps
 	Observe       bool          // false: bare nexus behind the same front
+	MaxLogLine    int           // longest log line accepted
 	Logger        *slog.Logger
 }
 
@@ -38,15 +39,24 @@ type Config struct {
 type Listeners struct {
 	WAMP    net.Listener
 	Metrics net.Listener
+	Log     *metrics.LogSockets // nil: no log listener
 }
 
 // shutdownGrace bounds how long Run waits for HTTP handlers on the way out.
 const shutdownGrace = 5 * time.Second
 
-// Run serves WAMP and metrics until ctx is done, then shuts down: it stops
-// accepting connections, says GOODBYE to every session, and returns. It
-// closes the listeners.
+// Run serves WAMP, log lines and metrics until ctx is done, then shuts
+// down: it stops accepting connections, says GOODBYE to every session, and
+// returns. It closes the listeners.
 func Run(ctx context.Context, cfg Config, ls Listeners) error {
+	closeAll := func() {
+		ls.WAMP.Close()
+		ls.Metrics.Close()
+		if ls.Log != nil {
+			ls.Log.Close()
+		}
+	}
+	defer closeAll() // also on early errors; closing twice is harmless
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -62,6 +72,21 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 	family, err := metrics.NewFamily(reg, metrics.FamilyOpts{Prefix: "wamp_router", MaxProcedures: cfg.MaxProcedures})
 	if err != nil {
 		return err
+	}
+	var logListener *metrics.LogListener
+	if ls.Log != nil {
+		ingester, err := metrics.NewLogIngester(reg, metrics.LogIngesterOpts{
+			Tracker: tracker, MaxProcedures: cfg.MaxProcedures, Logger: log,
+		})
+		if err != nil {
+			return err
+		}
+		logListener, err = metrics.NewLogListener(reg, ls.Log, ingester, metrics.LogListenerOpts{
+			MaxLineLen: cfg.MaxLogLine, Logger: log,
+		})
+		if err != nil {
+			return err
+		}
 	}
 	var open router.OpenSessionFunc
 	if cfg.Observe {
@@ -99,6 +124,10 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 	defer stop()
 	var wg sync.WaitGroup
 	wg.Go(func() { tracker.Run(runCtx) })
+	if logListener != nil {
+		log.Info("receiving log lines", slog.String("udp", ls.Log.Addr().String()), slog.String("tcp", ls.Log.Addr().String()))
+		wg.Go(func() { logListener.Run(runCtx) })
+	}
 	errs := make(chan error, len(servers))
 	for _, s := range servers {
 		log.Info("serving "+s.name, slog.String("url", s.url))

@@ -8,8 +8,10 @@ package metrics
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,17 +65,20 @@ type Family struct {
 
 	summaries  [numOutcomes]*prometheus.SummaryVec
 	histograms [numOutcomes]prometheus.Histogram
-	inFlight   prometheus.Gauge
+	inFlight   prometheus.GaugeFunc
 	sessions   prometheus.Gauge
 	otherCalls prometheus.Counter
 
-	// series maps a procedure to its observers. Reads are lock-free on the
-	// hot path; mu only serialises the creation of new entries so that the
-	// bound on distinct procedures holds exactly.
-	series sync.Map // string -> *procedureSeries
-	mu     sync.Mutex
-	count  int
+	// series maps a procedure to its observers. It is copied on write:
+	// procedures are added rarely (and at most maxProcedures times), while
+	// every call reads it, lock-free and, from a []byte, without allocating.
+	series atomic.Pointer[map[string]*procedureSeries]
+	mu     sync.Mutex // serialises additions, so the bound holds exactly
 	other  *procedureSeries
+
+	// pending backs the calls_in_flight gauge, and lets the log path sum
+	// its families' pending calls.
+	pending atomic.Int64
 }
 
 type procedureSeries struct {
@@ -117,10 +122,10 @@ func NewFamily(reg prometheus.Registerer, opts FamilyOpts) (*Family, error) {
 		})
 		cs = append(cs, f.summaries[o], f.histograms[o])
 	}
-	f.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+	f.inFlight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: opts.Prefix + "_calls_in_flight",
 		Help: "Calls of the " + title + " waiting for an answer or their deadline.",
-	})
+	}, func() float64 { return float64(f.pending.Load()) })
 	f.sessions = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: opts.Prefix + "_sessions",
 		Help: "Sessions of the " + title + " currently open.",
@@ -130,11 +135,15 @@ func NewFamily(reg prometheus.Registerer, opts FamilyOpts) (*Family, error) {
 		Help: `Calls of the ` + title + ` recorded under message="other" because the maximum number of distinct procedures was reached.`,
 	})
 	cs = append(cs, f.inFlight, f.sessions, f.otherCalls)
-	for _, c := range cs {
+	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
+			for _, done := range cs[:i] { // all or nothing
+				reg.Unregister(done)
+			}
 			return nil, fmt.Errorf("register %s metrics: %w", opts.Prefix, err)
 		}
 	}
+	f.series.Store(&map[string]*procedureSeries{})
 	return f, nil
 }
 
@@ -154,24 +163,42 @@ func (f *Family) newSeries(procedure string) *procedureSeries {
 // lookup returns the series for procedure, creating them while the bound
 // allows, else the "other" series.
 func (f *Family) lookup(procedure string) *procedureSeries {
-	if s, ok := f.series.Load(procedure); ok {
-		return s.(*procedureSeries)
+	if s, ok := (*f.series.Load())[procedure]; ok {
+		return s
 	}
+	return f.add(procedure)
+}
+
+// lookupBytes is lookup for a procedure still in a read buffer: the map
+// index with string(b) does not allocate.
+func (f *Family) lookupBytes(procedure []byte) *procedureSeries {
+	if s, ok := (*f.series.Load())[string(procedure)]; ok {
+		return s
+	}
+	return f.add(string(procedure))
+}
+
+func (f *Family) add(procedure string) *procedureSeries {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if s, ok := f.series.Load(procedure); ok {
-		return s.(*procedureSeries)
+	current := *f.series.Load()
+	if s, ok := current[procedure]; ok {
+		return s
 	}
-	if f.count >= f.maxProcedures {
+	if len(current) >= f.maxProcedures {
 		if f.other == nil { // created on first need, so it shows only when used
 			f.other = f.newSeries(OtherProcedure)
 			f.other.isOther = true
 		}
 		return f.other
 	}
-	s := f.newSeries(procedure)
-	f.series.Store(procedure, s)
-	f.count++
+	// Label values must be valid UTF-8 (client_golang panics otherwise);
+	// msgpack and CBOR clients can send anything.
+	s := f.newSeries(strings.ToValidUTF8(procedure, "\uFFFD"))
+	next := make(map[string]*procedureSeries, len(current)+1)
+	maps.Copy(next, current)
+	next[procedure] = s
+	f.series.Store(&next)
 	return s
 }
 

@@ -130,10 +130,18 @@ type pendingCall struct {
 // is a continuation (progressive call invocations) or a client bug, and
 // either way the first start is the one that counts.
 func (s *Session) Call(id uint64, procedure string, timeout time.Duration) {
+	s.start(id, s.family.lookup(procedure), timeout)
+}
+
+// callBytes is Call for a procedure still in a read buffer.
+func (s *Session) callBytes(id uint64, procedure []byte, timeout time.Duration) {
+	s.start(id, s.family.lookupBytes(procedure), timeout)
+}
+
+func (s *Session) start(id uint64, series *procedureSeries, timeout time.Duration) {
 	if timeout <= 0 {
 		timeout = s.tracker.defaultTimeout
 	}
-	series := s.family.lookup(procedure) // outside the session lock
 	now := s.tracker.nanos()
 	s.mu.Lock()
 	if s.closed {
@@ -149,7 +157,7 @@ func (s *Session) Call(id uint64, procedure string, timeout time.Duration) {
 	s.calls[id] = c
 	s.deadlines.push(deadlineEntry{deadline: c.deadline, id: id, seq: c.seq})
 	s.mu.Unlock()
-	s.family.inFlight.Inc()
+	s.family.pending.Add(1)
 }
 
 // Result ends call id with a final answer.
@@ -158,12 +166,15 @@ func (s *Session) Result(id uint64) { s.End(id, Response) }
 // Error ends call id with an ERROR whose URI is errorURI. The dealer
 // answers wamp.error.timeout when it enforces the call's timeout option:
 // that is a timeout, not an error.
-func (s *Session) Error(id uint64, errorURI string) {
-	if errorURI == "wamp.error.timeout" {
-		s.End(id, Timeout)
-		return
+func (s *Session) Error(id uint64, errorURI string) { s.End(id, errorOutcome(errorURI)) }
+
+// errorOutcome is generic so that the log path can pass a []byte from its
+// read buffer without converting it.
+func errorOutcome[T string | []byte](errorURI T) Outcome {
+	if string(errorURI) == "wamp.error.timeout" {
+		return Timeout
 	}
-	s.End(id, Error)
+	return Error
 }
 
 // Registered declares procedure so that its series exist before any call.
@@ -189,7 +200,7 @@ func (s *Session) End(id uint64, outcome Outcome) {
 	if now > c.deadline {
 		outcome, elapsed = Timeout, c.deadline-c.start
 	}
-	s.family.inFlight.Dec()
+	s.family.pending.Add(-1)
 	s.family.record(c.series, outcome, time.Duration(elapsed))
 }
 
@@ -218,7 +229,7 @@ func (s *Session) Close() {
 	t.mu.Lock()
 	delete(t.sessions, s)
 	t.mu.Unlock()
-	s.family.inFlight.Sub(float64(dropped))
+	s.family.pending.Add(-int64(dropped))
 	s.family.sessions.Dec()
 }
 
@@ -241,7 +252,7 @@ func (s *Session) expire(now int64) {
 	}
 	s.mu.Unlock()
 	for _, e := range ended {
-		s.family.inFlight.Dec()
+		s.family.pending.Add(-1)
 		s.family.record(e.series, Timeout, time.Duration(e.elapsed))
 	}
 }

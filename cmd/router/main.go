@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/php-wamp-observer/php-wamp-observer/app"
+	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 	"github.com/php-wamp-observer/php-wamp-observer/router"
 )
 
@@ -38,7 +39,7 @@ func main() {
 
 // settings are the flag values before they become an app.Config.
 type settings struct {
-	wampAddr, metricsAddr string
+	wampAddr, metricsAddr, logAddr string
 	cfg                   app.Config
 }
 
@@ -59,7 +60,15 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		wampLn.Close()
 		return fmt.Errorf("listen for metrics: %w", err)
 	}
-	return app.Run(ctx, s.cfg, app.Listeners{WAMP: wampLn, Metrics: metricsLn})
+	ls := app.Listeners{WAMP: wampLn, Metrics: metricsLn}
+	if s.logAddr != "" {
+		if ls.Log, err = metrics.ListenLogSockets(s.logAddr); err != nil {
+			wampLn.Close()
+			metricsLn.Close()
+			return err
+		}
+	}
+	return app.Run(ctx, s.cfg, ls)
 }
 
 // parseFlags reads the command line, falling back to WAMP_OBSERVER_<NAME>
@@ -70,6 +79,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.SetOutput(out)
 	fs.StringVar(&s.wampAddr, "wamp", "127.0.0.1:9090", "`address` to serve WAMP over WebSocket on (any path)")
 	fs.StringVar(&s.metricsAddr, "metrics", ":8080", "`address` to serve Prometheus metrics on, at / and /metrics")
+	fs.StringVar(&s.logAddr, "log", "localhost:6666",
+		"`address` to receive WampObserver log lines on, over UDP and TCP; empty turns it off")
+	fs.IntVar(&s.cfg.MaxLogLine, "max-log-line", 64<<10, "longest log line accepted, in bytes; longer ones are counted and skipped")
 	fs.StringVar(&s.cfg.Realm, "realm", "realm1", "WAMP realm `name` clients join (anonymously)")
 	fs.DurationVar(&s.cfg.Timeout, "timeout", 300*time.Millisecond,
 		"deadline of a call without its own CALL timeout option; unanswered by then, it counts as a timeout")

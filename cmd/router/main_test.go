@@ -81,7 +81,7 @@ func TestProgramServesAndExitsCleanlyOnSIGTERM(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "-wamp", "127.0.0.1:0", "-metrics", "127.0.0.1:0")
+	cmd := exec.Command(bin, "-wamp", "127.0.0.1:0", "-metrics", "127.0.0.1:0", "-log", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "WAMP_OBSERVER_TIMEOUT=1s")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -1,0 +1,267 @@
+package metrics
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// LogListener receives WampObserver log lines on one address over UDP (one
+// or more newline-separated lines per datagram) and TCP (newline-separated
+// lines on a stream, as the original class sent them), and hands them to a
+// LogIngester.
+type LogListener struct {
+	ingester   *LogIngester
+	udp        *net.UDPConn
+	tcp        *net.TCPListener
+	maxLineLen int
+	maxConns   int
+	log        *slog.Logger
+
+	conns    prometheus.Gauge
+	refusals prometheus.Counter
+
+	mu   sync.Mutex
+	open map[net.Conn]struct{}
+}
+
+// LogListenerOpts configures a LogListener.
+type LogListenerOpts struct {
+	// MaxLineLen bounds a line; longer ones are counted as too_long and
+	// skipped. Default 64 KiB, the most a UDP datagram carries anyway.
+	MaxLineLen int
+	// MaxConns bounds concurrent TCP connections. Default 1024.
+	MaxConns int
+	Logger   *slog.Logger
+}
+
+// udpReadBuffer is the socket receive buffer asked for: bursts from many
+// PHP processes queue there while the reader catches up. The kernel caps
+// it at net.core.rmem_max unless run as root.
+const udpReadBuffer = 8 << 20
+
+// LogSockets are a UDP socket and a TCP listener bound to the same
+// address. They are opened apart from the listener so that the program can
+// report a bind error before it starts, and tests can use free ports.
+type LogSockets struct {
+	UDP *net.UDPConn
+	TCP *net.TCPListener
+}
+
+// ListenLogSockets binds UDP and TCP on addr. With port 0, both get the same
+// free port.
+func ListenLogSockets(addr string) (*LogSockets, error) {
+	var err error
+	for range 10 { // a port free for TCP may be taken for UDP; try a few
+		var s *LogSockets
+		if s, err = bindLogSockets(addr); err == nil {
+			return s, nil
+		}
+	}
+	return nil, err
+}
+
+func bindLogSockets(addr string) (*LogSockets, error) {
+	tcp, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for log lines on tcp %s: %w", addr, err)
+	}
+	udp, err := net.ListenPacket("udp", tcp.Addr().String())
+	if err != nil {
+		tcp.Close()
+		return nil, fmt.Errorf("listen for log lines on udp %s: %w", tcp.Addr(), err)
+	}
+	return &LogSockets{UDP: udp.(*net.UDPConn), TCP: tcp.(*net.TCPListener)}, nil
+}
+
+// Addr returns the bound address, the same port for UDP and TCP.
+func (s *LogSockets) Addr() net.Addr { return s.TCP.Addr() }
+
+// Close closes both sockets.
+func (s *LogSockets) Close() {
+	s.UDP.Close()
+	s.TCP.Close()
+}
+
+// NewLogListener returns a listener on socks that feeds ingester. Run it.
+func NewLogListener(reg prometheus.Registerer, socks *LogSockets, in *LogIngester, opts LogListenerOpts) (*LogListener, error) {
+	if opts.MaxLineLen == 0 {
+		opts.MaxLineLen = 64 << 10
+	}
+	if opts.MaxConns == 0 {
+		opts.MaxConns = 1024
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	l := &LogListener{
+		ingester:   in,
+		udp:        socks.UDP,
+		tcp:        socks.TCP,
+		maxLineLen: opts.MaxLineLen,
+		maxConns:   opts.MaxConns,
+		log:        opts.Logger,
+		open:       map[net.Conn]struct{}{},
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wamp_observer_log_tcp_connections",
+			Help: "TCP log connections currently open.",
+		}),
+		refusals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wamp_observer_log_tcp_refused_total",
+			Help: "TCP log connections closed at once because the maximum was open.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{l.conns, l.refusals} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register log listener metrics: %w", err)
+		}
+	}
+	if err := l.udp.SetReadBuffer(udpReadBuffer); err != nil {
+		l.log.Warn("could not enlarge the UDP receive buffer", slog.Any("err", err))
+	}
+	return l, nil
+}
+
+// Run receives lines until ctx is done, then closes the sockets and every
+// connection, waits for its goroutines and returns.
+func (l *LogListener) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { l.readUDP(ctx) })
+	wg.Go(func() { l.acceptTCP(&wg) })
+	<-ctx.Done()
+	l.udp.Close()
+	l.tcp.Close()
+	l.mu.Lock()
+	for c := range l.open {
+		c.Close()
+	}
+	l.mu.Unlock()
+	wg.Wait()
+	return nil
+}
+
+// idleSweep is how often the UDP reader wakes to forget idle senders.
+const idleSweep = time.Second
+
+func (l *LogListener) readUDP(ctx context.Context) {
+	r := l.ingester.NewReader("udp")
+	defer r.Close()
+	buf := make([]byte, 64<<10)
+	lastSweep := time.Now()
+	for ctx.Err() == nil {
+		if err := l.udp.SetReadDeadline(time.Now().Add(idleSweep)); err != nil {
+			return
+		}
+		n, from, err := l.udp.ReadFromUDPAddrPort(buf)
+		if time.Since(lastSweep) >= idleSweep {
+			r.ForgetIdle()
+			lastSweep = time.Now()
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			l.log.Warn("reading log datagrams", slog.Any("err", err))
+			continue
+		}
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		for line := range bytes.SplitSeq(buf[:n], []byte{'\n'}) {
+			switch {
+			case len(line) > l.maxLineLen:
+				r.RejectTooLong(from, line)
+			case len(line) > 0:
+				r.HandleLine(from, line)
+			}
+		}
+	}
+}
+
+func (l *LogListener) acceptTCP(wg *sync.WaitGroup) {
+	for {
+		c, err := l.tcp.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			l.log.Warn("accepting log connection", slog.Any("err", err))
+			time.Sleep(10 * time.Millisecond) // e.g. out of file descriptors
+			continue
+		}
+		l.mu.Lock()
+		if len(l.open) >= l.maxConns {
+			l.mu.Unlock()
+			l.refusals.Inc()
+			c.Close()
+			continue
+		}
+		l.open[c] = struct{}{}
+		l.mu.Unlock()
+		l.conns.Inc()
+		wg.Go(func() {
+			defer func() {
+				l.mu.Lock()
+				delete(l.open, c)
+				l.mu.Unlock()
+				l.conns.Dec()
+				c.Close()
+			}()
+			l.readTCP(c)
+		})
+	}
+}
+
+// readTCP reads newline-terminated lines from one connection, which is one
+// sender.
+func (l *LogListener) readTCP(c net.Conn) {
+	r := l.ingester.NewReader("tcp")
+	defer r.Close()
+	from, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	br := bufio.NewReaderSize(c, l.maxLineLen)
+	for {
+		line, err := br.ReadSlice('\n')
+		switch {
+		case err == nil:
+			if line = line[:len(line)-1]; len(line) > 0 {
+				r.HandleLine(from, line)
+			}
+		case errors.Is(err, bufio.ErrBufferFull):
+			r.RejectTooLong(from, line)
+			if !discardLine(br) {
+				return
+			}
+		default:
+			// A last line without its newline is still a line.
+			if len(line) > 0 && errors.Is(err, io.EOF) {
+				r.HandleLine(from, line)
+			}
+			return
+		}
+	}
+}
+
+// discardLine skips the rest of an over-long line; false at end of stream.
+func discardLine(br *bufio.Reader) bool {
+	for {
+		_, err := br.ReadSlice('\n')
+		if err == nil {
+			return true
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return false
+		}
+	}
+}

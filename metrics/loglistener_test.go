@@ -1,0 +1,228 @@
+package metrics
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+)
+
+type logFixture struct {
+	reg  *prometheus.Registry
+	addr string
+}
+
+// startLogListener runs a real listener on a free loopback port with a
+// running tracker, until the test ends.
+func startLogListener(t *testing.T, timeout time.Duration, maxLineLen int) *logFixture {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	tracker, err := NewTracker(TrackerOpts{DefaultTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As in the program, the router's family is there first.
+	if _, err := NewFamily(reg, FamilyOpts{Prefix: "wamp_router", MaxProcedures: 10}); err != nil {
+		t.Fatal(err)
+	}
+	in, err := NewLogIngester(reg, LogIngesterOpts{Tracker: tracker, MaxProcedures: 100, MaxFamilies: 4, Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	socks, err := ListenLogSockets("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLogListener(reg, socks, in, LogListenerOpts{MaxLineLen: maxLineLen, Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { tracker.Run(ctx); done <- struct{}{} }()
+	go func() { l.Run(ctx); done <- struct{}{} }()
+	t.Cleanup(func() { cancel(); <-done; <-done })
+	return &logFixture{reg: reg, addr: socks.Addr().String()}
+}
+
+func (f *logFixture) dial(t *testing.T, network string) net.Conn {
+	t.Helper()
+	c, err := net.Dial(network, f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func send(t *testing.T, c net.Conn, lines ...string) {
+	t.Helper()
+	if _, err := c.Write([]byte(strings.Join(lines, "\n") + "\n")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// value reads a counter, gauge or summary count from the registry; -1 when
+// the series does not exist.
+func (f *logFixture) value(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				if !hasLabel(m, labels[i], labels[i+1]) {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				return m.GetGauge().GetValue()
+			case m.Summary != nil:
+				return float64(m.GetSummary().GetSampleCount())
+			case m.Histogram != nil:
+				return float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return -1
+}
+
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name && l.GetValue() == value {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *logFixture) waitFor(t *testing.T, want float64, name string, labels ...string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := f.value(t, name, labels...)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s%v = %v, want %v", name, labels, got, want)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestUDPSendersReusingIDsNeverCollide(t *testing.T) {
+	f := startLogListener(t, 300*time.Millisecond, 0)
+	a, b := f.dial(t, "udp"), f.dial(t, "udp")
+	// Both PHP processes number their calls from 1.
+	send(t, a, wrap("wamp", "out", `[48,1,{},"hello1"]`))
+	send(t, b, wrap("wamp", "out", `[48,1,{},"hello2"]`))
+	f.waitFor(t, 2, "wamp_out_calls_in_flight")
+	// Two lines in one datagram.
+	send(t, a, wrap("wamp", "out", `[50,1,{},["hi"]]`), wrap("wamp", "out", `[48,2,{},"hello1"]`))
+	send(t, b, wrap("wamp", "out", `[8,48,1,{},"app.error.hello"]`))
+	send(t, a, wrap("wamp", "out", `[50,2,{"progress":true},[1]]`), wrap("wamp", "out", `[50,2,{},[2]]`))
+	f.waitFor(t, 2, "wamp_out_responses_seconds", "message", "hello1")
+	f.waitFor(t, 1, "wamp_out_errors_seconds", "message", "hello2")
+	f.waitFor(t, 0, "wamp_out_responses_seconds", "message", "hello2")
+	f.waitFor(t, 0, "wamp_out_calls_in_flight")
+	f.waitFor(t, 2, "wamp_observer_log_senders")
+	f.waitFor(t, 7, "wamp_observer_log_lines_total", "transport", "udp")
+}
+
+func TestCalleeViewAndV1Frames(t *testing.T) {
+	f := startLogListener(t, 100*time.Millisecond, 0)
+	c := f.dial(t, "udp")
+	send(t, c,
+		// A callee that logs its registration, then invocations without
+		// details.procedure, as routers send them for exact registrations.
+		wrap("wamp", "in", `[64,1,{},"hello7"]`),
+		wrap("wamp", "in", `[65,1,555]`),
+		wrap("wamp", "in", `[68,10,555,{},["x"]]`),
+		wrap("wamp", "in", `[70,10,{},["y"]]`),
+		wrap("wamp", "in", `[68,11,555,{"procedure":"hello8"}]`),
+		wrap("wamp", "in", `[69,11,{"mode":"killnowait","reason":"wamp.error.timeout"}]`),
+		wrap("wamp", "in", `[68,12,556,{}]`), // unknown registration
+		// The original synthetic writer: v1 frames, string ids.
+		wrap("wamp", "v1", `[2,"a1","hello9",{"msg":"x"}]`),
+		wrap("wamp", "v1", `[3,"a1",{"msg":"y"}]`),
+		wrap("wamp", "v1", `[2,"a2","hello9",{"msg":"x"}]`),
+		wrap("wamp", "v1", `[4,"a2","app.error","z"]`),
+		wrap("wamp", "v1", `[2,"a3","hello9",{"msg":"x"}]`), // never answered
+	)
+	f.waitFor(t, 1, "wamp_in_responses_seconds", "message", "hello7")
+	f.waitFor(t, 1, "wamp_in_timeouts_seconds", "message", "hello8")
+	f.waitFor(t, 1, "wamp_observer_log_bad_lines_total", "reason", ReasonNoProcedure)
+	f.waitFor(t, 1, "wamp_v1_responses_seconds", "message", "hello9")
+	f.waitFor(t, 1, "wamp_v1_errors_seconds", "message", "hello9")
+	f.waitFor(t, 1, "wamp_v1_timeouts_seconds", "message", "hello9")
+	f.waitFor(t, 0, "wamp_observer_log_calls_pending")
+}
+
+func TestTCPLinesLongLinesAndBadLines(t *testing.T) {
+	f := startLogListener(t, 300*time.Millisecond, 256)
+	c := f.dial(t, "tcp")
+	send(t, c,
+		wrap("wamp", "out", `[48,1,{},"hello1"]`),
+		strings.Repeat("x", 1000), // over the 256-byte limit
+		"not json",
+		wrap("Wamp", "out", `[48,2,{},"hello1"]`),
+		wrap("wamp", "router", `[48,3,{},"hello1"]`), // wamp_router_* is the router's
+		wrap("wamp", "out", `[50,1,{},[]]`),
+	)
+	// The original class's last line may lack its newline.
+	if _, err := c.Write([]byte(wrap("wamp", "out", `[48,4,{},"hello1"]`) + "\n" + wrap("wamp", "out", `[50,4,{},[]]`))); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	f.waitFor(t, 2, "wamp_out_responses_seconds", "message", "hello1")
+	f.waitFor(t, 1, "wamp_observer_log_bad_lines_total", "reason", ReasonTooLong)
+	f.waitFor(t, 1, "wamp_observer_log_bad_lines_total", "reason", ReasonNotJSON)
+	f.waitFor(t, 1, "wamp_observer_log_bad_lines_total", "reason", ReasonBadName)
+	f.waitFor(t, 1, "wamp_observer_log_bad_lines_total", "reason", ReasonFamilyConflict)
+	f.waitFor(t, 8, "wamp_observer_log_lines_total", "transport", "tcp")
+	f.waitFor(t, 0, "wamp_observer_log_tcp_connections")
+	f.waitFor(t, 0, "wamp_observer_log_senders")
+}
+
+func TestTooManyFamilies(t *testing.T) {
+	f := startLogListener(t, 300*time.Millisecond, 0)
+	c := f.dial(t, "udp")
+	for _, dir := range []string{"a", "b", "c", "d", "e", "f"} { // the fixture allows 4
+		send(t, c, wrap("wamp", dir, `[48,1,{},"p"]`))
+	}
+	f.waitFor(t, 2, "wamp_observer_log_bad_lines_total", "reason", ReasonTooManyFamilies)
+	if got := f.value(t, "wamp_e_calls_in_flight"); got != -1 {
+		t.Errorf("a fifth family was created")
+	}
+}
+
+func TestEveryBadLineReasonStartsAtZero(t *testing.T) {
+	f := startLogListener(t, time.Second, 0)
+	for _, r := range BadLineReasons() {
+		if got := f.value(t, "wamp_observer_log_bad_lines_total", "reason", r); got != 0 {
+			t.Errorf("reason %s: %v, want a zero series", r, got)
+		}
+	}
+	problems, err := testutil.GatherAndLint(f.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}

@@ -319,3 +319,20 @@ func (s *jsonScanner) object(member func(key []byte) bool) bool {
 		}
 	}
 }
+
+// stringMember reads an object and returns the value of its member key
+// when that is a string; v is nil when the member is absent or of another
+// type. ok is false if the next value is not a valid object.
+func (s *jsonScanner) stringMember(key string) (v []byte, ok bool) {
+	ok = s.object(func(k []byte) bool {
+		if string(k) != key {
+			return s.skip()
+		}
+		if str, isStr := s.str(); isStr {
+			v = str
+			return true
+		}
+		return s.skip()
+	})
+	return v, ok
+}

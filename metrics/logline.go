@@ -404,20 +404,11 @@ func (p *lineParser) parseV2Invocation(out *logLine) string {
 	if r := p.id(&out.registration, false); r != "" {
 		return r
 	}
-	s := &p.inner
-	ok := s.object(func(key []byte) bool {
-		if string(key) != "procedure" {
-			return s.skip()
-		}
-		if proc, isStr := s.str(); isStr {
-			out.procedure = proc
-			return true
-		}
-		return s.skip()
-	})
+	proc, ok := p.inner.stringMember("procedure")
 	if !ok {
 		return ReasonWrongType
 	}
+	out.procedure = proc
 	return checkUTF8(out)
 }
 
@@ -427,20 +418,11 @@ func (p *lineParser) parseV2Interrupt(out *logLine) string {
 	if r := p.id(&out.id, false); r != "" {
 		return r
 	}
-	s := &p.inner
-	ok := s.object(func(key []byte) bool {
-		if string(key) != "reason" {
-			return s.skip()
-		}
-		if reason, isStr := s.str(); isStr {
-			out.errorURI = reason
-			return true
-		}
-		return s.skip()
-	})
+	reason, ok := p.inner.stringMember("reason")
 	if !ok {
 		return ReasonWrongType
 	}
+	out.errorURI = reason
 	return checkUTF8(out)
 }
 
@@ -450,18 +432,11 @@ func (p *lineParser) parseV2Register(out *logLine) string {
 		return r
 	}
 	s := &p.inner
-	exact := true
-	ok := s.object(func(key []byte) bool {
-		if string(key) != "match" {
-			return s.skip()
-		}
-		m, isStr := s.str()
-		exact = isStr && (len(m) == 0 || string(m) == "exact")
-		return isStr || s.skip()
-	})
+	match, ok := s.stringMember("match")
 	if !ok {
 		return ReasonWrongType
 	}
+	exact := len(match) == 0 || string(match) == "exact"
 	if !s.eat(',') {
 		return ReasonWrongArity
 	}

@@ -12,9 +12,9 @@ import (
 	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 )
 
-// newBenchObserver returns a connection observer wired to a real tracker
-// and Prometheus family, with its session open, as after WELCOME.
-func newBenchObserver(b *testing.B) *connObserver {
+// benchSessions returns a real tracker and Prometheus family, as the
+// program wires them, for observers to open sessions on.
+func benchSessions(b *testing.B) OpenSessionFunc {
 	b.Helper()
 	family, err := metrics.NewFamily(prometheus.NewRegistry(), metrics.FamilyOpts{Prefix: "wamp_router", MaxProcedures: 1000})
 	if err != nil {
@@ -24,8 +24,19 @@ func newBenchObserver(b *testing.B) *connObserver {
 	if err != nil {
 		b.Fatal(err)
 	}
-	obs := newConnObserver(func() CallSession { return tracker.Open(family) })
+	return func() CallSession { return tracker.Open(family) }
+}
+
+// newWelcomedObserver returns a connection observer with its session
+// open, as after WELCOME.
+func newWelcomedObserver(open OpenSessionFunc) *connObserver {
+	obs := newConnObserver(open)
 	obs.toClient(&wamp.Welcome{ID: 1})
+	return obs
+}
+
+func newBenchObserver(b *testing.B) *connObserver {
+	obs := newWelcomedObserver(benchSessions(b))
 	b.Cleanup(obs.endSession)
 	return obs
 }
@@ -49,18 +60,10 @@ func BenchmarkObserveCallResult(b *testing.B) {
 // BenchmarkObserveCallResultParallel runs the hot path on every core, one
 // connection per goroutine, as under many concurrent callers.
 func BenchmarkObserveCallResultParallel(b *testing.B) {
-	family, err := metrics.NewFamily(prometheus.NewRegistry(), metrics.FamilyOpts{Prefix: "wamp_router", MaxProcedures: 1000})
-	if err != nil {
-		b.Fatal(err)
-	}
-	tracker, err := metrics.NewTracker(metrics.TrackerOpts{DefaultTimeout: 300 * time.Millisecond})
-	if err != nil {
-		b.Fatal(err)
-	}
+	open := benchSessions(b)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
-		obs := newConnObserver(func() CallSession { return tracker.Open(family) })
-		obs.toClient(&wamp.Welcome{ID: 1})
+		obs := newWelcomedObserver(open)
 		defer obs.endSession()
 		call := &wamp.Call{Options: wamp.Dict{}, Procedure: "hello1"}
 		result := &wamp.Result{Details: wamp.Dict{}}

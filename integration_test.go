@@ -38,6 +38,12 @@ type instance struct {
 
 func startInstance(t *testing.T, cfg app.Config) *instance {
 	t.Helper()
+	return startInstanceOn(t, cfg, nil)
+}
+
+// startInstanceOn is startInstance with a log listener on socks, if any.
+func startInstanceOn(t *testing.T, cfg app.Config, socks *metrics.LogSockets) *instance {
+	t.Helper()
 	listen := func() net.Listener {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -45,7 +51,7 @@ func startInstance(t *testing.T, cfg app.Config) *instance {
 		}
 		return ln
 	}
-	ls := app.Listeners{WAMP: listen(), Metrics: listen()}
+	ls := app.Listeners{WAMP: listen(), Metrics: listen(), Log: socks}
 	inst := &instance{
 		wampURL:    "ws://" + ls.WAMP.Addr().String() + "/",
 		metricsURL: "http://" + ls.Metrics.Addr().String(),

@@ -1,0 +1,18 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Wamp;
+
+/**
+ * A procedure this client registered, and the handler of its invocations.
+ */
+final class Registration
+{
+    /** @param \Closure(Invocation): void $handler */
+    public function __construct(
+        public readonly string $procedure,
+        public readonly \Closure $handler,
+    ) {
+    }
+}

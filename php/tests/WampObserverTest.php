@@ -1,0 +1,274 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Wamp\Tests;
+
+use PHPUnit\Framework\TestCase;
+use Wamp\Tests\Support\UdpReceiver;
+
+require_once __DIR__ . '/Support/UdpReceiver.php';
+
+final class WampObserverTest extends TestCase
+{
+    private const FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE;
+
+    private UdpReceiver $receiver;
+
+    protected function setUp(): void
+    {
+        $this->receiver = new UdpReceiver();
+        \WampObserver::configure("127.0.0.1:{$this->receiver->port}");
+        \WampObserver::$dropped = 0;
+    }
+
+    protected function tearDown(): void
+    {
+        $this->receiver->close();
+    }
+
+    public function testSendsOneDatagramPerLineFromOneSourcePort(): void
+    {
+        $messages = ['[48,1,{"timeout":300},"hello3",["hello world 1"]]', '[50,1,{},["Hello from hello3"]]', 'x'];
+        foreach ($messages as $message) {
+            \WampObserver::log('wamp', 'out', $message);
+        }
+        $received = $this->receiver->receive(3);
+        self::assertSame(
+            array_map(fn (string $m) => json_encode(['wamp', 'out', $m], self::FLAGS) . "\n", $messages),
+            array_column($received, 0),
+        );
+        self::assertCount(1, array_unique(array_column($received, 1)));
+        self::assertSame(
+            "[\"wamp\",\"out\",\"[48,1,{\\\"timeout\\\":300},\\\"hello3\\\",[\\\"hello world 1\\\"]]\"]\n",
+            $received[0][0],
+        );
+    }
+
+    public function testSlashesAndUnicodeAreNotEscaped(): void
+    {
+        \WampObserver::log('wamp', 'in', 'a/b é ☃');
+        self::assertSame(["[\"wamp\",\"in\",\"a/b é ☃\"]\n"], $this->receiver->payloads(1));
+    }
+
+    public function testEmptyAddressTurnsLoggingOff(): void
+    {
+        \WampObserver::configure('');
+        self::assertFalse(\WampObserver::logging());
+        \WampObserver::log('wamp', 'out', 'nothing');
+        self::assertSame([], $this->receiver->payloads(1, 0.2));
+        self::assertSame(0, \WampObserver::$dropped);
+
+        \WampObserver::configure("127.0.0.1:{$this->receiver->port}");
+        self::assertTrue(\WampObserver::logging());
+    }
+
+    public function testAssigningThePropertiesStillWorks(): void
+    {
+        // The original class was configured this way.
+        $other = new UdpReceiver();
+        \WampObserver::$port = $other->port;
+        \WampObserver::log('wamp', 'out', 'moved');
+        self::assertSame(["[\"wamp\",\"out\",\"moved\"]\n"], $other->payloads(1));
+        $other->close();
+    }
+
+    public function testIpv6Receiver(): void
+    {
+        try {
+            $receiver = new UdpReceiver('::1');
+        } catch (\RuntimeException $e) {
+            self::markTestSkipped('no IPv6 loopback: ' . $e->getMessage());
+        }
+        \WampObserver::configure("[::1]:{$receiver->port}");
+        \WampObserver::log('wamp', 'out', 'six');
+        self::assertSame(["[\"wamp\",\"out\",\"six\"]\n"], $receiver->payloads(1));
+        $receiver->close();
+    }
+
+    public function testHostNameIsResolved(): void
+    {
+        \WampObserver::configure("localhost:{$this->receiver->port}");
+        \WampObserver::log('wamp', 'out', 'named');
+        self::assertSame(["[\"wamp\",\"out\",\"named\"]\n"], $this->receiver->payloads(1));
+    }
+
+    /** @return iterable<string, array{string}> */
+    public static function malformedAddresses(): iterable
+    {
+        yield 'no port' => ['127.0.0.1'];
+        yield 'no host' => [':6666'];
+        yield 'port 0' => ['127.0.0.1:0'];
+        yield 'port too big' => ['127.0.0.1:65536'];
+        yield 'port not a number' => ['127.0.0.1:udp'];
+    }
+
+    /** @dataProvider malformedAddresses */
+    public function testRejectsMalformedAddresses(string $address): void
+    {
+        $this->expectException(\InvalidArgumentException::class);
+        \WampObserver::configure($address);
+    }
+
+    public function testClosedReceiverPortIsSilent(): void
+    {
+        $port = $this->receiver->port;
+        $this->receiver->close();
+        $this->receiver = new UdpReceiver();
+        \WampObserver::configure("127.0.0.1:$port");
+        $this->assertSilent(function (): void {
+            for ($i = 0; $i < 5; $i++) {
+                \WampObserver::log('wamp', 'out', "to nobody $i");
+            }
+        });
+    }
+
+    public function testUnresolvableHostIsSilentAndCounted(): void
+    {
+        \WampObserver::configure('no-such-host.invalid:6666');
+        $this->assertSilent(function (): void {
+            \WampObserver::log('wamp', 'out', 'lost');
+            \WampObserver::log('wamp', 'out', 'lost again');
+        });
+        self::assertSame(2, \WampObserver::$dropped);
+    }
+
+    public function testLinesOverTheDatagramLimitAreDropped(): void
+    {
+        // '["wamp","out",""]' plus "\n" is 18 bytes around the message.
+        $this->assertSilent(function (): void {
+            \WampObserver::log('wamp', 'out', str_repeat('a', 65000 - 18));
+            \WampObserver::log('wamp', 'out', str_repeat('b', 65000 - 18 + 1));
+            \WampObserver::log('wamp', 'out', str_repeat('c', 1 << 20));
+        });
+        $received = $this->receiver->payloads(3, 0.5);
+        self::assertCount(1, $received);
+        self::assertSame(65000, strlen($received[0]));
+        self::assertSame(2, \WampObserver::$dropped);
+    }
+
+    public function testInvalidUtf8IsDroppedSilently(): void
+    {
+        $this->assertSilent(fn () => \WampObserver::log('wamp', 'out', "\xC3\x28"));
+        self::assertSame(1, \WampObserver::$dropped);
+    }
+
+    public function testFloodingAReceiverThatDoesNotReadNeverBlocks(): void
+    {
+        $start = hrtime(true);
+        $this->assertSilent(function (): void {
+            $line = str_repeat('f', 60000);
+            for ($i = 0; $i < 3000; $i++) {
+                \WampObserver::log('wamp', 'out', $line);
+            }
+        });
+        self::assertLessThan(2.0, (hrtime(true) - $start) / 1e9);
+    }
+
+    public function testAForkedChildSendsFromItsOwnPort(): void
+    {
+        \WampObserver::log('wamp', 'out', 'parent');
+        $pid = pcntl_fork();
+        if ($pid === 0) {
+            \WampObserver::log('wamp', 'out', 'child');
+            // Skip PHPUnit's shutdown in the child.
+            posix_kill(getmypid(), SIGKILL);
+        }
+        pcntl_waitpid($pid, $status);
+        \WampObserver::log('wamp', 'out', 'parent again');
+        $bySender = [];
+        foreach ($this->receiver->receive(3) as [$payload, $sender]) {
+            $bySender[$sender][] = json_decode($payload)[2];
+        }
+        sort($bySender);
+        self::assertSame([['child'], ['parent', 'parent again']], $bySender);
+    }
+
+    public function testEnvironmentIsReadOnFirstUse(): void
+    {
+        [$stdout, $stderr] = self::runPhp(
+            [],
+            'var_export(WampObserver::logging()); WampObserver::log("wamp", "in", "from env");',
+            ['WAMP_OBSERVER_ADDR' => "127.0.0.1:{$this->receiver->port}"],
+        );
+        self::assertSame(['true', ''], [$stdout, $stderr]);
+        self::assertSame(["[\"wamp\",\"in\",\"from env\"]\n"], $this->receiver->payloads(1));
+
+        [$stdout] = self::runPhp([], 'var_export(WampObserver::logging());', ['WAMP_OBSERVER_ADDR' => '']);
+        self::assertSame('false', $stdout);
+
+        [$stdout] = self::runPhp([], 'var_export(WampObserver::logging());', ['WAMP_OBSERVER_ADDR' => 'not an address']);
+        self::assertSame('false', $stdout);
+
+        [$stdout] = self::runPhp([], 'var_export([WampObserver::logging(), WampObserver::$address, WampObserver::$port]);', []);
+        self::assertSame("array (\n  0 => true,\n  1 => '127.0.0.1',\n  2 => 6666,\n)", $stdout);
+    }
+
+    public function testFallsBackToStreamsWithoutTheSocketsExtension(): void
+    {
+        $closed = new UdpReceiver();
+        $closedPort = $closed->port;
+        $closed->close();
+        // -n loads no php.ini, so no shared extensions: here, no sockets.
+        [$stdout, $stderr] = self::runPhp(['-n', '-d', 'display_errors=stderr', '-d', 'error_reporting=-1'], <<<PHP
+            echo extension_loaded('sockets') ? 'sockets' : 'streams';
+            WampObserver::configure('127.0.0.1:{$this->receiver->port}');
+            WampObserver::log('wamp', 'out', 'one');
+            WampObserver::log('wamp', 'out', 'two');
+            WampObserver::log('wamp', 'out', str_repeat('x', 70000));
+            WampObserver::configure('127.0.0.1:$closedPort');
+            for (\$i = 0; \$i < 3; \$i++) {
+                WampObserver::log('wamp', 'out', 'refused');
+                usleep(10000);
+            }
+            echo ' ', WampObserver::\$dropped;
+            PHP, []);
+        self::assertSame('', $stderr);
+        // The connected fallback socket learns of the closed port (ICMP)
+        // and fails the later sends: counted, never shown.
+        self::assertMatchesRegularExpression('/^streams [1-4]$/', $stdout);
+        $received = $this->receiver->receive(3, 0.5);
+        self::assertSame(["[\"wamp\",\"out\",\"one\"]\n", "[\"wamp\",\"out\",\"two\"]\n"], array_column($received, 0));
+        self::assertSame($received[0][1], $received[1][1]);
+    }
+
+    /** Runs $fn with an error handler that fails the test on any PHP error. */
+    private function assertSilent(callable $fn): void
+    {
+        $errors = [];
+        set_error_handler(function (int $level, string $message) use (&$errors): bool {
+            $errors[] = $message;
+            return true;
+        });
+        try {
+            $fn();
+        } finally {
+            restore_error_handler();
+        }
+        self::assertSame([], $errors);
+    }
+
+    /**
+     * Runs PHP code in a fresh process with the library loaded.
+     *
+     * @param list<string>          $options php command-line options
+     * @param array<string, string> $env     added to this process's environment
+     * @return array{string, string} stdout and stderr
+     */
+    private static function runPhp(array $options, string $code, array $env): array
+    {
+        $autoload = var_export(dirname(__DIR__) . '/autoload.php', true);
+        // Through env(1): proc_open would leave out a variable set to "".
+        $command = ['env', '-u', 'WAMP_OBSERVER_ADDR'];
+        foreach ($env as $name => $value) {
+            $command[] = "$name=$value";
+        }
+        array_push($command, PHP_BINARY, ...$options);
+        array_push($command, '-r', "require $autoload; $code");
+        $process = proc_open($command, [1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes);
+        $stdout = stream_get_contents($pipes[1]);
+        $stderr = stream_get_contents($pipes[2]);
+        proc_close($process);
+        return [$stdout, $stderr];
+    }
+}

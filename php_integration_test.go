@@ -271,4 +271,3 @@ func waitForCond(t *testing.T, timeout time.Duration, what string, cond func() b
 		}
 	}
 }
-

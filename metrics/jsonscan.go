@@ -169,7 +169,7 @@ func hex4(b []byte, at int) (rune, bool) {
 type numberKind uint8
 
 const (
-	notNumber numberKind = iota
+	notNumber   numberKind = iota
 	unsignedInt            // digits only, fits in uint64
 	otherNumber            // negative, fraction, exponent or too large
 )

@@ -15,19 +15,19 @@ import (
 // Bad-line reasons, the values of the reason label. A fixed list: label
 // values never come from the input.
 const (
-	ReasonNotJSON          = "not_json"             // not a JSON array of three strings (nor protocol:direction:message)
-	ReasonBadName          = "bad_name"             // protocol or direction not [a-z][a-z0-9]*, at most 32 bytes
-	ReasonBadMessage       = "bad_message"          // the WAMP message is not a JSON array with a type code
-	ReasonUnknownType      = "unknown_message_type" // a type code WAMP v1 and v2 do not have
-	ReasonWrongArity       = "wrong_arity"          // too few elements for its type
-	ReasonWrongType        = "wrong_type"           // an element of the wrong JSON type
-	ReasonBadID            = "bad_id"               // an id that is not a non-negative integer (v2) or a non-empty string (v1)
-	ReasonInvalidUTF8      = "invalid_utf8"         // a procedure or error URI that is not UTF-8
-	ReasonTooLong          = "too_long"             // over the maximum line length
-	ReasonTooManyFamilies  = "too_many_families"    // a new protocol/direction pair beyond the bound
-	ReasonFamilyConflict   = "family_conflict"      // its metric names are taken (e.g. wamp/router)
-	ReasonNoProcedure      = "no_procedure"         // an INVOCATION whose procedure is not known
-	ReasonTooManySenders   = "too_many_senders"     // a new sender beyond the bound
+	ReasonNotJSON         = "not_json"             // not a JSON array of three strings (nor protocol:direction:message)
+	ReasonBadName         = "bad_name"             // protocol or direction not [a-z][a-z0-9]*, at most 32 bytes
+	ReasonBadMessage      = "bad_message"          // the WAMP message is not a JSON array with a type code
+	ReasonUnknownType     = "unknown_message_type" // a type code WAMP v1 and v2 do not have
+	ReasonWrongArity      = "wrong_arity"          // too few elements for its type
+	ReasonWrongType       = "wrong_type"           // an element of the wrong JSON type
+	ReasonBadID           = "bad_id"               // an id that is not a non-negative integer (v2) or a non-empty string (v1)
+	ReasonInvalidUTF8     = "invalid_utf8"         // a procedure or error URI that is not UTF-8
+	ReasonTooLong         = "too_long"             // over the maximum line length
+	ReasonTooManyFamilies = "too_many_families"    // a new protocol/direction pair beyond the bound
+	ReasonFamilyConflict  = "family_conflict"      // its metric names are taken (e.g. wamp/router)
+	ReasonNoProcedure     = "no_procedure"         // an INVOCATION whose procedure is not known
+	ReasonTooManySenders  = "too_many_senders"     // a new sender beyond the bound
 )
 
 // BadLineReasons lists every reason, so their series can start at zero.

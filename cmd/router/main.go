@@ -40,7 +40,7 @@ func main() {
 // settings are the flag values before they become an app.Config.
 type settings struct {
 	wampAddr, metricsAddr, logAddr string
-	cfg                   app.Config
+	cfg                            app.Config
 }
 
 func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) error {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command. It installs what the tests need when it is missing
-# (php-cli and phpunit from Debian), then runs every check: PHP syntax,
-# PHPUnit, go vet, and every Go test with the race detector. A fresh Debian
+# (php-cli, phpunit, and prometheus with promtool, from Debian), then runs
+# every check: PHP syntax, PHPUnit, gofmt, go vet, and every Go test with the
+# race detector (some start PHP processes and a real Prometheus). A fresh Debian
 # machine with Go passes with just this.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -9,6 +10,7 @@ cd "$(dirname "$0")"
 missing=()
 command -v php >/dev/null || missing+=(php-cli)
 command -v phpunit >/dev/null || missing+=(phpunit)
+{ command -v prometheus && command -v promtool; } >/dev/null || missing+=(prometheus)
 if ((${#missing[@]})); then
   echo "test.sh: installing ${missing[*]}" >&2
   sudo=""
@@ -22,6 +24,8 @@ fi
 find php -name '*.php' -print0 | xargs -0 -n1 php -l >/dev/null
 phpunit -c php/phpunit.xml
 
+unformatted=$(gofmt -l .)
+[ -z "$unformatted" ] || { echo "gofmt would change: $unformatted" >&2; exit 1; }
 go vet ./...
 go test -race -count=1 ./...
 # Benchmarks are not timed tests: run each once so they cannot rot.

@@ -346,10 +346,6 @@ func TestFamilyHelpAndLint(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range problems {
-		// The original tool's names are kept on purpose; see README.
-		if strings.HasSuffix(p.Metric, "_total_seconds") {
-			continue
-		}
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
 	}
 	const want = `

@@ -1,0 +1,308 @@
+package observer_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gammazero/nexus/v3/client"
+	"github.com/gammazero/nexus/v3/transport/serialize"
+	"github.com/gammazero/nexus/v3/wamp"
+	promapi "github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+
+	"github.com/php-wamp-observer/php-wamp-observer/app"
+)
+
+// The operator files shipped in deploy/prometheus.
+const (
+	shippedConfig    = "deploy/prometheus/prometheus.yml"
+	shippedRules     = "deploy/prometheus/rules.yml"
+	shippedRulesTest = "deploy/prometheus/rules_test.yml"
+)
+
+func lookTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s not found: ./test.sh installs Debian's prometheus package", name)
+	}
+	return path
+}
+
+func TestShippedPrometheusFilesPassPromtool(t *testing.T) {
+	promtool := lookTool(t, "promtool")
+	for _, args := range [][]string{
+		{"check", "config", shippedConfig},
+		{"check", "rules", shippedRules},
+		{"test", "rules", shippedRulesTest},
+	} {
+		out, err := exec.Command(promtool, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// TestScrapePassesPromtoolCheckMetrics lints a scrape holding every kind of
+// family the program makes: the router's, a log family, self-metrics.
+func TestScrapePassesPromtoolCheckMetrics(t *testing.T) {
+	promtool := lookTool(t, "promtool")
+	in, logAddr := startInstanceWithLog(t, app.Config{Timeout: time.Second})
+	callee := in.connect(t, serialize.JSON)
+	if err := callee.Register("hello1", func(context.Context, *wamp.Invocation) client.InvokeResult {
+		return client.InvokeResult{}
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.connect(t, serialize.JSON).Call(context.Background(), "hello1", nil, nil, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("udp", logAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte(`["wamp","out","[48,1,{},\"hello1\"]"]` + "\n" + `["wamp","out","[50,1,{}]"]` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the logged call", func() bool {
+		return scrapeResult(in.scrape(t, "/metrics")).count("wamp_out_responses_seconds", "hello1") == 1
+	})
+
+	rsp, err := http.Get(in.metricsURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rsp.Body.Close()
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = rsp.Body
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// prometheusServer is a real Prometheus, started by the test on a free
+// loopback port, scraping the given targets every second and evaluating
+// the shipped rules.
+type prometheusServer struct {
+	api promv1.API
+}
+
+func startPrometheus(t *testing.T, targets ...string) *prometheusServer {
+	t.Helper()
+	bin := lookTool(t, "prometheus")
+	dir := t.TempDir()
+	rules, err := filepath.Abs(shippedRules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [%q]
+scrape_configs:
+  - job_name: wamp-router
+    static_configs:
+      - targets: ["%s"]
+`, rules, strings.Join(targets, `", "`))
+	configFile := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, "--config.file="+configFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--log.level=warn")
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("prometheus output:\n%s", logs.String())
+		}
+	})
+
+	url := "http://" + addr
+	waitFor(t, "Prometheus to be ready", func() bool {
+		rsp, err := http.Get(url + "/-/ready")
+		if err != nil {
+			return false
+		}
+		rsp.Body.Close()
+		return rsp.StatusCode == http.StatusOK
+	})
+	c, err := promapi.NewClient(promapi.Config{Address: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &prometheusServer{api: promv1.NewAPI(c)}
+}
+
+// freeAddr returns a loopback address with a port that was free a moment
+// ago, for programs that cannot be handed a listener.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// query runs an instant PromQL query and returns its samples by the value
+// of label (or "" for a single unlabelled sample).
+func (p *prometheusServer) query(t *testing.T, q, label string) map[string]float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	v, _, _, err := p.api.Query(ctx, q, time.Now())
+	if err != nil {
+		t.Fatalf("query %s: %v", q, err)
+	}
+	vec, ok := v.(model.Vector)
+	if !ok {
+		t.Fatalf("query %s: got %s, want a vector", q, v.Type())
+	}
+	out := map[string]float64{}
+	for _, s := range vec {
+		out[string(s.Metric[model.LabelName(label)])] = float64(s.Value)
+	}
+	return out
+}
+
+// waitForQuery polls q until its samples equal want, which is how a test
+// learns that Prometheus has scraped the final values.
+func (p *prometheusServer) waitForQuery(t *testing.T, q, label string, want map[string]float64) {
+	t.Helper()
+	var got map[string]float64
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got = p.query(t, q, label)
+		if mapsEqual(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s:\n got %v\nwant %v", q, got, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func mapsEqual(a, b map[string]float64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestPrometheusAggregatesTwoRouters drives known calls through two
+// routers scraped as two targets of one job, and reads them back through
+// PromQL: sums across instances, a latency quantile, and the shipped
+// recording rules.
+func TestPrometheusAggregatesTwoRouters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real Prometheus")
+	}
+	const latency = 60 * time.Millisecond // inside the (0.05, 0.1] bucket, with room
+	routers := []*instance{
+		startInstance(t, app.Config{Timeout: time.Second}),
+		startInstance(t, app.Config{Timeout: time.Second}),
+	}
+	var targets []string
+	for _, r := range routers {
+		targets = append(targets, strings.TrimPrefix(r.metricsURL, "http://"))
+		callee := r.connect(t, serialize.JSON)
+		for proc, h := range map[string]client.InvocationHandler{
+			"hello1": func(context.Context, *wamp.Invocation) client.InvokeResult {
+				time.Sleep(latency)
+				return client.InvokeResult{Args: wamp.List{"hi"}}
+			},
+			"hello2": func(context.Context, *wamp.Invocation) client.InvokeResult {
+				return client.InvokeResult{Err: "app.error.failed"}
+			},
+			"hello3": func(ctx context.Context, _ *wamp.Invocation) client.InvokeResult {
+				<-ctx.Done() // until the dealer's timeout interrupts it
+				return client.InvocationCanceled
+			},
+		} {
+			if err := callee.Register(proc, h, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	prom := startPrometheus(t, targets...)
+	prom.waitForQuery(t, `sum(up{job="wamp-router"})`, "", map[string]float64{"": 2})
+
+	// Calls spread over a few scrapes, different on each router.
+	plan := []struct{ hello1, hello2, hello3 int }{{40, 5, 3}, {30, 2, 1}}
+	var wg sync.WaitGroup
+	for i, r := range routers {
+		caller := r.connect(t, serialize.JSON)
+		n := plan[i]
+		wg.Go(func() {
+			call := func(proc string, times int, opts wamp.Dict) {
+				for range times {
+					_, _ = caller.Call(context.Background(), proc, opts, nil, nil, nil)
+				}
+			}
+			call("hello2", n.hello2, nil)
+			call("hello3", n.hello3, wamp.Dict{"timeout": 50})
+			call("hello1", n.hello1, nil)
+		})
+	}
+	wg.Wait()
+
+	for _, tc := range []struct {
+		outcome string
+		want    map[string]float64
+	}{
+		{"responses", map[string]float64{"hello1": 70, "hello2": 0, "hello3": 0}},
+		{"errors", map[string]float64{"hello1": 0, "hello2": 7, "hello3": 0}},
+		{"timeouts", map[string]float64{"hello1": 0, "hello2": 0, "hello3": 4}},
+	} {
+		prom.waitForQuery(t, "sum by (message) (wamp_router_"+tc.outcome+"_seconds_count)", "message", tc.want)
+	}
+	// Per instance, each router holds only its own calls.
+	prom.waitForQuery(t, `sum by (instance) (wamp_router_responses_seconds_count)`, "instance",
+		map[string]float64{targets[0]: 40, targets[1]: 30})
+
+	p99 := prom.query(t, `histogram_quantile(0.99, sum by (le) (rate(wamp_router_responses_total_seconds_bucket[1m])))`, "")[""]
+	if !(p99 > 0.05 && p99 <= 0.1) {
+		t.Errorf("p99 %gs, want it in the (0.05, 0.1] bucket of %v calls", p99, latency)
+	}
+
+	// The shipped recording rules, evaluated by Prometheus every second.
+	prom.waitForQuery(t, `message:wamp_router_errors:ratio_rate5m{message="hello2"}`, "message", map[string]float64{"hello2": 1})
+	prom.waitForQuery(t, `message:wamp_router_timeouts:ratio_rate5m{message="hello3"}`, "message", map[string]float64{"hello3": 1})
+	if got := prom.query(t, `job:wamp_router_responses_seconds:p99_rate5m`, "job")["wamp-router"]; !(got > 0.05 && got <= 0.1) {
+		t.Errorf("recorded p99 %gs, want it in (0.05, 0.1]", got)
+	}
+}

@@ -18,6 +18,11 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts the prometheus service on install where it can; the tests
+  # run their own, on free ports.
+  if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    $sudo invoke-rc.d prometheus stop >/dev/null 2>&1 || true
+  fi
 fi
 
 # PHP: every file parses, and the unit tests pass.

@@ -11,12 +11,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 	"github.com/php-wamp-observer/php-wamp-observer/router"
@@ -31,6 +33,11 @@ type Config struct {
 	AllowOrigins  []string      // extra Origin patterns for browser apps
 	Observe       bool          // false: bare nexus behind the same front
 	MaxLogLine    int           // longest log line accepted
+	MaxLogConns   int           // concurrent TCP log connections
+	MaxMessage    int64         // largest WebSocket message from a client
+	MaxPending    int           // pending calls over all sessions
+	MaxPendingPer int           // pending calls of one session
+	Credentials   []router.Credential
 	Logger        *slog.Logger
 }
 
@@ -65,7 +72,9 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 	if err := registerRuntime(reg); err != nil {
 		return err
 	}
-	tracker, err := metrics.NewTracker(metrics.TrackerOpts{DefaultTimeout: cfg.Timeout})
+	tracker, err := metrics.NewTracker(metrics.TrackerOpts{
+		DefaultTimeout: cfg.Timeout, MaxPending: cfg.MaxPending, MaxPendingPerSession: cfg.MaxPendingPer,
+	})
 	if err != nil {
 		return err
 	}
@@ -82,7 +91,7 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 			return err
 		}
 		logListener, err = metrics.NewLogListener(reg, ls.Log, ingester, metrics.LogListenerOpts{
-			MaxLineLen: cfg.MaxLogLine, Logger: log,
+			MaxLineLen: cfg.MaxLogLine, MaxConns: cfg.MaxLogConns, Logger: log,
 		})
 		if err != nil {
 			return err
@@ -92,12 +101,19 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 	if cfg.Observe {
 		open = func() router.CallSession { return tracker.Open(family) }
 	}
+	rejected, err := rejectionCounter(reg)
+	if err != nil {
+		return err
+	}
 	rtr, err := router.New(router.Config{
-		Realm:        cfg.Realm,
-		OutQueueSize: cfg.OutQueue,
-		AllowOrigins: cfg.AllowOrigins,
-		OpenSession:  open,
-		Logger:       log,
+		Realm:          cfg.Realm,
+		OutQueueSize:   cfg.OutQueue,
+		AllowOrigins:   cfg.AllowOrigins,
+		OpenSession:    open,
+		MaxMessageSize: cfg.MaxMessage,
+		Credentials:    cfg.Credentials,
+		Rejected:       rejected,
+		Logger:         log,
 	})
 	if err != nil {
 		return err
@@ -159,7 +175,61 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 	}
 	stop()
 	wg.Wait()
+	logFinalCounts(log, reg)
 	return runErr
+}
+
+// rejectionCounter counts the WebSocket front's rejections by reason, each
+// reason's series present from the start.
+func rejectionCounter(reg prometheus.Registerer) (func(string), error) {
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wamp_observer_ws_rejections_total",
+		Help: "WebSocket connections and messages the router rejected, by reason.",
+	}, []string{"reason"})
+	if err := reg.Register(vec); err != nil {
+		return nil, fmt.Errorf("register rejection metrics: %w", err)
+	}
+	byReason := map[string]prometheus.Counter{}
+	for _, r := range router.RejectReasons() {
+		byReason[r] = vec.WithLabelValues(r)
+	}
+	return func(reason string) {
+		if c, ok := byReason[reason]; ok {
+			c.Inc()
+		}
+	}, nil
+}
+
+// logFinalCounts logs, once everything has stopped, the totals of every
+// call family: a scrape taken before the signal can miss the last calls,
+// the log line cannot.
+func logFinalCounts(log *slog.Logger, g prometheus.Gatherer) {
+	mfs, err := g.Gather()
+	if err != nil {
+		log.Error("gathering final counts", slog.Any("err", err))
+		return
+	}
+	totals := map[string][]slog.Attr{}
+	var prefixes []string
+	for _, mf := range mfs {
+		name := mf.GetName()
+		if mf.GetType() != dto.MetricType_HISTOGRAM || !strings.HasSuffix(name, "_total_seconds") {
+			continue
+		}
+		trimmed := strings.TrimSuffix(name, "_total_seconds")
+		i := strings.LastIndexByte(trimmed, '_')
+		if i < 0 || len(mf.GetMetric()) != 1 {
+			continue
+		}
+		prefix, outcome := trimmed[:i], trimmed[i+1:]
+		if _, ok := totals[prefix]; !ok {
+			prefixes = append(prefixes, prefix)
+		}
+		totals[prefix] = append(totals[prefix], slog.Uint64(outcome, mf.GetMetric()[0].GetHistogram().GetSampleCount()))
+	}
+	for _, p := range prefixes {
+		log.LogAttrs(context.Background(), slog.LevelInfo, "final counts", append([]slog.Attr{slog.String("family", p)}, totals[p]...)...)
+	}
 }
 
 type namedServer struct {

@@ -59,6 +59,7 @@ func DefaultBuckets() []float64 {
 //	<prefix>_calls_in_flight          gauge
 //	<prefix>_sessions                 gauge
 //	<prefix>_other_calls_total        counter of calls recorded as "other"
+//	<prefix>_untracked_calls_total    counter of calls over the pending limits
 type Family struct {
 	prefix        string
 	maxProcedures int
@@ -68,6 +69,7 @@ type Family struct {
 	inFlight   prometheus.GaugeFunc
 	sessions   prometheus.Gauge
 	otherCalls prometheus.Counter
+	untracked  prometheus.Counter
 
 	// series maps a procedure to its observers. It is copied on write:
 	// procedures are added rarely (and at most maxProcedures times), while
@@ -134,7 +136,11 @@ func NewFamily(reg prometheus.Registerer, opts FamilyOpts) (*Family, error) {
 		Name: opts.Prefix + "_other_calls_total",
 		Help: `Calls of the ` + title + ` recorded under message="other" because the maximum number of distinct procedures was reached.`,
 	})
-	cs = append(cs, f.inFlight, f.sessions, f.otherCalls)
+	f.untracked = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: opts.Prefix + "_untracked_calls_total",
+		Help: "Calls of the " + title + " not timed because a limit on pending calls was reached.",
+	})
+	cs = append(cs, f.inFlight, f.sessions, f.otherCalls, f.untracked)
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] { // all or nothing

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -13,10 +14,14 @@ import (
 // with its own lock, so that reporting a call never takes a lock shared by
 // all connections. A single sweeper (Run) ends calls whose deadline passed.
 type Tracker struct {
-	now            func() time.Time
-	epoch          time.Time
-	defaultTimeout time.Duration
-	sweepInterval  time.Duration
+	now                  func() time.Time
+	epoch                time.Time
+	defaultTimeout       time.Duration
+	sweepInterval        time.Duration
+	maxPending           int64
+	maxPendingPerSession int
+
+	pending atomic.Int64 // over all sessions, against maxPending
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -32,6 +37,15 @@ type TrackerOpts struct {
 	SweepInterval time.Duration
 	// Now is the clock; time.Now when nil. Tests inject their own.
 	Now func() time.Time
+	// MaxPending bounds pending calls over all sessions, and
+	// MaxPendingPerSession those of one session, so that memory stays
+	// bounded whatever clients send (a call costs about 100 bytes). At a
+	// limit, new calls are not timed: they are counted in
+	// <prefix>_untracked_calls_total and their answers ignored. Evicting
+	// older calls instead would record timeouts that did not happen.
+	// Defaults 1,000,000 and 10,000.
+	MaxPending           int
+	MaxPendingPerSession int
 }
 
 // NewTracker returns a Tracker. Call Run to have deadlines enforced.
@@ -45,12 +59,23 @@ func NewTracker(opts TrackerOpts) (*Tracker, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.MaxPending == 0 {
+		opts.MaxPending = 1_000_000
+	}
+	if opts.MaxPendingPerSession == 0 {
+		opts.MaxPendingPerSession = 10_000
+	}
+	if opts.MaxPending < 1 || opts.MaxPendingPerSession < 1 {
+		return nil, fmt.Errorf("tracker: pending limits must be positive, got %d and %d", opts.MaxPending, opts.MaxPendingPerSession)
+	}
 	return &Tracker{
-		now:            opts.Now,
-		epoch:          opts.Now(),
-		defaultTimeout: opts.DefaultTimeout,
-		sweepInterval:  opts.SweepInterval,
-		sessions:       make(map[*Session]struct{}),
+		now:                  opts.Now,
+		epoch:                opts.Now(),
+		defaultTimeout:       opts.DefaultTimeout,
+		sweepInterval:        opts.SweepInterval,
+		maxPending:           int64(opts.MaxPending),
+		maxPendingPerSession: opts.MaxPendingPerSession,
+		sessions:             make(map[*Session]struct{}),
 	}, nil
 }
 
@@ -88,6 +113,15 @@ func (t *Tracker) Expire(buf []*Session) []*Session {
 	}
 	clear(buf) // drop references to closed sessions
 	return buf
+}
+
+// reserve takes a place for one pending call under MaxPending.
+func (t *Tracker) reserve() bool {
+	if t.pending.Add(1) > t.maxPending {
+		t.pending.Add(-1)
+		return false
+	}
+	return true
 }
 
 // Open starts a session whose calls are recorded in family.
@@ -152,6 +186,11 @@ func (s *Session) start(id uint64, series *procedureSeries, timeout time.Duratio
 		s.mu.Unlock()
 		return
 	}
+	if len(s.calls) >= s.tracker.maxPendingPerSession || !s.tracker.reserve() {
+		s.mu.Unlock()
+		s.family.untracked.Inc()
+		return
+	}
 	s.seq++
 	c := pendingCall{series: series, start: now, deadline: now + int64(timeout), seq: s.seq}
 	s.calls[id] = c
@@ -200,6 +239,7 @@ func (s *Session) End(id uint64, outcome Outcome) {
 	if now > c.deadline {
 		outcome, elapsed = Timeout, c.deadline-c.start
 	}
+	s.tracker.pending.Add(-1)
 	s.family.pending.Add(-1)
 	s.family.record(c.series, outcome, time.Duration(elapsed))
 }
@@ -229,6 +269,7 @@ func (s *Session) Close() {
 	t.mu.Lock()
 	delete(t.sessions, s)
 	t.mu.Unlock()
+	s.tracker.pending.Add(-int64(dropped))
 	s.family.pending.Add(-int64(dropped))
 	s.family.sessions.Dec()
 }
@@ -251,6 +292,7 @@ func (s *Session) expire(now int64) {
 		ended = append(ended, expired{c.series, c.deadline - c.start})
 	}
 	s.mu.Unlock()
+	s.tracker.pending.Add(-int64(len(ended)))
 	for _, e := range ended {
 		s.family.pending.Add(-1)
 		s.family.record(e.series, Timeout, time.Duration(e.elapsed))

@@ -375,3 +375,45 @@ wamp_router_responses_seconds_count{message="hello1"} 0
 		t.Error(err)
 	}
 }
+
+func TestPendingLimitsLeaveNewCallsUntracked(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	family, err := NewFamily(reg, FamilyOpts{Prefix: "wamp_router", MaxProcedures: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := newFakeClock()
+	tracker, err := NewTracker(TrackerOpts{DefaultTimeout: time.Second, Now: clock.Now, MaxPending: 5, MaxPendingPerSession: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := tracker.Open(family), tracker.Open(family)
+	for id := range uint64(4) {
+		a.Call(id, "p", 0) // the fourth is over the per-session limit
+	}
+	for id := range uint64(3) {
+		b.Call(id, "p", 0) // the third is over the total limit
+	}
+	if a.Pending() != 3 || b.Pending() != 2 {
+		t.Fatalf("pending %d and %d, want 3 and 2", a.Pending(), b.Pending())
+	}
+	if got := testutil.ToFloat64(family.untracked); got != 2 {
+		t.Errorf("untracked %v, want 2", got)
+	}
+	a.Result(3) // the untracked call's answer is ignored
+	a.Result(0) // a place frees up
+	b.Call(9, "p", 0)
+	if b.Pending() != 3 {
+		t.Errorf("a freed place was not reused: %d pending", b.Pending())
+	}
+	a.Close()
+	clock.Advance(2 * time.Second)
+	tracker.Expire(nil)
+	if got := tracker.pending.Load(); got != 0 {
+		t.Errorf("tracker holds %d pending calls after close and expiry", got)
+	}
+	count, _, _ := (&fixture{reg: reg}).summary(t, Response, "p")
+	if count != 1 {
+		t.Errorf("%d responses, want 1", count)
+	}
+}

@@ -170,26 +170,32 @@ func exactMatch(options wamp.Dict) bool {
 	return s == "" || s == wamp.MatchExact
 }
 
-// observingSerializer hands every message of one connection to its observer
-// on the way through. The peer calls Deserialize in its receive goroutine
-// and Serialize in its send goroutine, so both directions are seen with no
-// extra goroutine. Bytes and messages pass unchanged: clients see nothing.
-type observingSerializer struct {
+// frontSerializer wraps nexus's serializer for one connection. It counts
+// messages that cannot be decoded (nexus drops them), and hands every
+// message to the connection's observer, if any, on the way through. The
+// peer calls Deserialize in its receive goroutine and Serialize in its send
+// goroutine, so both directions are seen with no extra goroutine. Bytes and
+// messages pass unchanged: clients see nothing.
+type frontSerializer struct {
 	serialize.Serializer
-	obs *connObserver
+	obs      *connObserver // nil when not observing
+	rejected func(string)
 }
 
-func (s observingSerializer) Deserialize(b []byte) (wamp.Message, error) {
+func (s frontSerializer) Deserialize(b []byte) (wamp.Message, error) {
 	msg, err := s.Serializer.Deserialize(b)
-	if err == nil {
+	switch {
+	case err != nil:
+		s.rejected(RejectUndecodable)
+	case s.obs != nil:
 		s.obs.fromClient(msg)
 	}
 	return msg, err
 }
 
-func (s observingSerializer) Serialize(msg wamp.Message) ([]byte, error) {
+func (s frontSerializer) Serialize(msg wamp.Message) ([]byte, error) {
 	b, err := s.Serializer.Serialize(msg)
-	if err == nil {
+	if err == nil && s.obs != nil {
 		s.obs.toClient(msg)
 	}
 	return b, err

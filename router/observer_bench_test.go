@@ -84,7 +84,7 @@ func BenchmarkJSONCallResult(b *testing.B) {
 		b.Run(fmt.Sprintf("observed=%v", observed), func(b *testing.B) {
 			var s serialize.Serializer = &serialize.JSONSerializer{}
 			if observed {
-				s = observingSerializer{Serializer: s, obs: newBenchObserver(b)}
+				s = frontSerializer{Serializer: s, obs: newBenchObserver(b), rejected: func(string) {}}
 			}
 			result := &wamp.Result{Details: wamp.Dict{}, Arguments: wamp.List{"Hello, world"}}
 			b.ReportAllocs()

@@ -34,6 +34,27 @@ import (
 // room to spare, at 16 KiB of channel per connection.
 const DefaultOutQueueSize = 1024
 
+// DefaultMaxMessageSize bounds one WebSocket message from a client. gorilla
+// reads a whole message into memory, so without a bound one client could
+// make the router allocate without limit. RPC payloads are far smaller.
+const DefaultMaxMessageSize = 1 << 20
+
+// Reasons a connection or message is rejected, as passed to
+// Config.Rejected. A fixed list: they become label values.
+const (
+	RejectOrigin      = "origin"            // browser Origin not allowed (HTTP 403)
+	RejectSubprotocol = "subprotocol"       // no WAMP subprotocol offered (HTTP 400)
+	RejectHandshake   = "handshake"         // any other failed WebSocket handshake
+	RejectJoin        = "join"              // no valid HELLO in time, a message before it, or authentication failed
+	RejectTooLarge    = "message_too_large" // a message over the size limit; the connection is closed
+	RejectUndecodable = "undecodable"       // a message its serializer cannot decode; it is dropped
+)
+
+// RejectReasons lists every reason, so that their counters can start at 0.
+func RejectReasons() []string {
+	return []string{RejectOrigin, RejectSubprotocol, RejectHandshake, RejectJoin, RejectTooLarge, RejectUndecodable}
+}
+
 // Config configures a Router.
 type Config struct {
 	// Realm is the one realm clients may join, anonymously.
@@ -48,6 +69,15 @@ type Config struct {
 	// OpenSession starts the observation of a session. Nil turns the
 	// observer off: the front then hands nexus its serializers untouched.
 	OpenSession OpenSessionFunc
+	// MaxMessageSize bounds a message from a client, in bytes;
+	// DefaultMaxMessageSize when 0.
+	MaxMessageSize int64
+	// Credentials, when given, replace anonymous access: clients must
+	// authenticate with WAMP ticket or WAMP-CRA. See LoadCredentials.
+	Credentials []Credential
+	// Rejected is told of each rejection, by reason (the Reject
+	// constants). It must be cheap and safe for concurrent use.
+	Rejected func(reason string)
 	// Logger receives the router's and nexus's logs; slog.Default when nil.
 	Logger *slog.Logger
 }
@@ -55,12 +85,15 @@ type Config struct {
 // Router is an embedded nexus router and the WebSocket front to it. It is
 // an http.Handler: every path upgrades to WAMP over WebSocket.
 type Router struct {
-	nexus    nexus.Router
-	upgrader websocket.Upgrader
-	outQueue int
-	open     OpenSessionFunc
-	log      *slog.Logger
-	refusals *ratelog.Logger
+	nexus      nexus.Router
+	upgrader   websocket.Upgrader
+	outQueue   int
+	maxMessage int64
+	open       OpenSessionFunc
+	rejected   func(reason string)
+	log        *slog.Logger
+	nexusLog   nexusLogger
+	refusals   *ratelog.Logger
 
 	closeOnce sync.Once
 }
@@ -89,29 +122,44 @@ func New(cfg Config) (*Router, error) {
 	if cfg.OutQueueSize < 1 {
 		return nil, fmt.Errorf("router: out queue size must be positive, got %d", cfg.OutQueueSize)
 	}
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cfg.MaxMessageSize < 1 {
+		return nil, fmt.Errorf("router: max message size must be positive, got %d", cfg.MaxMessageSize)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Rejected == nil {
+		cfg.Rejected = func(string) {}
 	}
 	check, err := originPolicy(cfg.AllowOrigins)
 	if err != nil {
 		return nil, err
 	}
-	nx, err := nexus.NewRouter(&nexus.Config{
-		RealmConfigs: []*nexus.RealmConfig{{
-			URI:           wamp.URI(cfg.Realm),
-			AnonymousAuth: true,
-			AllowDisclose: true,
-		}},
-	}, newNexusLogger(cfg.Logger))
+	realm := &nexus.RealmConfig{
+		URI:           wamp.URI(cfg.Realm),
+		AnonymousAuth: len(cfg.Credentials) == 0,
+		AllowDisclose: true,
+	}
+	if len(cfg.Credentials) > 0 {
+		realm.Authenticators = authenticators(cfg.Credentials)
+	}
+	nexusLog := newNexusLogger(cfg.Logger)
+	nx, err := nexus.NewRouter(&nexus.Config{RealmConfigs: []*nexus.RealmConfig{realm}}, nexusLog)
 	if err != nil {
 		return nil, fmt.Errorf("start nexus router: %w", err)
 	}
 	r := &Router{
-		nexus:    nx,
-		outQueue: cfg.OutQueueSize,
-		open:     cfg.OpenSession,
-		log:      cfg.Logger,
-		refusals: ratelog.New(cfg.Logger, time.Second, nil),
+		nexus:      nx,
+		outQueue:   cfg.OutQueueSize,
+		maxMessage: cfg.MaxMessageSize,
+		open:       cfg.OpenSession,
+		rejected:   cfg.Rejected,
+		log:        cfg.Logger,
+		nexusLog:   nexusLog,
+		refusals:   ratelog.New(cfg.Logger, time.Second, nil),
 	}
 	r.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
@@ -149,6 +197,14 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 }
 
 func (r *Router) refuse(w http.ResponseWriter, req *http.Request, status int, reason error) {
+	switch {
+	case status == http.StatusForbidden:
+		r.rejected(RejectOrigin)
+	case !offersWAMP(websocket.Subprotocols(req)):
+		r.rejected(RejectSubprotocol)
+	default:
+		r.rejected(RejectHandshake)
+	}
 	r.refusals.Warn("refused WebSocket connection",
 		slog.Int("status", status), slog.String("remote", req.RemoteAddr),
 		slog.String("origin", req.Header.Get("Origin")), slog.String("reason", reason.Error()))
@@ -167,6 +223,7 @@ func offersWAMP(offered []string) bool {
 }
 
 func (r *Router) attach(conn *websocket.Conn) {
+	conn.SetReadLimit(r.maxMessage)
 	var (
 		serializer  serialize.Serializer
 		payloadType int
@@ -176,26 +233,41 @@ func (r *Router) attach(conn *websocket.Conn) {
 			serializer, payloadType = p.serializer, p.payloadType
 		}
 	}
-	var wsConn transport.WebsocketConnection = conn
+	var obs *connObserver
 	if r.open != nil {
-		obs := newConnObserver(r.open)
-		serializer = observingSerializer{Serializer: serializer, obs: obs}
-		wsConn = &observedConn{Conn: conn, obs: obs}
+		obs = newConnObserver(r.open)
 	}
-	peer := transport.NewWebsocketPeer(wsConn, serializer, payloadType, newNexusLogger(r.log), 0, r.outQueue)
+	fc := &frontConn{Conn: conn, obs: obs, rejected: r.rejected}
+	fs := frontSerializer{Serializer: serializer, obs: obs, rejected: r.rejected}
+	peer := transport.NewWebsocketPeer(fc, fs, payloadType, r.nexusLog, 0, r.outQueue)
 	if err := r.nexus.AttachClient(peer, nil); err != nil {
+		r.rejected(RejectJoin)
 		r.refusals.Warn("client could not join", slog.String("remote", conn.RemoteAddr().String()), slog.Any("err", err))
 	}
 }
 
-// observedConn tells the observer when the connection is closed, whichever
-// side closes it, so that the session's pending calls are dropped.
-type observedConn struct {
+// frontConn is the connection as nexus sees it. It counts messages over
+// the size limit (gorilla then fails the read, and nexus closes the
+// connection), and tells the observer, if any, when the connection closes,
+// whichever side closes it, so that the session's pending calls are
+// dropped.
+type frontConn struct {
 	*websocket.Conn
-	obs *connObserver
+	obs      *connObserver
+	rejected func(string)
 }
 
-func (c *observedConn) Close() error {
-	c.obs.endSession()
+func (c *frontConn) ReadMessage() (int, []byte, error) {
+	t, b, err := c.Conn.ReadMessage()
+	if errors.Is(err, websocket.ErrReadLimit) {
+		c.rejected(RejectTooLarge)
+	}
+	return t, b, err
+}
+
+func (c *frontConn) Close() error {
+	if c.obs != nil {
+		c.obs.endSession()
+	}
 	return c.Conn.Close()
 }

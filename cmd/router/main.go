@@ -39,8 +39,8 @@ func main() {
 
 // settings are the flag values before they become an app.Config.
 type settings struct {
-	wampAddr, metricsAddr, logAddr string
-	cfg                            app.Config
+	wampAddr, metricsAddr, logAddr, authFile string
+	cfg                                      app.Config
 }
 
 func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) error {
@@ -50,6 +50,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	s.cfg.Logger = log
+	if s.authFile != "" {
+		if s.cfg.Credentials, err = router.LoadCredentials(s.authFile); err != nil {
+			return err
+		}
+	}
 
 	wampLn, err := net.Listen("tcp", s.wampAddr)
 	if err != nil {
@@ -98,6 +103,15 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 			}
 			return nil
 		})
+	fs.IntVar(&s.cfg.MaxLogConns, "max-log-conns", 1024, "concurrent TCP log connections; further ones are closed at once")
+	fs.Int64Var(&s.cfg.MaxMessage, "max-message", router.DefaultMaxMessageSize,
+		"largest WebSocket message a client may send, in bytes; a larger one closes its connection")
+	fs.IntVar(&s.cfg.MaxPending, "max-pending", 1_000_000,
+		"calls timed at once over all sessions and log senders; further calls are counted as untracked")
+	fs.IntVar(&s.cfg.MaxPendingPer, "max-pending-session", 10_000,
+		"calls timed at once for one session or log sender; further calls are counted as untracked")
+	fs.StringVar(&s.authFile, "auth-file", "",
+		"JSON `file` of credentials (WAMP ticket and/or WAMP-CRA); when set, anonymous clients are refused")
 	fs.BoolVar(&s.cfg.Observe, "observe", true, "observe calls; false serves bare nexus behind the same front (for benchmarks)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: router [flags]\n\nA WAMP v2 router that times every call per procedure for Prometheus.\n"+

@@ -1,0 +1,178 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gammazero/nexus/v3/client"
+	"github.com/gammazero/nexus/v3/wamp"
+	"github.com/gammazero/nexus/v3/wamp/crsign"
+	"github.com/gorilla/websocket"
+)
+
+// rejections counts what the router reports, by reason.
+type rejections struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (r *rejections) add(reason string) { r.mu.Lock(); r.n[reason]++; r.mu.Unlock() }
+func (r *rejections) get(reason string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n[reason]
+}
+
+func TestRejectionsAreCountedByReason(t *testing.T) {
+	rej := &rejections{n: map[string]int{}}
+	rec := newRecorder()
+	srv := startRouter(t, Config{OpenSession: rec.open(), MaxMessageSize: 1024, Rejected: rej.add})
+	dial := func(protocols []string, origin string) *websocket.Conn {
+		h := http.Header{}
+		if origin != "" {
+			h.Set("Origin", origin)
+		}
+		conn, _, _ := (&websocket.Dialer{Subprotocols: protocols}).Dial(wsURL(srv), h)
+		return conn
+	}
+	if c := dial([]string{"wamp.2.json"}, "http://evil.example"); c != nil {
+		t.Fatal("a foreign Origin was let in")
+	}
+	if c := dial([]string{"mqtt"}, ""); c != nil {
+		t.Fatal("a handshake without a WAMP subprotocol was let in")
+	}
+
+	// A message before HELLO: nexus aborts the join.
+	early := dialRaw(t, wsURL(srv), nil)
+	early.send(`[48,1,{},"hello1"]`)
+	early.expect(3) // ABORT
+
+	// Undecodable messages are dropped, the session goes on.
+	c := dialRaw(t, wsURL(srv), nil)
+	c.send(thruwayHello)
+	c.expect(2)
+	c.send(`[48,1,{},"no.such"`) // truncated JSON
+	c.send(`not json at all`)
+	c.send(`[48,2,{},"no.such"]`)
+	if msg := c.expect(8); fmt.Sprint(msg[2]) != "2" {
+		t.Fatalf("the session did not carry on after bad messages: %v", msg)
+	}
+
+	// Over the size limit: the connection is closed.
+	big := dialRaw(t, wsURL(srv), nil)
+	big.send(thruwayHello)
+	big.expect(2)
+	big.send(`[48,3,{},"p",["` + strings.Repeat("x", 2000) + `"]]`)
+	big.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := big.conn.ReadMessage(); err == nil {
+		t.Fatal("an oversized message did not close the connection")
+	}
+
+	// Invalid msgpack on a msgpack connection.
+	mp := dialRaw(t, wsURL(srv), nil, "wamp.2.msgpack")
+	if err := mp.conn.WriteMessage(websocket.BinaryMessage, []byte{0xc1, 0xff, 0x00}); err != nil {
+		t.Fatal(err)
+	}
+
+	want := map[string]int{RejectOrigin: 1, RejectSubprotocol: 1, RejectJoin: 1, RejectUndecodable: 3, RejectTooLarge: 1}
+	waitUntil(t, "every rejection counted", func() bool {
+		for reason, n := range want {
+			if rej.get(reason) != n {
+				return false
+			}
+		}
+		return true
+	})
+	waitUntil(t, "the closed session ended", func() bool { return countOf(rec.snapshot(), "close") >= 1 })
+}
+
+func writeCredentials(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "credentials.json")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestCredentialsLetInTicketAndCRAClientsOnly(t *testing.T) {
+	creds, err := LoadCredentials(writeCredentials(t,
+		`[{"authid":"php-app","ticket":"t1cket"},{"authid":"worker","secret":"s3cret","role":"backend"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rej := &rejections{n: map[string]int{}}
+	srv := startRouter(t, Config{Credentials: creds, Rejected: rej.add})
+	connect := func(cfg client.Config) (*client.Client, error) {
+		cfg.Realm = "realm1"
+		cfg.Logger = quietStdLog{}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := client.ConnectNet(ctx, wsURL(srv), cfg)
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+		return c, err
+	}
+	ticket := func(secret string) client.AuthFunc {
+		return func(*wamp.Challenge) (string, wamp.Dict) { return secret, wamp.Dict{} }
+	}
+	cra := func(secret string) client.AuthFunc {
+		return func(c *wamp.Challenge) (string, wamp.Dict) {
+			return crsign.RespondChallenge(secret, c, nil), wamp.Dict{}
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		cfg    client.Config
+		letIn  bool
+		wantID string
+	}{
+		{"anonymous", client.Config{}, false, ""},
+		{"ticket", client.Config{HelloDetails: wamp.Dict{"authid": "php-app"}, AuthHandlers: map[string]client.AuthFunc{"ticket": ticket("t1cket")}}, true, "php-app"},
+		{"wrong ticket", client.Config{HelloDetails: wamp.Dict{"authid": "php-app"}, AuthHandlers: map[string]client.AuthFunc{"ticket": ticket("guess")}}, false, ""},
+		{"ticket for a CRA-only user", client.Config{HelloDetails: wamp.Dict{"authid": "worker"}, AuthHandlers: map[string]client.AuthFunc{"ticket": ticket("s3cret")}}, false, ""},
+		{"wampcra", client.Config{HelloDetails: wamp.Dict{"authid": "worker"}, AuthHandlers: map[string]client.AuthFunc{"wampcra": cra("s3cret")}}, true, "worker"},
+		{"wrong wampcra secret", client.Config{HelloDetails: wamp.Dict{"authid": "worker"}, AuthHandlers: map[string]client.AuthFunc{"wampcra": cra("guess")}}, false, ""},
+		{"unknown authid", client.Config{HelloDetails: wamp.Dict{"authid": "nobody"}, AuthHandlers: map[string]client.AuthFunc{"ticket": ticket("t1cket")}}, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := connect(tc.cfg)
+			if tc.letIn != (err == nil) {
+				t.Fatalf("let in: %v, want %v (%v)", err == nil, tc.letIn, err)
+			}
+			if tc.letIn {
+				if got, _ := wamp.AsString(c.RealmDetails()["authid"]); got != tc.wantID {
+					t.Errorf("authid %q, want %q", got, tc.wantID)
+				}
+			}
+		})
+	}
+	waitUntil(t, "five refused joins counted", func() bool { return rej.get(RejectJoin) == 5 })
+}
+
+func TestLoadCredentialsRefusesBadFiles(t *testing.T) {
+	for _, body := range []string{
+		``, `{}`, `[]`, `[{"ticket":"x"}]`, `[{"authid":"a"}]`, `[{"authid":"a","ticket":"x"},{"authid":"a","secret":"y"}]`,
+	} {
+		if _, err := LoadCredentials(writeCredentials(t, body)); err == nil {
+			t.Errorf("accepted %q", body)
+		}
+	}
+	if _, err := LoadCredentials(filepath.Join(t.TempDir(), "missing.json")); err == nil {
+		t.Error("accepted a missing file")
+	}
+}
+
+type quietStdLog struct{}
+
+func (quietStdLog) Print(...any)          {}
+func (quietStdLog) Println(...any)        {}
+func (quietStdLog) Printf(string, ...any) {}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 func env(vars map[string]string) func(string) (string, bool) {
@@ -72,8 +74,11 @@ func TestBadValuesAreReportedByName(t *testing.T) {
 	}
 }
 
-// TestProgramServesAndExitsCleanlyOnSIGTERM runs the built program.
-func TestProgramServesAndExitsCleanlyOnSIGTERM(t *testing.T) {
+// TestProgramDrainsOnSIGTERM runs the built program with a session open
+// and a call recorded, then stops it: new connections are refused, the
+// session gets GOODBYE, the process exits 0 within 5 s, and the final
+// counts are logged.
+func TestProgramDrainsOnSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the program")
 	}
@@ -93,17 +98,25 @@ func TestProgramServesAndExitsCleanlyOnSIGTERM(t *testing.T) {
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 
 	// One log line per endpoint, carrying the address actually bound.
+	logLines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logLines <- sc.Text()
+		}
+		close(logLines)
+	}()
 	urls := map[string]string{}
-	lines := bufio.NewScanner(stderr)
-	for len(urls) < 2 && lines.Scan() {
-		for _, field := range strings.Fields(lines.Text()) {
+	for len(urls) < 2 {
+		line, ok := <-logLines
+		if !ok {
+			t.Fatal("the program exited during start-up")
+		}
+		for _, field := range strings.Fields(line) {
 			if u, ok := strings.CutPrefix(field, "url="); ok {
 				urls[strings.SplitN(u, ":", 2)[0]] = u
 			}
 		}
-	}
-	if urls["ws"] == "" || urls["http"] == "" {
-		t.Fatalf("start-up lines did not name both endpoints: %v", urls)
 	}
 	rsp, err := http.Get(urls["http"])
 	if err != nil {
@@ -114,18 +127,62 @@ func TestProgramServesAndExitsCleanlyOnSIGTERM(t *testing.T) {
 		t.Fatalf("metrics: %s", rsp.Status)
 	}
 
-	go io.Copy(io.Discard, stderr)
+	// A session that makes one call, to a procedure nobody registered.
+	dialer := websocket.Dialer{Subprotocols: []string{"wamp.2.json"}}
+	conn, _, err := dialer.Dial(urls["ws"], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	exchange := func(send string) string {
+		if err := conn.WriteMessage(websocket.TextMessage, []byte(send)); err != nil {
+			t.Fatal(err)
+		}
+		return readMessage(t, conn)
+	}
+	if got := exchange(`[1,"realm1",{"roles":{"caller":{}}}]`); !strings.HasPrefix(got, "[2,") {
+		t.Fatalf("HELLO answered with %s", got)
+	}
+	if got := exchange(`[48,1,{},"nobody.registered"]`); !strings.HasPrefix(got, "[8,48,1,") {
+		t.Fatalf("CALL answered with %s", got)
+	}
+
+	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("still running 5s after SIGTERM")
+	if got := readMessage(t, conn); !strings.HasPrefix(got, "[6,") {
+		t.Fatalf("got %s, want GOODBYE", got)
 	}
+	_ = conn.WriteMessage(websocket.TextMessage, []byte(`[6,{},"wamp.close.goodbye_and_out"]`))
+
+	var final []string
+	for line := range logLines { // until the program has exited
+		if strings.Contains(line, `msg="final counts"`) {
+			final = append(final, line)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %v to exit", took)
+	}
+	if _, _, err := dialer.Dial(urls["ws"], nil); err == nil {
+		t.Error("a new connection was accepted after shutdown")
+	}
+	want := "family=wamp_router errors=1 responses=0 timeouts=0"
+	if len(final) != 1 || !strings.Contains(final[0], want) {
+		t.Errorf("final counts %q, want one line with %q", final, want)
+	}
+}
+
+func readMessage(t *testing.T, conn *websocket.Conn) string {
+	t.Helper()
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, b, err := conn.ReadMessage()
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return string(b)
 }

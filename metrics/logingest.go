@@ -291,6 +291,11 @@ func (r *LogReader) reject(reason string, from netip.AddrPort, line []byte) {
 		slog.Int("bytes", len(line)), slog.String("line", fmt.Sprintf("%q", shown)))
 }
 
+// RejectEmpty counts a datagram that held no line.
+func (r *LogReader) RejectEmpty(from netip.AddrPort) {
+	r.reject(ReasonEmpty, from, nil)
+}
+
 // RejectTooLong counts a line cut off at the maximum length.
 func (r *LogReader) RejectTooLong(from netip.AddrPort, head []byte) {
 	r.lines.Inc()

@@ -28,13 +28,14 @@ const (
 	ReasonFamilyConflict  = "family_conflict"      // its metric names are taken (e.g. wamp/router)
 	ReasonNoProcedure     = "no_procedure"         // an INVOCATION whose procedure is not known
 	ReasonTooManySenders  = "too_many_senders"     // a new sender beyond the bound
+	ReasonEmpty           = "empty"                // a datagram without a line in it
 )
 
 // BadLineReasons lists every reason, so their series can start at zero.
 func BadLineReasons() []string {
 	return []string{ReasonNotJSON, ReasonBadName, ReasonBadMessage, ReasonUnknownType, ReasonWrongArity,
 		ReasonWrongType, ReasonBadID, ReasonInvalidUTF8, ReasonTooLong, ReasonTooManyFamilies,
-		ReasonFamilyConflict, ReasonNoProcedure, ReasonTooManySenders}
+		ReasonFamilyConflict, ReasonNoProcedure, ReasonTooManySenders, ReasonEmpty}
 }
 
 // msgKind is what a logged WAMP message means for call tracking.

@@ -179,13 +179,20 @@ func (l *LogListener) readUDP(ctx context.Context) {
 			continue
 		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		lines := 0
 		for line := range bytes.SplitSeq(buf[:n], []byte{'\n'}) {
 			switch {
 			case len(line) > l.maxLineLen:
 				r.RejectTooLong(from, line)
 			case len(line) > 0:
 				r.HandleLine(from, line)
+			default:
+				continue
 			}
+			lines++
+		}
+		if lines == 0 {
+			r.RejectEmpty(from)
 		}
 	}
 }

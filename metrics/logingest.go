@@ -241,7 +241,7 @@ func (r *LogReader) HandleLine(from netip.AddrPort, line []byte) {
 			}
 			procedure = []byte(p)
 		}
-		r.session(snd, fi, l.view).callBytes(l.id, procedure, 0)
+		r.session(snd, fi, l.view).callBytes(l.id, procedure, l.timeout)
 	case kindResult, kindYield:
 		if s := existing(snd, fi, l.view); s != nil {
 			s.End(l.id, Response)

@@ -314,13 +314,7 @@ func (p *lineParser) parseV2Call(out *logLine) string {
 		if string(key) != "timeout" {
 			return s.skip()
 		}
-		ms, kind := s.uint()
-		if kind == notNumber {
-			return s.skip() // a non-number timeout is ignored, as the dealer does
-		}
-		if kind == unsignedInt && ms > 0 && ms < uint64(1<<63-1)/uint64(time.Millisecond) {
-			out.timeout = time.Duration(ms) * time.Millisecond
-		}
+		out.timeout = s.timeoutValue()
 		return true
 	})
 	if !ok {
@@ -393,6 +387,21 @@ func (p *lineParser) parseV2Error(out *logLine) string {
 	return checkUTF8(out)
 }
 
+// timeoutValue reads a timeout option in milliseconds. Anything but a
+// positive integer means none, as for the dealer; it is consumed all the
+// same.
+func (s *jsonScanner) timeoutValue() time.Duration {
+	ms, kind := s.uint()
+	if kind == notNumber {
+		s.skip()
+		return 0
+	}
+	if kind == unsignedInt && ms > 0 && ms < uint64(1<<63-1)/uint64(time.Millisecond) {
+		return time.Duration(ms) * time.Millisecond
+	}
+	return 0
+}
+
 func (s *jsonScanner) skipDetails() bool {
 	return s.peek() == '{' && s.skip()
 }
@@ -405,11 +414,26 @@ func (p *lineParser) parseV2Invocation(out *logLine) string {
 	if r := p.id(&out.registration, false); r != "" {
 		return r
 	}
-	proc, ok := p.inner.stringMember("procedure")
+	// details.procedure is there for pattern registrations (and the PHP
+	// client adds it to its logged copy); details.timeout when the callee
+	// registered with forward_timeout. Otherwise the default deadline holds.
+	s := &p.inner
+	ok := s.object(func(key []byte) bool {
+		switch string(key) {
+		case "procedure":
+			if proc, isStr := s.str(); isStr {
+				out.procedure = proc
+				return true
+			}
+		case "timeout":
+			out.timeout = s.timeoutValue()
+			return true
+		}
+		return s.skip()
+	})
 	if !ok {
 		return ReasonWrongType
 	}
-	out.procedure = proc
 	return checkUTF8(out)
 }
 

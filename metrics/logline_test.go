@@ -42,6 +42,8 @@ func TestParseGoodLines(t *testing.T) {
 		{"v2 error for a register", wrap("wamp", "in", `[8,64,5,{},"wamp.error.procedure_already_exists"]`), logLine{kind: kindIgnored}},
 		{"v2 invocation", wrap("wamp", "in", `[68,5,77,{"procedure":"hello2"},["x"]]`),
 			logLine{kind: kindInvocation, view: calleeView, id: 5, registration: 77, procedure: []byte("hello2")}},
+		{"v2 invocation with a forwarded timeout", wrap("wamp", "in", `[68,5,77,{"timeout":1000,"procedure":"hello2"}]`),
+			logLine{kind: kindInvocation, view: calleeView, id: 5, registration: 77, procedure: []byte("hello2"), timeout: time.Second}},
 		{"v2 invocation without procedure", wrap("wamp", "in", `[68,5,77,{}]`),
 			logLine{kind: kindInvocation, view: calleeView, id: 5, registration: 77}},
 		{"v2 yield", wrap("wamp", "in", `[70,5,{},["Hello"]]`), logLine{kind: kindYield, view: calleeView, id: 5}},

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -192,7 +193,11 @@ func (s *Session) start(id uint64, series *procedureSeries, timeout time.Duratio
 		return
 	}
 	s.seq++
-	c := pendingCall{series: series, start: now, deadline: now + int64(timeout), seq: s.seq}
+	deadline := now + int64(timeout)
+	if deadline < now { // a timeout option of centuries: no deadline at all
+		deadline = math.MaxInt64
+	}
+	c := pendingCall{series: series, start: now, deadline: deadline, seq: s.seq}
 	s.calls[id] = c
 	s.deadlines.push(deadlineEntry{deadline: c.deadline, id: id, seq: c.seq})
 	s.mu.Unlock()

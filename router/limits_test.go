@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -176,3 +177,58 @@ type quietStdLog struct{}
 func (quietStdLog) Print(...any)          {}
 func (quietStdLog) Println(...any)        {}
 func (quietStdLog) Printf(string, ...any) {}
+
+// TestShutdownSaysGoodbyeToEverySession: nexus queues GOODBYE on shutdown
+// but may close the connection before writing it; the front makes sure
+// every session gets it.
+func TestShutdownSaysGoodbyeToEverySession(t *testing.T) {
+	// A small outbound queue, kept busy: nexus drops GOODBYE when the
+	// queue is full, and discards it if still queued when it closes.
+	r, err := New(Config{Realm: "realm1", Logger: quietLogger(), OutQueueSize: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	const sessions = 100
+	conns := make([]*rawClient, sessions)
+	for i := range conns {
+		conns[i] = dialRaw(t, wsURL(srv), nil)
+		conns[i].send(thruwayHello)
+		conns[i].expect(2)
+	}
+	for _, c := range conns {
+		for id := range 50 { // each answered with an ERROR, unread for now
+			c.send(fmt.Sprintf(`[48,%d,{},"nobody.registered"]`, id+1))
+		}
+	}
+	closed := make(chan struct{})
+	go func() { r.Close(); close(closed) }()
+	var wg sync.WaitGroup
+	missing := make(chan int, sessions)
+	for i, c := range conns {
+		wg.Go(func() {
+			c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			for {
+				_, b, err := c.conn.ReadMessage()
+				if err != nil {
+					missing <- i
+					return
+				}
+				if strings.HasPrefix(string(b), "[6,") {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(missing)
+	if n := len(missing); n > 0 {
+		t.Errorf("%d of %d sessions closed without GOODBYE", n, sessions)
+	}
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the router did not close")
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gammazero/nexus/v3/transport/serialize"
 	"github.com/gammazero/nexus/v3/wamp"
 )
 
@@ -168,35 +167,4 @@ func exactMatch(options wamp.Dict) bool {
 	}
 	s, _ := wamp.AsString(v)
 	return s == "" || s == wamp.MatchExact
-}
-
-// frontSerializer wraps nexus's serializer for one connection. It counts
-// messages that cannot be decoded (nexus drops them), and hands every
-// message to the connection's observer, if any, on the way through. The
-// peer calls Deserialize in its receive goroutine and Serialize in its send
-// goroutine, so both directions are seen with no extra goroutine. Bytes and
-// messages pass unchanged: clients see nothing.
-type frontSerializer struct {
-	serialize.Serializer
-	obs      *connObserver // nil when not observing
-	rejected func(string)
-}
-
-func (s frontSerializer) Deserialize(b []byte) (wamp.Message, error) {
-	msg, err := s.Serializer.Deserialize(b)
-	switch {
-	case err != nil:
-		s.rejected(RejectUndecodable)
-	case s.obs != nil:
-		s.obs.fromClient(msg)
-	}
-	return msg, err
-}
-
-func (s frontSerializer) Serialize(msg wamp.Message) ([]byte, error) {
-	b, err := s.Serializer.Serialize(msg)
-	if err == nil && s.obs != nil {
-		s.obs.toClient(msg)
-	}
-	return b, err
 }

@@ -77,26 +77,26 @@ func BenchmarkObserveCallResultParallel(b *testing.B) {
 }
 
 // BenchmarkJSONCallResult puts the hot path in proportion: the same pair
-// decoded and encoded by nexus's JSON serializer, without and with the
-// observer in between.
+// decoded and encoded by nexus's JSON serializer in the peer, without and
+// with the observer.
 func BenchmarkJSONCallResult(b *testing.B) {
 	for _, observed := range []bool{false, true} {
 		b.Run(fmt.Sprintf("observed=%v", observed), func(b *testing.B) {
-			var s serialize.Serializer = &serialize.JSONSerializer{}
+			p := &wsPeer{serializer: &serialize.JSONSerializer{}, rejected: func(string) {}}
 			if observed {
-				s = frontSerializer{Serializer: s, obs: newBenchObserver(b), rejected: func(string) {}}
+				p.obs = newBenchObserver(b)
 			}
 			result := &wamp.Result{Details: wamp.Dict{}, Arguments: wamp.List{"Hello, world"}}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
 				frame := fmt.Appendf(nil, `[48,%d,{},"hello1",["world"]]`, i)
-				if _, err := s.Deserialize(frame); err != nil {
-					b.Fatal(err)
+				if _, ok := p.decode(frame); !ok {
+					b.Fatal("decode failed")
 				}
 				result.Request = wamp.ID(i)
-				if _, err := s.Serialize(result); err != nil {
-					b.Fatal(err)
+				if _, ok := p.encode(result); !ok {
+					b.Fatal("encode failed")
 				}
 			}
 		})

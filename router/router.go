@@ -16,12 +16,12 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	nexus "github.com/gammazero/nexus/v3/router"
-	"github.com/gammazero/nexus/v3/transport"
 	"github.com/gammazero/nexus/v3/transport/serialize"
 	"github.com/gammazero/nexus/v3/wamp"
 
@@ -92,9 +92,9 @@ type Router struct {
 	open       OpenSessionFunc
 	rejected   func(reason string)
 	log        *slog.Logger
-	nexusLog   nexusLogger
 	refusals   *ratelog.Logger
 
+	closing   atomic.Bool // set before nexus closes the sessions
 	closeOnce sync.Once
 }
 
@@ -158,7 +158,6 @@ func New(cfg Config) (*Router, error) {
 		open:       cfg.OpenSession,
 		rejected:   cfg.Rejected,
 		log:        cfg.Logger,
-		nexusLog:   nexusLog,
 		refusals:   ratelog.New(cfg.Logger, time.Second, nil),
 	}
 	r.upgrader = websocket.Upgrader{
@@ -175,6 +174,7 @@ func New(cfg Config) (*Router, error) {
 // Close ends every session (nexus sends each client GOODBYE) and stops the
 // router.
 func (r *Router) Close() {
+	r.closing.Store(true)
 	r.closeOnce.Do(r.nexus.Close)
 }
 
@@ -237,37 +237,9 @@ func (r *Router) attach(conn *websocket.Conn) {
 	if r.open != nil {
 		obs = newConnObserver(r.open)
 	}
-	fc := &frontConn{Conn: conn, obs: obs, rejected: r.rejected}
-	fs := frontSerializer{Serializer: serializer, obs: obs, rejected: r.rejected}
-	peer := transport.NewWebsocketPeer(fc, fs, payloadType, r.nexusLog, 0, r.outQueue)
+	peer := newWSPeer(conn, serializer, payloadType, r.outQueue, obs, r.rejected, &r.closing, r.refusals)
 	if err := r.nexus.AttachClient(peer, nil); err != nil {
 		r.rejected(RejectJoin)
 		r.refusals.Warn("client could not join", slog.String("remote", conn.RemoteAddr().String()), slog.Any("err", err))
 	}
-}
-
-// frontConn is the connection as nexus sees it. It counts messages over
-// the size limit (gorilla then fails the read, and nexus closes the
-// connection), and tells the observer, if any, when the connection closes,
-// whichever side closes it, so that the session's pending calls are
-// dropped.
-type frontConn struct {
-	*websocket.Conn
-	obs      *connObserver
-	rejected func(string)
-}
-
-func (c *frontConn) ReadMessage() (int, []byte, error) {
-	t, b, err := c.Conn.ReadMessage()
-	if errors.Is(err, websocket.ErrReadLimit) {
-		c.rejected(RejectTooLarge)
-	}
-	return t, b, err
-}
-
-func (c *frontConn) Close() error {
-	if c.obs != nil {
-		c.obs.endSession()
-	}
-	return c.Conn.Close()
 }

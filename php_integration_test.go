@@ -14,9 +14,9 @@ import (
 	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 )
 
-// phpProcess is a PHP script run by the test; it is stopped when the test
-// ends, whatever happens.
-type phpProcess struct {
+// process is a program run by the test (a PHP script, a Node script); it
+// is stopped when the test ends, whatever happens.
+type process struct {
 	t      *testing.T
 	name   string
 	cmd    *exec.Cmd
@@ -25,13 +25,18 @@ type phpProcess struct {
 	err    error         // its exit status, once exited
 }
 
-func startPHP(t *testing.T, env []string, script string, args ...string) *phpProcess {
+func startPHP(t *testing.T, env []string, script string, args ...string) *process {
 	t.Helper()
 	php, err := exec.LookPath("php")
 	if err != nil {
 		t.Fatal("php not found: ./test.sh installs php-cli")
 	}
-	cmd := exec.Command(php, append([]string{script}, args...)...)
+	return startProcess(t, env, php, append([]string{script}, args...)...)
+}
+
+func startProcess(t *testing.T, env []string, exe string, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(exe, args...)
 	cmd.Env = append(cmd.Environ(), env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -42,9 +47,11 @@ func startPHP(t *testing.T, env []string, script string, args ...string) *phpPro
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &phpProcess{t: t, name: script, cmd: cmd, lines: make(chan string, 16), exited: make(chan struct{})}
+	name := strings.Join(args, " ")
+	p := &process{t: t, name: name, cmd: cmd, lines: make(chan string, 16), exited: make(chan struct{})}
 	go func() {
 		sc := bufio.NewScanner(stdout)
+		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			p.lines <- sc.Text()
 		}
@@ -58,14 +65,14 @@ func startPHP(t *testing.T, env []string, script string, args ...string) *phpPro
 		}
 		<-p.exited
 		if t.Failed() && stderr.Len() > 0 {
-			t.Logf("%s stderr:\n%s", script, stderr.String())
+			t.Logf("%s stderr:\n%s", name, stderr.String())
 		}
 	})
 	return p
 }
 
 // waitLine waits for a stdout line starting with prefix.
-func (p *phpProcess) waitLine(prefix string, timeout time.Duration) string {
+func (p *process) waitLine(prefix string, timeout time.Duration) string {
 	p.t.Helper()
 	deadline := time.After(timeout)
 	for {
@@ -84,25 +91,31 @@ func (p *phpProcess) waitLine(prefix string, timeout time.Duration) string {
 }
 
 // stop sends SIGTERM and waits for a clean exit and its summary line.
-func (p *phpProcess) stop(summaryPrefix string) string {
+func (p *process) stop(summaryPrefix string) string {
 	p.t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		p.t.Fatalf("signal %s: %v", p.name, err)
 	}
 	summary := p.waitLine(summaryPrefix, 5*time.Second)
-	go func() { // anything printed after the summary must not block the exit
+	p.exitsCleanly()
+	return summary
+}
+
+// exitsCleanly waits for p, which has printed its last line, to exit 0.
+func (p *process) exitsCleanly() {
+	p.t.Helper()
+	go func() { // anything printed after the last line must not block the exit
 		for range p.lines {
 		}
 	}()
 	select {
 	case <-p.exited:
 		if p.err != nil {
-			p.t.Errorf("%s exited with %v after SIGTERM", p.name, p.err)
+			p.t.Errorf("%s exited with %v", p.name, p.err)
 		}
-	case <-time.After(5 * time.Second):
-		p.t.Fatalf("%s still running 5s after SIGTERM", p.name)
+	case <-time.After(10 * time.Second):
+		p.t.Fatalf("%s still running 10s after its last line", p.name)
 	}
-	return summary
 }
 
 // startInstanceWithLog is startInstance with the log listener on a free
@@ -144,7 +157,7 @@ func TestRouterCallerAndCalleeAgree(t *testing.T) {
 	callee := startPHP(t, env, "php/callee.php")
 	callee.waitLine("callee: registered", 10*time.Second)
 
-	var writers []*phpProcess
+	var writers []*process
 	for range 8 {
 		writers = append(writers, startPHP(t, env, "php/writer.php"))
 	}
@@ -210,7 +223,7 @@ func TestUDPWriterKeepsTheSeedsProportions(t *testing.T) {
 	}
 	in, logAddr := startInstanceWithLog(t, app.Config{Timeout: 300 * time.Millisecond})
 	env := []string{"WAMP_OBSERVER_ADDR=" + logAddr}
-	var writers []*phpProcess
+	var writers []*process
 	for range 6 {
 		writers = append(writers, startPHP(t, env, "php/writer.php", "--udp"))
 	}

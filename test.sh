@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command. It installs what the tests need when it is missing
-# (php-cli, phpunit, and prometheus with promtool, from Debian), then runs
+# (php-cli, phpunit, prometheus with promtool, nodejs and npm from Debian;
+# Autobahn|JS from npm), then runs
 # every check: PHP syntax, PHPUnit, gofmt, go vet, and every Go test with the
 # race detector (some start PHP processes and a real Prometheus). A fresh Debian
 # machine with Go passes with just this.
@@ -11,6 +12,9 @@ missing=()
 command -v php >/dev/null || missing+=(php-cli)
 command -v phpunit >/dev/null || missing+=(phpunit)
 { command -v prometheus && command -v promtool; } >/dev/null || missing+=(prometheus)
+# Node.js runs Autobahn|JS, a WAMP client nobody here wrote, for the interop
+# tests (a Node installed some other way is used as it is, with its npm).
+command -v node >/dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   echo "test.sh: installing ${missing[*]}" >&2
   sudo=""
@@ -24,6 +28,9 @@ if ((${#missing[@]})); then
     $sudo invoke-rc.d prometheus stop >/dev/null 2>&1 || true
   fi
 fi
+
+# Autobahn|JS for the interop tests, exactly as locked.
+(cd testdata/autobahn && npm ci --prefer-offline --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
 
 # PHP: every file parses, and the unit tests pass.
 find php -name '*.php' -print0 | xargs -0 -n1 php -l >/dev/null

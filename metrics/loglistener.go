@@ -121,7 +121,8 @@ func NewLogListener(reg prometheus.Registerer, socks *LogSockets, in *LogIngeste
 			Help: "TCP log connections closed at once because the maximum was open.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{l.conns, l.refusals} {
+	drops := newUDPDropsCollector(l.udp.LocalAddr().(*net.UDPAddr).AddrPort())
+	for _, c := range []prometheus.Collector{l.conns, l.refusals, drops} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register log listener metrics: %w", err)
 		}

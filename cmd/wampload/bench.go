@@ -1,0 +1,315 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// runBench measures both paths against their references in one run,
+// alternating the sides so that machine drift hits both alike, and prints
+// markdown tables for the README.
+func runBench(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("wampload bench", flag.ContinueOnError)
+	duration := fs.Duration("duration", 3*time.Second, "measured duration of each RPC run")
+	rounds := fs.Int("rounds", 3, "runs of each side, alternating")
+	only := fs.String("only", "rpc,log,micro", "sections to run")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "wampload-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	routerBin := filepath.Join(dir, "router")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", routerBin, "./cmd/router").CombinedOutput(); err != nil {
+		return fmt.Errorf("build the router (run from the repository root): %v\n%s", err, out)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	fmt.Printf("## Benchmarks: %s, %d cores, %s, %s\n\n", time.Now().Format("2006-01-02"), runtime.NumCPU(), cpuModel(), host)
+	if strings.Contains(*only, "rpc") {
+		if err := benchRPC(ctx, routerBin, *duration, *rounds); err != nil {
+			return err
+		}
+	}
+	if strings.Contains(*only, "log") {
+		if err := benchLog(ctx, routerBin, self, *rounds); err != nil {
+			return err
+		}
+	}
+	if strings.Contains(*only, "micro") {
+		return benchMicro(ctx)
+	}
+	return nil
+}
+
+// target is a process under load: the router or the bare sink.
+type target struct {
+	cmd        *exec.Cmd
+	metricsURL string
+	wampURL    string
+	logAddr    string
+}
+
+func freePort() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func startTarget(ctx context.Context, name string, args ...string) (*target, error) {
+	t := &target{}
+	metrics := freePort()
+	t.metricsURL = "http://" + metrics + "/metrics"
+	cmd := exec.CommandContext(ctx, name, append(args, "-metrics", metrics)...)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	t.cmd = cmd
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if rsp, err := http.Get(t.metricsURL); err == nil {
+			rsp.Body.Close()
+			return t, nil
+		}
+		if time.Since(start) > 10*time.Second {
+			t.stop()
+			return nil, fmt.Errorf("%s did not start", name)
+		}
+	}
+}
+
+func startRouter(ctx context.Context, bin string, observe bool) (*target, error) {
+	wamp, logAddr := freePort(), freePort()
+	t, err := startTarget(ctx, bin, "-wamp", wamp, "-log", logAddr, "-observe="+strconv.FormatBool(observe), "-timeout", "5s")
+	if err != nil {
+		return nil, err
+	}
+	t.wampURL, t.logAddr = "ws://"+wamp+"/", logAddr
+	return t, nil
+}
+
+func startSink(ctx context.Context, self, transport string) (*target, error) {
+	addr := freePort()
+	t, err := startTarget(ctx, self, "sink", "-addr", addr, "-transport", transport)
+	if err != nil {
+		return nil, err
+	}
+	t.logAddr = addr
+	return t, nil
+}
+
+// peakRSS is the process's high-water resident set, in MiB.
+func (t *target) peakRSS() float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", t.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func (t *target) stop() {
+	_ = t.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = t.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = t.cmd.Process.Kill()
+		<-done
+	}
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func benchRPC(ctx context.Context, routerBin string, duration time.Duration, rounds int) error {
+	fmt.Printf("### Observer off vs on (RPC through the router, JSON, callee answering at once; median of %d alternating runs of %v)\n\n", rounds, duration)
+	fmt.Println("| C×W | off calls/s | on calls/s | on ÷ off | off p99 | on p99 | on ÷ off | errors |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	for _, shape := range [][2]int{{1, 1}, {4, 1}, {16, 1}, {1, 32}, {16, 32}} {
+		rate := map[bool][]float64{}
+		p99 := map[bool][]float64{}
+		errs := 0
+		for round := range rounds {
+			for _, observe := range [][]bool{{false, true}, {true, false}}[round%2] {
+				t, err := startRouter(ctx, routerBin, observe)
+				if err != nil {
+					return err
+				}
+				res, err := rpcLoad(ctx, rpcConfig{url: t.wampURL, realm: "realm1", callers: shape[0], window: shape[1],
+					duration: duration, warmup: 500 * time.Millisecond})
+				t.stop()
+				if err != nil {
+					return err
+				}
+				rate[observe] = append(rate[observe], res.perSecond())
+				p99[observe] = append(p99[observe], float64(res.p99))
+				for _, n := range res.errors {
+					errs += n
+				}
+			}
+		}
+		off, on := median(rate[false]), median(rate[true])
+		offP, onP := median(p99[false]), median(p99[true])
+		fmt.Printf("| %d×%d | %.0f | %.0f | %.3f | %v | %v | %.3f | %d |\n", shape[0], shape[1], off, on, on/off,
+			time.Duration(offP).Round(time.Microsecond), time.Duration(onP).Round(time.Microsecond), onP/offP, errs)
+	}
+	fmt.Println()
+	return nil
+}
+
+func benchLog(ctx context.Context, routerBin, self string, rounds int) error {
+	fmt.Println("### Log path: the router's listener vs a bare sink on the same socket type")
+	fmt.Println()
+	fmt.Println("TCP: senders send as fast as they can. UDP: at a fixed offered rate, one line per datagram.")
+	fmt.Println()
+	fmt.Println("| transport | K | offered lines/s | router lines/s | router lost | router peak RSS MiB | sink lines/s | sink lost | router ÷ sink |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	type run struct{ lines, lost, rss float64 }
+	measure := func(transport string, k int, rate float64, total int, router bool) (run, error) {
+		var t *target
+		var err error
+		if router {
+			t, err = startRouter(ctx, routerBin, true)
+		} else {
+			t, err = startSink(ctx, self, transport)
+		}
+		if err != nil {
+			return run{}, err
+		}
+		defer t.stop()
+		res, err := logLoad(ctx, logConfig{addr: t.logAddr, transport: transport, senders: k,
+			pairs: max(1, total/2/k), rate: rate, metricsURL: t.metricsURL})
+		if err != nil {
+			return run{}, err
+		}
+		return run{lines: res.linesPerSecond(), lost: float64(res.lost()) / float64(res.sent), rss: t.peakRSS()}, nil
+	}
+	for _, c := range []struct {
+		transport string
+		rates     []float64
+		total     int
+	}{
+		{"tcp", []float64{0}, 2_000_000},
+		{"udp", []float64{50_000, 100_000, 200_000}, 0},
+	} {
+		for _, k := range []int{1, 8, 100} {
+			for _, rate := range c.rates {
+				total := c.total
+				if rate > 0 {
+					total = int(rate * 2) // two seconds of offered load
+				}
+				var routerRuns, sinkRuns []run
+				for round := range rounds {
+					for _, router := range [][]bool{{true, false}, {false, true}}[round%2] {
+						r, err := measure(c.transport, k, rate, total, router)
+						if err != nil {
+							return err
+						}
+						if router {
+							routerRuns = append(routerRuns, r)
+						} else {
+							sinkRuns = append(sinkRuns, r)
+						}
+					}
+				}
+				pick := func(rs []run, f func(run) float64) float64 {
+					var xs []float64
+					for _, r := range rs {
+						xs = append(xs, f(r))
+					}
+					return median(xs)
+				}
+				rl, rLost := pick(routerRuns, func(r run) float64 { return r.lines }), pick(routerRuns, func(r run) float64 { return r.lost })
+				sl, sLost := pick(sinkRuns, func(r run) float64 { return r.lines }), pick(sinkRuns, func(r run) float64 { return r.lost })
+				offered := "max"
+				if rate > 0 {
+					offered = fmt.Sprintf("%.0f", rate)
+				}
+				fmt.Printf("| %s | %d | %s | %.0f | %.3f%% | %.0f | %.0f | %.3f%% | %.2f |\n", c.transport, k, offered,
+					rl, 100*rLost, pick(routerRuns, func(r run) float64 { return r.rss }), sl, 100*sLost, rl/sl)
+			}
+		}
+	}
+	fmt.Println()
+	return nil
+}
+
+func benchMicro(ctx context.Context) error {
+	fmt.Println("### Hot paths (go test -bench)")
+	fmt.Println()
+	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "ObserveCallResult|ParseLine|HandleLinePair",
+		"-benchmem", "-count", "3", "./router", "./metrics")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go test -bench: %v\n%s", err, out)
+	}
+	fmt.Println("| benchmark | ns/op | B/op | allocs/op |")
+	fmt.Println("|---|---|---|---|")
+	for line := range strings.Lines(string(out)) {
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		var ns, bytes, allocs string
+		for i := 1; i+1 < len(f); i++ {
+			switch f[i+1] {
+			case "ns/op":
+				ns = f[i]
+			case "B/op":
+				bytes = f[i]
+			case "allocs/op":
+				allocs = f[i]
+			}
+		}
+		fmt.Printf("| %s | %s | %s | %s |\n", strings.TrimPrefix(f[0], "Benchmark"), ns, bytes, allocs)
+	}
+	fmt.Println()
+	return nil
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return "unknown CPU"
+}

@@ -1,0 +1,50 @@
+// Command wampload measures php-wamp-observer: RPC load through a router,
+// log-line load into its listener, a bare sink as the ceiling for the
+// latter, and a bench mode that runs them all, alternating, and prints a
+// table for the README.
+//
+//	wampload rpc   -url ws://127.0.0.1:9090/ -callers 16 -window 32 -duration 5s
+//	wampload log   -addr 127.0.0.1:6666 -transport udp -senders 8 -rate 100000 -metrics http://127.0.0.1:8080/metrics
+//	wampload sink  -addr 127.0.0.1:6667 -transport udp -metrics 127.0.0.1:8081
+//	wampload bench
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "wampload:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: wampload rpc|log|sink|bench [flags]; -h after a mode lists its flags")
+	}
+	switch mode, rest := args[0], args[1:]; mode {
+	case "rpc":
+		return runRPC(ctx, rest)
+	case "log":
+		return runLog(ctx, rest)
+	case "sink":
+		return runSink(ctx, rest)
+	case "bench":
+		return runBench(ctx, rest)
+	default:
+		return fmt.Errorf("unknown mode %q: want rpc, log, sink or bench", mode)
+	}
+}

@@ -10,6 +10,11 @@ declare(strict_types=1);
  * blocks, throws or raises a PHP error, whatever the receiver does; a line
  * that cannot be sent is dropped and counted in $dropped.
  *
+ * A line too long for one datagram (a call with a big payload) is not
+ * simply dropped: the receiver reads only the head of a message, before
+ * its Arguments and ArgumentsKw, so the message is cut down to that head
+ * (see head()) and the shortened line is sent and counted in $shortened.
+ *
  * All lines of a process leave from one socket, hence one source port: the
  * receiver tells processes apart by their address, so a call logged by a
  * process must be answered from the same address.
@@ -19,13 +24,33 @@ final class WampObserver
     /** Receiver host or IP; names are resolved once per process (see resolve()). */
     public static string $address = '127.0.0.1';
     public static int $port = 6666;
-    /** Lines not sent: receiver unresolvable, line too large, socket full or failing. */
+    /** Lines not sent: receiver unresolvable, line too large even shortened, socket full or failing. */
     public static int $dropped = 0;
+    /** Lines too large for a datagram that were sent with the message cut down to its head. */
+    public static int $shortened = 0;
 
     private const ENV = 'WAMP_OBSERVER_ADDR';
     private const ENCODING = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE;
     /** Stays under the 65507-byte UDP payload limit with room to spare. */
     private const MAX_DATAGRAM = 65000;
+    /**
+     * How many leading elements make the head of a message, by type code:
+     * everything before Arguments|list. Codes 2..4 are WAMP v1 CALL,
+     * CALLRESULT and CALLERROR only when a string call id follows (in v2
+     * they are WELCOME, ABORT and CHALLENGE, which are not cut).
+     */
+    private const HEAD_LENGTH = [
+        48 => 4, // CALL [48, Request, Options, Procedure]
+        50 => 3, // RESULT [50, CALL.Request, Details]
+        8 => 5, // ERROR [8, REQUEST.Type, REQUEST.Request, Details, Error]
+        68 => 4, // INVOCATION [68, Request, REGISTERED.Registration, Details]
+        70 => 3, // YIELD [70, INVOCATION.Request, Options]
+    ];
+    private const V1_HEAD_LENGTH = [
+        2 => 3, // v1 CALL [2, callID, procURI]
+        3 => 2, // v1 CALLRESULT [3, callID]
+        4 => 3, // v1 CALLERROR [4, callID, errorURI]
+    ];
 
     /** null until configured, explicitly or from the environment on first use. */
     private static ?bool $enabled = null;
@@ -72,15 +97,69 @@ final class WampObserver
         // handler, which would otherwise see socket warnings.
         set_error_handler(static fn (): bool => true);
         try {
-            $line = json_encode([$protocol, $direction, $message], self::ENCODING);
-            if ($line === false || strlen($line) + 1 > self::MAX_DATAGRAM || !self::send($line . "\n")) {
+            // Escaping only lengthens the message, so a message this long
+            // needs no encoding to be known too long.
+            $line = strlen($message) + 1 > self::MAX_DATAGRAM ? null : json_encode([$protocol, $direction, $message], self::ENCODING);
+            if ($line === false) {
                 self::$dropped++;
+                return;
+            }
+            $shortened = false;
+            if ($line === null || strlen($line) + 1 > self::MAX_DATAGRAM) {
+                $line = self::shortLine($protocol, $direction, $message);
+                if ($line === null) {
+                    self::$dropped++;
+                    return;
+                }
+                $shortened = true;
+            }
+            if (!self::send($line . "\n")) {
+                self::$dropped++;
+            } elseif ($shortened) {
+                self::$shortened++;
             }
         } catch (Throwable) {
             self::$dropped++;
         } finally {
             restore_error_handler();
         }
+    }
+
+    /**
+     * The line for an oversized message: its head, if that fits in a
+     * datagram; null if the message has no head to keep (not a WAMP
+     * message, or a type without a payload to cut) or the head is too long.
+     */
+    private static function shortLine(string $protocol, string $direction, string $message): ?string
+    {
+        $head = self::head($message);
+        if ($head === null) {
+            return null;
+        }
+        $line = json_encode([$protocol, $direction, $head], self::ENCODING);
+        return $line === false || strlen($line) + 1 > self::MAX_DATAGRAM ? null : $line;
+    }
+
+    /**
+     * The message without its payload, as JSON: the elements before
+     * Arguments|list (HEAD_LENGTH), decoded with dicts as objects so that
+     * {} stays {}, and encoded with the line's flags (plus 1.0 kept as 1.0).
+     * Null unless the message is a list with a type code that has a head,
+     * or when its head is the whole message (nothing to cut).
+     */
+    private static function head(string $message): ?string
+    {
+        $decoded = json_decode($message, false);
+        if (!is_array($decoded) || !is_int($decoded[0] ?? null)) {
+            return null;
+        }
+        $code = $decoded[0];
+        $keep = self::HEAD_LENGTH[$code] ?? (is_string($decoded[1] ?? null) ? self::V1_HEAD_LENGTH[$code] ?? null : null);
+        if ($keep === null || count($decoded) <= $keep) {
+            return null;
+        }
+        $head = json_encode(array_slice($decoded, 0, $keep), self::ENCODING | JSON_PRESERVE_ZERO_FRACTION);
+        return $head === false ? null : $head;
     }
 
     /**

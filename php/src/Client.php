@@ -11,6 +11,20 @@ namespace Wamp;
  * With a log direction, every message sent or received is also reported
  * to WampObserver as the exact JSON text on the wire, with one exception:
  * see invocationLogText().
+ *
+ * What user code gets: received messages are decoded with JSON objects and
+ * arrays kept apart (Json::decode), and each Details, Options and
+ * ArgumentsKw must be a JSON object, whatever its keys look like
+ * ({"0":"zero"} is a dict; [] is not one). Callbacks and handlers then get
+ * Arguments, ArgumentsKw and Details as plain PHP arrays, with the dicts
+ * nested in them turned into PHP arrays too (as json_decode($text, true)
+ * gives them): a dict key that looks like an integer is an integer key,
+ * and a nested {} is an empty array.
+ *
+ * Once the session is closing (the client sent ABORT or GOODBYE, or the
+ * router did), received messages are still logged but otherwise ignored,
+ * apart from the router's GOODBYE that answers leave(); so the first
+ * reason for the end is the one $onClose reports.
  */
 final class Client
 {
@@ -46,10 +60,15 @@ final class Client
     private ?\Closure $onClose = null;
     /** Set by leave(): the session end was asked for. */
     private bool $leaving = false;
+    /** leave() sent GOODBYE: the router's GOODBYE in reply is awaited. */
+    private bool $awaitingGoodbye = false;
     /** @var \Closure(): void|null */
     private ?\Closure $onLeft = null;
     private ?int $leaveTimer = null;
-    /** Why the session ended, when known before the transport closes. */
+    /**
+     * Why the session ended, when known before the transport closes: the
+     * first reason only, set when the client decides to close.
+     */
     private ?string $closeReason = null;
 
     public function __construct(
@@ -64,7 +83,9 @@ final class Client
      * Connects and joins the realm. $onJoin($sessionId, $welcomeDetails)
      * follows when the router welcomes the session. $onClose($reason) is
      * called once if the session ends other than by leave(): the router
-     * refused it (ABORT), said GOODBYE, or the connection failed or broke.
+     * refused it (ABORT), said GOODBYE, broke the protocol (the client
+     * sent ABORT), or the connection failed or broke. The reason is the
+     * first one: a router's reply to the client's ABORT does not replace it.
      *
      * @throws \InvalidArgumentException when the URL is not a ws:// URL
      */
@@ -96,7 +117,9 @@ final class Client
      * $onError($errorUri, $args, $kwargs, $details). Progressive results go
      * to $onProgress, and asking for it requests them (receive_progress).
      * A call still pending when the session closes gets neither callback:
-     * the $onClose of connect() tells that story.
+     * the $onClose of connect() tells that story; so does an answer that
+     * arrives after leave() said GOODBYE. Callbacks get plain PHP arrays
+     * (see the class comment).
      */
     public function call(
         string $procedure,
@@ -124,6 +147,9 @@ final class Client
      * Registers a procedure; $handler(Invocation) runs for each call of it.
      * $onRegistered($registrationId) or $onError($errorUri, $args,
      * $kwargs, $details) tells how the REGISTER went. Returns its request id.
+     * The Invocation carries plain PHP arrays (see the class comment), and
+     * its kwargs go back as a dict: yield($invocation->args,
+     * $invocation->kwargs) echoes {"0":"zero"} as {"0":"zero"}.
      */
     public function register(
         string $procedure,
@@ -162,6 +188,7 @@ final class Client
         $this->onLeft = $onLeft === null ? null : \Closure::fromCallable($onLeft);
         if ($this->state === self::JOINED) {
             $this->state = self::CLOSING;
+            $this->awaitingGoodbye = true;
             $this->send([MessageType::GOODBYE, new \stdClass(), 'wamp.close.close_realm']);
             $this->leaveTimer = $this->loop->addTimer(self::LEAVE_TIMEOUT, fn () => $this->socket->close());
         } elseif ($this->state === self::ESTABLISHING) {
@@ -182,8 +209,11 @@ final class Client
 
     private function received(string $payload, bool $binary): void
     {
+        $open = $this->state === self::ESTABLISHING || $this->state === self::JOINED;
         if ($binary) {
-            $this->abort('binary message on a wamp.2.json connection');
+            if ($open) {
+                $this->abort('binary message on a wamp.2.json connection');
+            }
             return;
         }
         try {
@@ -191,14 +221,36 @@ final class Client
         } catch (ProtocolViolation $e) {
             // Logged all the same: it did go over the wire.
             $this->log($payload);
-            $this->abort($e->getMessage());
+            if ($open) {
+                $this->abort($e->getMessage());
+            }
             return;
         }
-        $this->log($message[0] === MessageType::INVOCATION ? $this->invocationLogText($payload, $message) : $payload);
+        if ($this->logDirection !== null) {
+            $this->log($message[0] === MessageType::INVOCATION ? $this->invocationLogText($payload, $message) : $payload);
+        }
+        if (!$open) {
+            $this->receivedWhileClosing($message);
+            return;
+        }
         try {
             $this->dispatch($message);
         } catch (ProtocolViolation $e) {
             $this->abort($e->getMessage());
+        }
+    }
+
+    /**
+     * The client has decided to end the session (or the router has): only
+     * the GOODBYE answering leave()'s is acted on, however it is written;
+     * the rest is ignored, so that nothing replaces the first reason.
+     */
+    private function receivedWhileClosing(array $message): void
+    {
+        if ($this->state === self::CLOSING && $this->awaitingGoodbye && $message[0] === MessageType::GOODBYE) {
+            $this->awaitingGoodbye = false;
+            $this->cancelLeaveTimer();
+            $this->socket->close();
         }
     }
 
@@ -211,9 +263,6 @@ final class Client
                 MessageType::ABORT => $this->aborted($message),
                 default => throw new ProtocolViolation("message {$message[0]} before WELCOME"),
             };
-            return;
-        }
-        if ($this->state !== self::JOINED && $this->state !== self::CLOSING) {
             return;
         }
         // Unknown types are ignored, so a router may speak a later
@@ -239,27 +288,28 @@ final class Client
         ($this->onJoin)($this->sessionId, Field::dict($message, 2));
     }
 
-    /** [ABORT, Details|dict, Reason|uri] */
+    /** [ABORT, Details|dict, Reason|uri] from a router that was not told to close */
     private function aborted(array $message): void
     {
         $details = Field::dict($message, 1);
         $reason = Field::uri($message, 2);
-        $this->closeReason = isset($details['message']) && is_string($details['message'])
+        $this->closeReason ??= isset($details['message']) && is_string($details['message'])
             ? "$reason: {$details['message']}"
             : $reason;
         $this->state = self::CLOSING;
         $this->socket->close();
     }
 
-    /** [GOODBYE, Details|dict, Reason|uri] */
+    /**
+     * [GOODBYE, Details|dict, Reason|uri] in a joined session: the router
+     * ends it. (The GOODBYE answering leave() is receivedWhileClosing()'s.)
+     */
     private function goodbye(array $message): void
     {
         $reason = Field::uri($message, 2);
-        if ($this->state === self::JOINED) {
-            // The router ends the session; acknowledge as the spec asks.
-            $this->send([MessageType::GOODBYE, new \stdClass(), 'wamp.close.goodbye_and_out']);
-            $this->closeReason = "the router closed the session: $reason";
-        }
+        // Acknowledge as the spec asks.
+        $this->send([MessageType::GOODBYE, new \stdClass(), 'wamp.close.goodbye_and_out']);
+        $this->closeReason ??= "the router closed the session: $reason";
         $this->state = self::CLOSING;
         $this->cancelLeaveTimer();
         $this->socket->close();
@@ -390,7 +440,7 @@ final class Client
         if ($this->state === self::ESTABLISHING || $this->state === self::JOINED) {
             $this->send([MessageType::ABORT, ['message' => $why], 'wamp.error.protocol_violation']);
         }
-        $this->closeReason = "protocol violation by the router: $why";
+        $this->closeReason ??= "protocol violation by the router: $why";
         $this->state = self::CLOSING;
         $this->socket->close();
     }
@@ -439,14 +489,14 @@ final class Client
     {
         $details = $message[3] ?? null;
         $registration = is_int($message[2] ?? null) ? ($this->registrations[$message[2]] ?? null) : null;
-        if ($registration === null || !is_array($details) || array_key_exists('procedure', $details)) {
+        if ($registration === null || !$details instanceof \stdClass || property_exists($details, 'procedure')) {
             return $payload;
         }
-        // Decoded again with objects so that {} in it stays {} when re-encoded.
-        $copy = json_decode($payload, false);
-        if (!$copy[3] instanceof \stdClass) {
-            return $payload;
-        }
+        // Dicts are decoded as objects, so {} in the copy stays {} when
+        // re-encoded. The details are cloned: the message itself goes on
+        // to the handler as the router sent it.
+        $copy = $message;
+        $copy[3] = clone $details;
         $copy[3]->procedure = $registration->procedure;
         try {
             return Json::encode($copy);

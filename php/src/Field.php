@@ -5,8 +5,11 @@ declare(strict_types=1);
 namespace Wamp;
 
 /**
- * Reads typed fields out of a decoded WAMP message, rejecting what the
- * spec does not allow there.
+ * Reads typed fields out of a message as Json::decode returns it (dicts as
+ * stdClass, lists as PHP lists), rejecting what the spec does not allow
+ * there. Types are checked on that wire-level form, where a JSON object
+ * and a JSON array differ; dicts and lists are returned as plain PHP
+ * arrays (Json::plain), at every depth.
  */
 final class Field
 {
@@ -50,18 +53,21 @@ final class Field
     }
 
     /**
-     * A dict, decoded as a PHP array ({} arrives as []).
+     * A dict: a JSON object, whatever its keys ({"0":"zero"} included); a
+     * JSON array, even [], is not one. Returned as a PHP array, in which
+     * keys that look like integers are integer keys ({"0":"zero"} gives
+     * [0 => 'zero']).
      *
-     * @return array<string, mixed>
+     * @return array<array-key, mixed>
      * @throws ProtocolViolation
      */
     public static function dict(array $message, int $index): array
     {
         $value = $message[$index] ?? null;
-        if (!is_array($value) || ($value !== [] && array_is_list($value))) {
+        if (!$value instanceof \stdClass) {
             throw self::violation($message, $index, 'a dict');
         }
-        return $value;
+        return Json::plain($value);
     }
 
     /**
@@ -76,13 +82,13 @@ final class Field
         if (!is_array($value) || !array_is_list($value)) {
             throw self::violation($message, $index, 'a list');
         }
-        return $value;
+        return Json::plain($value);
     }
 
     /**
      * The optional ArgumentsKw|dict; absent means none.
      *
-     * @return array<string, mixed>
+     * @return array<array-key, mixed>
      * @throws ProtocolViolation
      */
     public static function kwargs(array $message, int $index): array

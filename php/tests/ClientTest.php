@@ -335,6 +335,11 @@ final class ClientTest extends TestCase
         yield 'no message code' => ['["x"]'];
         yield 'bad request id' => ['[50,"1",{}]'];
         yield 'args not a list' => ['[50,1,{},{"a":1}]'];
+        yield 'args a dict with index keys' => ['[50,1,{},{"0":"a"}]'];
+        yield 'details a list' => ['[50,1,[],[]]'];
+        yield 'kwargs an empty list' => ['[50,1,{},[],[]]'];
+        yield 'invocation details a list' => ['[68,1,25,[],["x"]]'];
+        yield 'error details a list' => ['[8,48,1,[],"wamp.error.x"]'];
         yield 'second WELCOME' => ['[2,1,{}]'];
     }
 
@@ -348,6 +353,220 @@ final class ClientTest extends TestCase
         self::assertSame(3, $abort[0]);
         self::assertSame('wamp.error.protocol_violation', $abort[2]);
         self::assertStringStartsWith('protocol violation by the router', $this->closes[0]);
+    }
+
+    public function testDictsWithIndexKeysReachTheHandlerAndGoBackAsDicts(): void
+    {
+        $this->join();
+        $seen = [];
+        $this->client->register('hello1', function (Invocation $invocation) use (&$seen): void {
+            $seen[] = [$invocation->args, $invocation->kwargs, $invocation->details];
+            $invocation->yield($invocation->args, $invocation->kwargs);
+        });
+        $this->router->sendText('[65,1,25]');
+        $this->router->sendText('[68,1,25,{},["x"],{"0":"zero"}]');
+        self::assertSame(['[64,1,{},"hello1"]', '[70,1,{},["x"],{"0":"zero"}]'], $this->sentAfterHello(2));
+        self::assertSame([[['x'], [0 => 'zero'], []]], $seen);
+        $this->settle();
+        self::assertSame([], $this->closes);
+    }
+
+    public function testResultWithIndexKeyedKwargsIsAccepted(): void
+    {
+        $this->join();
+        $results = [];
+        $this->client->call('p', [], [], function (array $args, array $kwargs, array $details) use (&$results): void {
+            $results[] = [$args, $kwargs, $details];
+        });
+        $this->router->sendText('[50,1,{},[],{"0":"zero"}]');
+        LoopRunner::runUntil($this->loop, function () use (&$results): bool {
+            return $results !== [] || $this->closes !== [];
+        });
+        self::assertSame([[[], [0 => 'zero'], []]], $results);
+        self::assertCount(2, $this->router->texts(), 'no ABORT');
+    }
+
+    public function testNestedDictsReachUserCodeAsPlainArrays(): void
+    {
+        $this->join();
+        $results = [];
+        $this->client->call('p', [], [], function (array $args, array $kwargs, array $details) use (&$results): void {
+            $results[] = [$args, $kwargs, $details];
+        });
+        $this->router->sendText('[50,1,{"x":{"0":{}}},[{"a":{"b":1}},[],{}],{"k":{"0":"zero"},"l":[{}]}]');
+        LoopRunner::runUntil($this->loop, function () use (&$results): bool {
+            return $results !== [];
+        });
+        self::assertSame(
+            [[[['a' => ['b' => 1]], [], []], ['k' => [0 => 'zero'], 'l' => [[]]], ['x' => [0 => []]]]],
+            $results,
+        );
+    }
+
+    public function testWelcomeDetailsWithIndexKeysJoin(): void
+    {
+        $this->connect();
+        $this->router->sendText('[2,' . self::SESSION . ',{"0":"zero","roles":{"dealer":{}}}]');
+        LoopRunner::runUntil($this->loop, fn () => $this->joins !== [] || $this->closes !== []);
+        self::assertSame([[self::SESSION, [0 => 'zero', 'roles' => ['dealer' => []]]]], $this->joins);
+    }
+
+    public function testEmptyDictsAreStillSentAsObjects(): void
+    {
+        $invocation = $this->registerAndInvoke('{}');
+        $invocation->yield([], []);
+        $this->client->call('p', [[]], [], null, null);
+        $this->client->leave();
+        self::assertSame(
+            ['[64,1,{},"hello1"]', '[70,41,{},[]]', '[48,2,{},"p",[[]]]', '[6,{},"wamp.close.close_realm"]'],
+            $this->sentAfterHello(4),
+        );
+    }
+
+    public function testOwnAbortReasonSurvivesTheRoutersReplyAbort(): void
+    {
+        $this->join();
+        // Like a real router: an ABORT from the client is a violation too.
+        $this->router->onText(function (string $text): void {
+            if (str_starts_with($text, '[3,')) {
+                $this->router->sendText('[3,{"message":"unexpected ABORT"},"wamp.error.protocol_violation"]');
+            }
+        });
+        $this->router->sendText('[50,"1",{}]');
+        LoopRunner::runUntil($this->loop, fn () => $this->closes !== []);
+        $this->settle();
+        self::assertSame(['protocol violation by the router: field 1 of message 50 is not an id'], $this->closes);
+        $sent = array_slice($this->router->texts(), 1);
+        self::assertCount(1, $sent);
+        self::assertSame([3, ['message' => 'field 1 of message 50 is not an id'], 'wamp.error.protocol_violation'], json_decode($sent[0], true));
+    }
+
+    public function testMessagesAfterOwnAbortAreIgnored(): void
+    {
+        $this->join();
+        $results = 0;
+        $this->client->call('p', [], [], function () use (&$results): void {
+            $results++;
+        });
+        $this->router->onText(function (string $text): void {
+            if (str_starts_with($text, '[3,')) {
+                $this->router->sendText('[50,1,{},["late"]]');
+                $this->router->sendText('not JSON');
+                $this->router->sendText('[6,{},"wamp.close.system_shutdown"]');
+                $this->router->sendText('[3,{},"wamp.error.late"]');
+            }
+        });
+        $this->router->sendText('[2,1,{}]');
+        LoopRunner::runUntil($this->loop, fn () => $this->closes !== []);
+        $this->settle();
+        self::assertSame(0, $results);
+        self::assertSame(['protocol violation by the router: WELCOME in an established session'], $this->closes);
+        // CALL and the one ABORT: no GOODBYE answered, no second ABORT.
+        self::assertCount(2, array_slice($this->router->texts(), 1));
+    }
+
+    public function testMessagesAfterOwnGoodbyeAreIgnoredButItsReplyEndsTheSession(): void
+    {
+        $this->join();
+        $results = 0;
+        $handled = 0;
+        $this->client->register('hello1', function () use (&$handled): void {
+            $handled++;
+        });
+        $this->router->sendText('[65,1,' . self::REGISTRATION . ']');
+        $this->client->call('p', [], [], function () use (&$results): void {
+            $results++;
+        });
+        $this->sentAfterHello(2);
+        $this->router->onText(function (string $text): void {
+            if ($text === '[6,{},"wamp.close.close_realm"]') {
+                $this->router->sendText('[50,2,{},["late"]]');
+                $this->router->sendText('[68,41,' . self::REGISTRATION . ',{}]');
+                $this->router->sendText('[50,2,[],[]]');
+                $this->router->sendText('[3,{},"wamp.error.late"]');
+                $this->router->sendText('[6,{},"wamp.close.goodbye_and_out"]');
+            }
+        });
+        $left = 0;
+        $start = hrtime(true);
+        $this->client->leave(function () use (&$left): void {
+            $left++;
+        });
+        LoopRunner::runUntil($this->loop, function () use (&$left): bool {
+            return $left === 1;
+        });
+        self::assertLessThan(0.5, (hrtime(true) - $start) / 1e9, 'the GOODBYE reply ends the session');
+        $this->settle();
+        self::assertSame([0, 0, 1], [$results, $handled, $left]);
+        self::assertSame([], $this->closes);
+        // REGISTER, CALL, GOODBYE: nothing after it (no ERROR, no ABORT).
+        self::assertSame('[6,{},"wamp.close.close_realm"]', array_slice($this->router->texts(), -1)[0]);
+        self::assertCount(4, $this->router->texts());
+    }
+
+    public function testRouterGoodbyeReasonSurvivesALaterAbort(): void
+    {
+        $this->join();
+        $this->router->sendText('[6,{},"wamp.close.system_shutdown"]');
+        $this->router->sendText('[3,{"message":"late"},"wamp.error.late"]');
+        LoopRunner::runUntil($this->loop, fn () => $this->closes !== []);
+        $this->settle();
+        self::assertSame(['the router closed the session: wamp.close.system_shutdown'], $this->closes);
+        self::assertSame(['[6,{},"wamp.close.goodbye_and_out"]'], array_slice($this->router->texts(), 1));
+    }
+
+    public function testRouterAbortReasonSurvivesLaterMessages(): void
+    {
+        $this->join();
+        $this->router->sendText('[3,{"message":"bye"},"wamp.error.first"]');
+        $this->router->sendText('[3,{"message":"again"},"wamp.error.second"]');
+        $this->router->sendText('[50,1,[],[]]');
+        LoopRunner::runUntil($this->loop, fn () => $this->closes !== []);
+        $this->settle();
+        self::assertSame(['wamp.error.first: bye'], $this->closes);
+        self::assertCount(1, $this->router->texts(), 'nothing sent after HELLO');
+    }
+
+    public function testLogsTheProcedureIntoIndexKeyedInvocationDetails(): void
+    {
+        $receiver = new UdpReceiver();
+        \WampObserver::configure("127.0.0.1:{$receiver->port}");
+        $this->client = new Client($this->loop, $this->router->url(), 'realm1', 'in');
+
+        $invocation = $this->registerAndInvoke('{"0":"zero"}', 41, '[{},[]],{}');
+        $logged = array_map(fn (string $line) => json_decode($line, true), $receiver->payloads(5, 0.5));
+        $receiver->close();
+        self::assertSame(
+            ['wamp', 'in', '[68,41,' . self::REGISTRATION . ',{"0":"zero","procedure":"hello1"},[{},[]],{}]'],
+            $logged[4] ?? null,
+        );
+        // The handler still sees what the router sent.
+        self::assertSame([0 => 'zero'], $invocation->details);
+        self::assertSame([[], []], $invocation->args);
+        self::assertSame([], $this->closes);
+    }
+
+    public function testAnOversizedResultIsLoggedByItsHead(): void
+    {
+        $receiver = new UdpReceiver();
+        \WampObserver::configure("127.0.0.1:{$receiver->port}");
+        \WampObserver::$shortened = 0;
+        \WampObserver::$dropped = 0;
+        $this->client = new Client($this->loop, $this->router->url(), 'realm1', 'out');
+        $this->join();
+        $results = [];
+        $this->client->call('hello1', [], ['timeout' => 300], function (array $args) use (&$results): void {
+            $results[] = strlen($args[0]);
+        });
+        $this->router->sendText('[50,1,{},["' . str_repeat('r', 100000) . '"]]');
+        LoopRunner::runUntil($this->loop, function () use (&$results): bool {
+            return $results !== [];
+        });
+        $logged = array_map(fn (string $line) => json_decode($line, true)[2], $receiver->payloads(4, 0.5));
+        $receiver->close();
+        self::assertSame([100000], $results);
+        self::assertSame('[50,1,{}]', $logged[3] ?? null);
+        self::assertSame([1, 0], [\WampObserver::$shortened, \WampObserver::$dropped]);
     }
 
     public function testConnectionLossIsReported(): void

@@ -27,9 +27,39 @@ final class JsonTest extends TestCase
         Json::encode(["\xC3\x28"]);
     }
 
-    public function testDecodesDictsAsArrays(): void
+    public function testDecodesDictsAsObjectsAndListsAsArrays(): void
     {
-        self::assertSame([50, 1, [], ['a'], ['k' => ['n' => 1]]], Json::decode('[50,1,{},["a"],{"k":{"n":1}}]'));
+        $message = Json::decode('[50,1,{},["a",{"0":"zero"},[]],{"k":{"n":1}}]');
+        self::assertEquals(
+            [50, 1, new \stdClass(), ['a', (object) ['0' => 'zero'], []], (object) ['k' => (object) ['n' => 1]]],
+            $message,
+        );
+        self::assertInstanceOf(\stdClass::class, $message[2]);
+        self::assertSame([], $message[3][2]);
+    }
+
+    public function testDictsWithIndexKeysStayDicts(): void
+    {
+        $message = Json::decode('[68,1,25,{},["x"],{"0":"zero"}]');
+        self::assertInstanceOf(\stdClass::class, $message[5]);
+        self::assertSame(['0' => 'zero'], get_object_vars($message[5]));
+    }
+
+    public function testDecodedMessagesEncodeBackUnchanged(): void
+    {
+        foreach (['[50,1,{},[],{}]', '[68,1,25,{"0":"zero"},[{},[]],{"0":{}}]', '[48,1,{"timeout":1.5},"a/é",[]]'] as $text) {
+            self::assertSame($text, Json::encode(Json::decode($text)));
+        }
+    }
+
+    public function testPlainTurnsDictsIntoArraysAtEveryDepth(): void
+    {
+        self::assertSame(
+            [50, 1, [], ['a', [0 => 'zero'], []], ['k' => ['n' => 1]]],
+            Json::plain(Json::decode('[50,1,{},["a",{"0":"zero"},[]],{"k":{"n":1}}]')),
+        );
+        self::assertSame('x', Json::plain('x'));
+        self::assertNull(Json::plain(null));
     }
 
     /** @return iterable<string, array{string}> */
@@ -37,6 +67,8 @@ final class JsonTest extends TestCase
     {
         yield 'broken' => ['[1,'];
         yield 'object' => ['{"0":1}'];
+        yield 'object with index keys' => ['{"0":48,"1":1}'];
+        yield 'empty object' => ['{}'];
         yield 'empty list' => ['[]'];
         yield 'string code' => ['["1"]'];
         yield 'scalar' => ['1'];

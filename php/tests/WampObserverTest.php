@@ -20,6 +20,7 @@ final class WampObserverTest extends TestCase
         $this->receiver = new UdpReceiver();
         \WampObserver::configure("127.0.0.1:{$this->receiver->port}");
         \WampObserver::$dropped = 0;
+        \WampObserver::$shortened = 0;
     }
 
     protected function tearDown(): void
@@ -145,6 +146,96 @@ final class WampObserverTest extends TestCase
         self::assertCount(1, $received);
         self::assertSame(65000, strlen($received[0]));
         self::assertSame(2, \WampObserver::$dropped);
+        self::assertSame(0, \WampObserver::$shortened);
+    }
+
+    public function testAnOversizedResultIsShortenedToItsHead(): void
+    {
+        $message = '[50,7,{"x":"a/é","empty":{},"list":[],"f":1.0},["' . str_repeat('r', 70000) . '"],{"k":{}}]';
+        $this->assertSilent(fn () => \WampObserver::log('wamp', 'out', $message));
+        $received = $this->receiver->payloads(1);
+        self::assertCount(1, $received);
+        $line = $received[0];
+        self::assertLessThanOrEqual(65000, strlen($line));
+        self::assertStringEndsWith("\n", $line);
+        self::assertSame(substr_count($line, "\n"), 1);
+        $logged = json_decode($line, false, 512, JSON_THROW_ON_ERROR);
+        self::assertSame(['wamp', 'out'], array_slice($logged, 0, 2));
+        self::assertSame('[50,7,{"x":"a/é","empty":{},"list":[],"f":1.0}]', $logged[2]);
+        // Valid JSON, and exactly the original's first three elements.
+        self::assertEquals(array_slice(json_decode($message, false), 0, 3), json_decode($logged[2], false, 512, JSON_THROW_ON_ERROR));
+        self::assertSame(json_encode(['wamp', 'out', $logged[2]], self::FLAGS) . "\n", $line);
+        self::assertSame([1, 0], [\WampObserver::$shortened, \WampObserver::$dropped]);
+    }
+
+    /** @return iterable<string, array{string, string}> */
+    public static function oversizedMessages(): iterable
+    {
+        $big = '"' . str_repeat('p', 66000) . '"';
+        yield 'CALL' => ["[48,1,{\"timeout\":300},\"com/hello.é\",[$big],{\"k\":1}]", '[48,1,{"timeout":300},"com/hello.é"]'];
+        yield 'CALL, kwargs only' => ["[48,1,{},\"p\",[],{\"k\":$big}]", '[48,1,{},"p"]'];
+        yield 'RESULT, empty details' => ["[50,2,{},[$big]]", '[50,2,{}]'];
+        yield 'RESULT, progressive' => ["[50,2,{\"progress\":true},[$big]]", '[50,2,{"progress":true}]'];
+        yield 'ERROR for a CALL' => ["[8,48,3,{},\"wamp.error.timeout\",[$big]]", '[8,48,3,{},"wamp.error.timeout"]'];
+        yield 'ERROR for an INVOCATION' => ["[8,68,3,{},\"app.error.hello\",[],{\"k\":$big}]", '[8,68,3,{},"app.error.hello"]'];
+        yield 'INVOCATION' => ["[68,4,25,{\"procedure\":\"hello1\"},[$big]]", '[68,4,25,{"procedure":"hello1"}]'];
+        yield 'YIELD' => ["[70,5,{},[$big],{}]", '[70,5,{}]'];
+        yield 'v1 CALL' => ["[2,\"f7de8d936fb95715\",\"hello4\",{\"msg\":$big}]", '[2,"f7de8d936fb95715","hello4"]'];
+        yield 'v1 CALLRESULT' => ["[3,\"f7de8d936fb95715\",{\"msg\":$big}]", '[3,"f7de8d936fb95715"]'];
+        yield 'v1 CALLERROR' => ["[4,\"c3356b633c7ff987\",\"app.error.hello\",$big]", '[4,"c3356b633c7ff987","app.error.hello"]'];
+    }
+
+    /** @dataProvider oversizedMessages */
+    public function testOversizedMessagesAreShortenedByType(string $message, string $head): void
+    {
+        $this->assertSilent(fn () => \WampObserver::log('wamp', 'in', $message));
+        self::assertSame([json_encode(['wamp', 'in', $head], self::FLAGS) . "\n"], $this->receiver->payloads(2, 0.3));
+        self::assertSame([1, 0], [\WampObserver::$shortened, \WampObserver::$dropped]);
+    }
+
+    /** @return iterable<string, array{string}> */
+    public static function oversizedWithoutAHead(): iterable
+    {
+        $big = '"' . str_repeat('p', 66000) . '"';
+        yield 'not JSON' => ["[50,1,{},[$big]"];
+        yield 'not a list' => ["{\"0\":50,\"1\":$big}"];
+        yield 'no type code' => ["[\"50\",1,{},[$big]]"];
+        yield 'EVENT' => ["[36,1,2,{},[$big]]"];
+        yield 'PUBLISH' => ["[16,1,{},\"topic\",[$big]]"];
+        yield 'v2 WELCOME' => ["[2,1,{\"x\":$big}]"];
+        yield 'v2 ABORT' => ["[3,{\"message\":$big},\"wamp.error.x\"]"];
+        yield 'head too long: procedure' => ["[48,1,{},$big,[]]"];
+        yield 'head too long: details' => ["[50,1,{\"x\":$big},[]]"];
+        yield 'head too long: error URI' => ["[8,48,1,{},$big,[]]"];
+        yield 'head is the whole message' => ["[50,1,{\"x\":$big}]"];
+        yield 'head cannot be re-encoded' => ["[50,1,{\"x\":1e400},[$big]]"];
+        yield 'invalid UTF-8' => ["[50,1,{},[\"\xC3\x28$big\"]]"];
+    }
+
+    /** @dataProvider oversizedWithoutAHead */
+    public function testOversizedMessagesWithoutAHeadThatFitsAreDropped(string $message): void
+    {
+        $this->assertSilent(fn () => \WampObserver::log('wamp', 'in', $message));
+        self::assertSame([], $this->receiver->payloads(1, 0.2));
+        self::assertSame([0, 1], [\WampObserver::$shortened, \WampObserver::$dropped]);
+    }
+
+    public function testShortenedOnlyWhenTheLineDoesNotFit(): void
+    {
+        // The line is the message plus 18 bytes, plus one per quote escaped:
+        // [50,1,{},["..."]] has two, so 64980 bytes of message just fit.
+        $fits = '[50,1,{},["' . str_repeat('a', 64980 - 14) . '"]]';
+        $escapedTooLong = '[50,1,{},["' . str_repeat('b', 64981 - 14) . '"]]';
+        self::assertSame([64980, 64981], [strlen($fits), strlen($escapedTooLong)]);
+        \WampObserver::log('wamp', 'out', $fits);
+        \WampObserver::log('wamp', 'out', $escapedTooLong);
+        $received = $this->receiver->payloads(2);
+        self::assertSame(65000, strlen($received[0]));
+        self::assertSame(
+            [json_encode(['wamp', 'out', $fits], self::FLAGS) . "\n", "[\"wamp\",\"out\",\"[50,1,{}]\"]\n"],
+            $received,
+        );
+        self::assertSame([1, 0], [\WampObserver::$shortened, \WampObserver::$dropped]);
     }
 
     public function testInvalidUtf8IsDroppedSilently(): void

@@ -82,17 +82,22 @@ func (s *jsonScanner) strEscaped(start int) ([]byte, bool) {
 	from := len(s.scratch)
 	i := start
 	for i < len(s.b) {
-		c := s.b[i]
-		switch {
+		// Copy the run of plain bytes up to the next quote, backslash or
+		// control character in one go.
+		run := i
+		for run < len(s.b) && s.b[run] != '"' && s.b[run] != '\\' && s.b[run] >= 0x20 {
+			run++
+		}
+		s.scratch = append(s.scratch, s.b[i:run]...)
+		if i = run; i >= len(s.b) {
+			break
+		}
+		switch c := s.b[i]; {
 		case c == '"':
 			s.pos = i + 1
 			return s.scratch[from:], true
 		case c < 0x20:
 			return nil, false
-		case c != '\\':
-			s.scratch = append(s.scratch, c)
-			i++
-			continue
 		}
 		if i+1 >= len(s.b) {
 			return nil, false

@@ -162,6 +162,9 @@ func (in *LogIngester) family(protocol, direction []byte) (int, string) {
 	return len(next) - 1, ""
 }
 
+// familyAt returns the family at index fi, which family() handed out.
+func (in *LogIngester) familyAt(fi int) *Family { return (*in.families.Load())[fi].family }
+
 // NewReader returns the state for one reading goroutine; transport labels
 // its lines ("udp", "tcp").
 func (in *LogIngester) NewReader(transport string) *LogReader {
@@ -202,6 +205,12 @@ const maxRegistrations = 1024
 // is counted by reason, logged at most once a second, and otherwise
 // ignored.
 func (r *LogReader) HandleLine(from netip.AddrPort, line []byte) {
+	r.handleLine(r.in.tracker.nanos(), from, line)
+}
+
+// handleLine is HandleLine with the clock read by the caller: the lines of
+// one read arrived together.
+func (r *LogReader) handleLine(now int64, from netip.AddrPort, line []byte) {
 	r.lines.Inc()
 	l := &r.line
 	if reason := r.parser.parse(line, l); reason != "" {
@@ -226,11 +235,11 @@ func (r *LogReader) HandleLine(from netip.AddrPort, line []byte) {
 		r.senders[from] = snd
 		r.in.senders.Inc()
 	}
-	snd.lastSeen = r.in.tracker.nanos()
+	snd.lastSeen = now
 
 	switch l.kind {
 	case kindCall:
-		r.session(snd, fi, l.view).callBytes(l.id, l.procedure, l.timeout)
+		r.session(snd, fi, l.view).startAt(now, l.id, r.in.familyAt(fi).lookupBytes(l.procedure), l.timeout)
 	case kindInvocation:
 		procedure := l.procedure
 		if len(procedure) == 0 {
@@ -241,21 +250,21 @@ func (r *LogReader) HandleLine(from netip.AddrPort, line []byte) {
 			}
 			procedure = []byte(p)
 		}
-		r.session(snd, fi, l.view).callBytes(l.id, procedure, l.timeout)
+		r.session(snd, fi, l.view).startAt(now, l.id, r.in.familyAt(fi).lookupBytes(procedure), l.timeout)
 	case kindResult, kindYield:
 		if s := existing(snd, fi, l.view); s != nil {
-			s.End(l.id, Response)
+			s.endAt(now, l.id, Response)
 		}
 	case kindError:
 		if s := existing(snd, fi, l.view); s != nil {
-			s.End(l.id, errorOutcome(l.errorURI))
+			s.endAt(now, l.id, errorOutcome(l.errorURI))
 		}
 	case kindInterrupt:
 		// The dealer interrupts the callee when the call timed out or the
 		// caller canceled; the router counts those as a timeout and an
 		// error, and so does the callee's view.
 		if s := existing(snd, fi, l.view); s != nil {
-			s.End(l.id, errorOutcome(l.errorURI))
+			s.endAt(now, l.id, errorOutcome(l.errorURI))
 		}
 	case kindRegister:
 		if snd.registering == nil {
@@ -276,7 +285,7 @@ func (r *LogReader) HandleLine(from netip.AddrPort, line []byte) {
 		if len(snd.registrations) < maxRegistrations {
 			snd.registrations[l.registration] = p
 		}
-		(*r.in.families.Load())[fi].family.Declare(p)
+		r.in.familyAt(fi).Declare(p)
 	}
 }
 
@@ -308,7 +317,7 @@ func (r *LogReader) session(snd *logSender, fi int, v view) *Session {
 	}
 	s := snd.sessions[fi][v]
 	if s == nil {
-		s = r.in.tracker.Open((*r.in.families.Load())[fi].family)
+		s = r.in.tracker.Open(r.in.familyAt(fi))
 		snd.sessions[fi][v] = s
 	}
 	return s

@@ -341,6 +341,7 @@ func (p *lineParser) parseV2Answer(out *logLine) string {
 	progress := false
 	ok := s.object(func(key []byte) bool {
 		if string(key) == "progress" {
+			s.skipSpace()
 			progress = s.literal("true")
 			return progress || s.skip()
 		}

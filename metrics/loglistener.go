@@ -193,13 +193,14 @@ func (l *LogListener) readUDP(ctx context.Context) {
 			l.log.Warn("reading log datagrams", slog.Any("err", err))
 			continue
 		}
+		now := l.ingester.tracker.nanos() // the batch arrived together
 		for _, m := range msgs[:n] {
 			var from netip.AddrPort
 			if ua, ok := m.Addr.(*net.UDPAddr); ok {
 				from = ua.AddrPort()
 				from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 			}
-			l.handleDatagram(r, from, m.Buffers[0][:m.N])
+			l.handleDatagram(r, now, from, m.Buffers[0][:m.N])
 		}
 	}
 }
@@ -210,14 +211,14 @@ type batchReader interface {
 }
 
 // handleDatagram hands each line of one datagram to the reader.
-func (l *LogListener) handleDatagram(r *LogReader, from netip.AddrPort, datagram []byte) {
+func (l *LogListener) handleDatagram(r *LogReader, now int64, from netip.AddrPort, datagram []byte) {
 	lines := 0
 	for line := range bytes.SplitSeq(datagram, []byte{'\n'}) {
 		switch {
 		case len(line) > l.maxLineLen:
 			r.RejectTooLong(from, line)
 		case len(line) > 0:
-			r.HandleLine(from, line)
+			r.handleLine(now, from, line)
 		default:
 			continue
 		}
@@ -269,12 +270,16 @@ func (l *LogListener) readTCP(c net.Conn) {
 	defer r.Close()
 	from, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	br := bufio.NewReaderSize(c, l.maxLineLen)
+	var now int64
 	for {
+		if br.Buffered() == 0 {
+			now = l.ingester.tracker.nanos() // lines already buffered came with the last read
+		}
 		line, err := br.ReadSlice('\n')
 		switch {
 		case err == nil:
 			if line = line[:len(line)-1]; len(line) > 0 {
-				r.HandleLine(from, line)
+				r.handleLine(now, from, line)
 			}
 		case errors.Is(err, bufio.ErrBufferFull):
 			r.RejectTooLong(from, line)

@@ -165,19 +165,17 @@ type pendingCall struct {
 // is a continuation (progressive call invocations) or a client bug, and
 // either way the first start is the one that counts.
 func (s *Session) Call(id uint64, procedure string, timeout time.Duration) {
-	s.start(id, s.family.lookup(procedure), timeout)
+	series := s.family.lookup(procedure)
+	s.startAt(s.tracker.nanos(), id, series, timeout)
 }
 
-// callBytes is Call for a procedure still in a read buffer.
-func (s *Session) callBytes(id uint64, procedure []byte, timeout time.Duration) {
-	s.start(id, s.family.lookupBytes(procedure), timeout)
-}
-
-func (s *Session) start(id uint64, series *procedureSeries, timeout time.Duration) {
+// startAt starts a call at now (Tracker.nanos): the log path reads the
+// clock once per read, not once per line, as time.Now is a large part of
+// handling a line.
+func (s *Session) startAt(now int64, id uint64, series *procedureSeries, timeout time.Duration) {
 	if timeout <= 0 {
 		timeout = s.tracker.defaultTimeout
 	}
-	now := s.tracker.nanos()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -228,8 +226,9 @@ func (s *Session) Registered(procedure string) { s.family.Declare(procedure) }
 // timeout of exactly the deadline, whether or not the sweeper got there
 // first; an answer for a call that is not pending (never made, already
 // answered or already timed out) is ignored.
-func (s *Session) End(id uint64, outcome Outcome) {
-	now := s.tracker.nanos()
+func (s *Session) End(id uint64, outcome Outcome) { s.endAt(s.tracker.nanos(), id, outcome) }
+
+func (s *Session) endAt(now int64, id uint64, outcome Outcome) {
 	s.mu.Lock()
 	c, ok := s.calls[id]
 	if ok {

@@ -40,5 +40,11 @@ unformatted=$(gofmt -l .)
 [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted" >&2; exit 1; }
 go vet ./...
 go test -race -count=1 ./...
+# Each fuzz target briefly (./fuzz.sh runs them long); their seed corpora
+# in testdata/fuzz already ran above as plain tests.
+for target in "FuzzParseLine ./metrics" "FuzzHandleLines ./metrics" "FuzzObserver ./router"; do
+  set -- $target
+  go test -run '^$' -fuzz "^$1\$" -fuzztime 10s "$2"
+done
 # Benchmarks are not timed tests: run each once so they cannot rot.
 go test -run '^$' -bench . -benchtime 1x ./... >/dev/null

@@ -3,6 +3,7 @@ package metrics
 import (
 	"bytes"
 	"hash/maphash"
+	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -392,12 +393,23 @@ func (p *lineParser) parseV2Error(out *logLine) string {
 // positive integer means none, as for the dealer; it is consumed all the
 // same.
 func (s *jsonScanner) timeoutValue() time.Duration {
+	s.skipSpace()
+	start := s.pos
 	ms, kind := s.uint()
-	if kind == notNumber {
+	switch kind {
+	case notNumber:
 		s.skip()
 		return 0
+	case otherNumber:
+		// 1500.0 (msgpack and JavaScript clients send floats): whole
+		// milliseconds, as the router reads it.
+		f, err := strconv.ParseFloat(string(s.b[start:s.pos]), 64)
+		if err != nil || f < 1 || f >= float64(1<<63-1)/float64(time.Millisecond) {
+			return 0
+		}
+		ms = uint64(f)
 	}
-	if kind == unsignedInt && ms > 0 && ms < uint64(1<<63-1)/uint64(time.Millisecond) {
+	if ms > 0 && ms < uint64(1<<63-1)/uint64(time.Millisecond) {
 		return time.Duration(ms) * time.Millisecond
 	}
 	return 0

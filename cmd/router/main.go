@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -39,8 +41,8 @@ func main() {
 
 // settings are the flag values before they become an app.Config.
 type settings struct {
-	wampAddr, metricsAddr, logAddr, authFile string
-	cfg                                      app.Config
+	wampAddr, metricsAddr, logAddr, authFile, pprofAddr string
+	cfg                                                 app.Config
 }
 
 func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) error {
@@ -73,7 +75,35 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			return err
 		}
 	}
+	if s.pprofAddr != "" {
+		stop, err := servePprof(s.pprofAddr, log)
+		if err != nil {
+			ls.WAMP.Close()
+			ls.Metrics.Close()
+			if ls.Log != nil {
+				ls.Log.Close()
+			}
+			return err
+		}
+		defer stop()
+	}
 	return app.Run(ctx, s.cfg, ls)
+}
+
+// servePprof serves net/http/pprof on addr, for profiling under load.
+func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("serving pprof", slog.String("at", "http://"+ln.Addr().String()+"/debug/pprof/"))
+	go srv.Serve(ln)
+	return func() { srv.Close() }, nil
 }
 
 // parseFlags reads the command line, falling back to WAMP_OBSERVER_<NAME>
@@ -112,6 +142,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 		"calls timed at once for one session or log sender; further calls are counted as untracked")
 	fs.StringVar(&s.authFile, "auth-file", "",
 		"JSON `file` of credentials (WAMP ticket and/or WAMP-CRA); when set, anonymous clients are refused")
+	fs.StringVar(&s.pprofAddr, "pprof", "", "`address` to serve net/http/pprof on, for profiling; empty (the default) turns it off")
 	fs.BoolVar(&s.cfg.Observe, "observe", true, "observe calls; false serves bare nexus behind the same front (for benchmarks)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: router [flags]\n\nA WAMP v2 router that times every call per procedure for Prometheus.\n"+

@@ -61,7 +61,6 @@ func DefaultBuckets() []float64 {
 //	<prefix>_other_calls_total        counter of calls recorded as "other"
 //	<prefix>_untracked_calls_total    counter of calls over the pending limits
 type Family struct {
-	prefix        string
 	maxProcedures int
 
 	summaries  [numOutcomes]*prometheus.SummaryVec
@@ -110,7 +109,7 @@ func NewFamily(reg prometheus.Registerer, opts FamilyOpts) (*Family, error) {
 		buckets = DefaultBuckets()
 	}
 	title := strings.ReplaceAll(opts.Prefix, "_", " ")
-	f := &Family{prefix: opts.Prefix, maxProcedures: opts.MaxProcedures}
+	f := &Family{maxProcedures: opts.MaxProcedures}
 	var cs []prometheus.Collector
 	for o := Outcome(0); o < numOutcomes; o++ {
 		f.summaries[o] = prometheus.NewSummaryVec(prometheus.SummaryOpts{
@@ -152,9 +151,6 @@ func NewFamily(reg prometheus.Registerer, opts FamilyOpts) (*Family, error) {
 	f.series.Store(&map[string]*procedureSeries{})
 	return f, nil
 }
-
-// Prefix returns the family's metric name prefix.
-func (f *Family) Prefix() string { return f.prefix }
 
 func (f *Family) newSeries(procedure string) *procedureSeries {
 	s := &procedureSeries{}
@@ -212,11 +208,7 @@ func (f *Family) add(procedure string) *procedureSeries {
 // callee registers it. It counts towards the bound on procedures.
 func (f *Family) Declare(procedure string) { f.lookup(procedure) }
 
-// Record adds one call to procedure that ended with outcome after d.
-func (f *Family) Record(procedure string, outcome Outcome, d time.Duration) {
-	f.record(f.lookup(procedure), outcome, d)
-}
-
+// record adds one call that ended with outcome after d to its series.
 func (f *Family) record(s *procedureSeries, outcome Outcome, d time.Duration) {
 	if outcome >= numOutcomes {
 		return

@@ -30,7 +30,7 @@ type CallSession interface {
 type OpenSessionFunc func() CallSession
 
 // connObserver watches one WebSocket connection. Its methods run inline in
-// the peer's own receive and send goroutines (through observingSerializer),
+// the peer's own receive and send goroutines (wsPeer's decode and encode),
 // so observing adds no goroutine and no channel hop, and the only locks it
 // takes are this connection's.
 type connObserver struct {

@@ -68,26 +68,10 @@ func (f *fixture) summary(t *testing.T, outcome Outcome, procedure string) (coun
 
 func (f *fixture) metric(t *testing.T, name, procedure string) *dto.Metric {
 	t.Helper()
-	mfs, err := f.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	if procedure == "" {
+		return findMetric(t, f.reg, name)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "message" && l.GetValue() == procedure {
-					return m
-				}
-			}
-			if procedure == "" {
-				return m
-			}
-		}
-	}
-	return nil
+	return findMetric(t, f.reg, name, "message", procedure)
 }
 
 func (f *fixture) histogramCount(t *testing.T, outcome Outcome) uint64 {

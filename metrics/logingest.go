@@ -27,6 +27,7 @@ type LogIngester struct {
 	maxFamilies   int
 	maxSenders    int
 	idleAfter     time.Duration
+	maxTimeout    time.Duration
 	log           *ratelog.Logger
 
 	// families is append-only and copied on write: a family's index is
@@ -56,8 +57,16 @@ type LogIngesterOpts struct {
 	// IdleAfter is how long a sender with no pending call is remembered
 	// after its last line. UDP has no close; this is it. Default 1m.
 	IdleAfter time.Duration
-	Logger    *slog.Logger
+	// MaxTimeout bounds the timeout a line may ask for (a CALL's timeout
+	// option, an INVOCATION's forwarded one): a sender that went away must
+	// not pin its calls, and itself, for longer. Default
+	// DefaultMaxLogTimeout.
+	MaxTimeout time.Duration
+	Logger     *slog.Logger
 }
+
+// DefaultMaxLogTimeout is LogIngesterOpts.MaxTimeout's default.
+const DefaultMaxLogTimeout = time.Minute
 
 // NewLogIngester creates a LogIngester and registers its self-metrics.
 func NewLogIngester(reg prometheus.Registerer, opts LogIngesterOpts) (*LogIngester, error) {
@@ -70,6 +79,9 @@ func NewLogIngester(reg prometheus.Registerer, opts LogIngesterOpts) (*LogIngest
 	if opts.IdleAfter == 0 {
 		opts.IdleAfter = time.Minute
 	}
+	if opts.MaxTimeout == 0 {
+		opts.MaxTimeout = DefaultMaxLogTimeout
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -80,6 +92,7 @@ func NewLogIngester(reg prometheus.Registerer, opts LogIngesterOpts) (*LogIngest
 		maxFamilies:   opts.MaxFamilies,
 		maxSenders:    opts.MaxSenders,
 		idleAfter:     opts.IdleAfter,
+		maxTimeout:    opts.MaxTimeout,
 		log:           ratelog.New(opts.Logger, time.Second, nil),
 		badLines:      map[string]prometheus.Counter{},
 	}
@@ -236,10 +249,13 @@ func (r *LogReader) handleLine(now int64, from netip.AddrPort, line []byte) {
 		r.in.senders.Inc()
 	}
 	snd.lastSeen = now
+	timeout := min(l.timeout, r.in.maxTimeout)
 
 	switch l.kind {
 	case kindCall:
-		r.session(snd, fi, l.view).startAt(now, l.id, r.in.familyAt(fi).lookupBytes(l.procedure), l.timeout)
+		// A CALL's timeout option is the dealer's to enforce, as for the
+		// router (Session.Call); v1 calls have none.
+		r.session(snd, fi, l.view).startAt(now, l.id, r.in.familyAt(fi).lookupBytes(l.procedure), timeout, true)
 	case kindInvocation:
 		procedure := l.procedure
 		if len(procedure) == 0 {
@@ -250,7 +266,9 @@ func (r *LogReader) handleLine(now int64, from netip.AddrPort, line []byte) {
 			}
 			procedure = []byte(p)
 		}
-		r.session(snd, fi, l.view).startAt(now, l.id, r.in.familyAt(fi).lookupBytes(procedure), l.timeout)
+		// An INVOCATION's timeout (forward_timeout) is the callee's own
+		// deadline: past it, the callee's view has a timeout.
+		r.session(snd, fi, l.view).startAt(now, l.id, r.in.familyAt(fi).lookupBytes(procedure), timeout, false)
 	case kindResult, kindYield:
 		if s := existing(snd, fi, l.view); s != nil {
 			s.endAt(now, l.id, Response)
@@ -352,11 +370,15 @@ func (snd *logSender) hasPending() bool {
 	return false
 }
 
+// drop forgets a sender. Its pending calls, whose answers can no longer
+// arrive on this reader, end as timeouts at their deadlines, as in the
+// original tool: the PHP process made those calls and never logged an
+// answer. (A sender forgotten for being idle has none.)
 func (r *LogReader) drop(from netip.AddrPort, snd *logSender) {
 	for _, views := range snd.sessions {
 		for _, s := range views {
 			if s != nil {
-				s.Close()
+				s.Abandon()
 			}
 		}
 	}
@@ -364,8 +386,8 @@ func (r *LogReader) drop(from netip.AddrPort, snd *logSender) {
 	r.in.senders.Dec()
 }
 
-// Close ends every sender's sessions: their pending calls, whose answers
-// can no longer arrive on this reader, have no outcome.
+// Close forgets every sender (see drop): for a TCP reader, the connection
+// that was the sender has closed.
 func (r *LogReader) Close() {
 	for from, snd := range r.senders {
 		r.drop(from, snd)

@@ -74,7 +74,7 @@ type logLine struct {
 	id           uint64 // request id; v1 string ids hashed, top bit set
 	procedure    []byte // CALL, REGISTER, INVOCATION (details.procedure)
 	timeout      time.Duration
-	errorURI     []byte // ERROR; INTERRUPT's reason
+	errorURI     []byte // ERROR; INTERRUPT's reason; MissingErrorURI
 	registration uint64 // INVOCATION, REGISTERED
 }
 
@@ -259,19 +259,28 @@ func (p *lineParser) parseV1(code uint64, out *logLine) string {
 		out.kind = kindResult
 		return ""
 	case v1CallError:
+		// The original tool counts any type-4 line whose id is a pending
+		// call as an error, whatever follows the id: its own writer.php
+		// logs [4, id, {"msg": ...}]. A v2 CHALLENGE, [4, "authmethod",
+		// {...}], reads the same; it answers no pending call, so ending
+		// the call is a no-op for it.
 		out.kind = kindError
+		out.errorURI = missingErrorURI
 		if !s.eat(',') {
+			if s.peek() == ']' {
+				return "" // [4, id]
+			}
 			return ReasonWrongArity
 		}
-		if s.peek() == '{' {
-			out.kind = kindIgnored // [4, "authmethod", {}] is a v2 CHALLENGE
-			return ""
-		}
-		uri, ok := s.str()
-		if !ok {
+		if s.peek() == '"' {
+			uri, ok := s.str()
+			if !ok {
+				return ReasonWrongType
+			}
+			out.errorURI = uri
+		} else if !s.skip() {
 			return ReasonWrongType
 		}
-		out.errorURI = uri
 	}
 	return checkUTF8(out)
 }
@@ -282,6 +291,13 @@ func checkUTF8(out *logLine) string {
 	}
 	return ""
 }
+
+// MissingErrorURI stands for the error URI of an error answer that has
+// none, such as the original writer's [4, id, {"msg": ...}]. It has a space,
+// so no real URI can be it.
+const MissingErrorURI = "(no error URI)"
+
+var missingErrorURI = []byte(MissingErrorURI)
 
 // maxRequestID is the largest WAMP v2 id (2^53).
 const maxRequestID = 1 << 53

@@ -783,12 +783,15 @@ func refV1(code uint64, elems []json.RawMessage) refResult {
 	case v1CallResult:
 		w.kind = kindResult
 	case v1CallError:
-		if len(elems) > 2 && isJSONObject(elems[2]) {
-			return refResult{expect: expectParsed, kind: kindIgnored} // [4, "authmethod", {}] is a v2 CHALLENGE
-		}
-		uri, bad := refString(elems, 2)
-		if bad != nil {
-			return *bad
+		// Whatever follows the id, an error: the original writer logs
+		// [4, id, {"msg": ...}] (a v2 CHALLENGE reads the same and answers
+		// no pending call).
+		uri := MissingErrorURI
+		if len(elems) > 2 && isJSONString(elems[2]) {
+			var bad *refResult
+			if uri, bad = refString(elems, 2); bad != nil {
+				return *bad
+			}
 		}
 		w.kind, w.checkErrorURI, w.errorURI, w.utf8Alt = kindError, true, &uri, hasFFFD(uri)
 	}
@@ -987,6 +990,7 @@ func FuzzHandleLines(f *testing.F) {
 		var classified logLine
 		var callLines uint64
 		var elapsed time.Duration
+		var abandoned int64 // pending calls of senders that went away
 		prev := tallyLog(t, in, r)
 
 		// checkStep checks what must hold after every step; stepName names it
@@ -997,7 +1001,7 @@ func FuzzHandleLines(f *testing.F) {
 			if now.negative {
 				t.Fatalf("%s: a family's calls_in_flight went below zero", stepName())
 			}
-			if rp := readerPending(r); now.pending != rp || now.trackerPn != rp {
+			if rp := readerPending(r) + abandoned; now.pending != rp || now.trackerPn != rp {
 				t.Fatalf("%s: calls_in_flight sums to %d, the tracker counts %d, the open sessions hold %d", stepName(), now.pending, now.trackerPn, rp)
 			}
 			for o := range numOutcomes {
@@ -1094,8 +1098,20 @@ func FuzzHandleLines(f *testing.F) {
 			}
 		}
 
+		// The senders go away: their calls end as timeouts at their
+		// deadlines, at the latest the longest a line may ask for.
+		abandoned = readerPending(r)
 		r.Close()
-		checkStep(func() string { return "Close" })
+		prev = checkStep(func() string { return "Close" })
+		wait := DefaultMaxLogTimeout + DealerBackstop + time.Millisecond
+		clock.t = clock.t.Add(wait)
+		elapsed += wait
+		tracker.Expire(nil)
+		abandoned = 0
+		now := checkStep(func() string { return "sweep after Close" })
+		if now.pending != 0 || now.count[Response] != prev.count[Response] || now.count[Error] != prev.count[Error] {
+			t.Fatalf("sweep after Close: pending %d → %d, outcomes %v → %v", prev.pending, now.pending, prev.count, now.count)
+		}
 		checkLogRegistry(t, reg, len(lines), callLines)
 	})
 }

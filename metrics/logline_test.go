@@ -60,7 +60,6 @@ func TestParseGoodLines(t *testing.T) {
 		{"v2 hello", wrap("wamp", "out", `[1,"realm1",{"roles":{}}]`), logLine{kind: kindIgnored}},
 		{"v2 welcome", wrap("wamp", "out", `[2,123,{}]`), logLine{kind: kindIgnored}},
 		{"v2 goodbye", wrap("wamp", "out", `[6,{},"wamp.close.close_realm"]`), logLine{kind: kindIgnored}},
-		{"v2 challenge is not a v1 error", wrap("wamp", "out", `[4,"ticket",{}]`), logLine{kind: kindIgnored}},
 		{"v1 call", wrap("wamp", "in", `[2,"5f1a2b3c",“hello4”]`), logLine{}}, // replaced below
 		{"escaped procedure", wrap("wamp", "out", `[48,3,{},"caf\u00e9.\ud83d\ude00"]`),
 			logLine{kind: kindCall, id: 3, procedure: []byte("café.😀")}},
@@ -104,6 +103,31 @@ func TestV1IDsAreStableAndApartFromV2(t *testing.T) {
 	}
 	if c.kind != kindError || string(c.errorURI) != "app.error" {
 		t.Errorf("v1 error parsed as %+v", c)
+	}
+}
+
+// A type-4 frame with a string id is a v1 error whatever its third
+// element, as the original aggregator reads it: its own writer logs an
+// object there. Without a URI, the error URI is MissingErrorURI.
+func TestV1ErrorFramesWithoutAnErrorURI(t *testing.T) {
+	p := newLineParser()
+	for _, tc := range []struct{ msg, uri string }{
+		{`[4,"5f1a2b3c4d5e6",{"msg":"hello world1 error details"}]`, MissingErrorURI},
+		{`[4,"5f1a2b3c4d5e6","app.error.hello","details"]`, "app.error.hello"},
+		{`[4,"5f1a2b3c4d5e6",["a"]]`, MissingErrorURI},
+		{`[4,"5f1a2b3c4d5e6",5]`, MissingErrorURI},
+		{`[4,"5f1a2b3c4d5e6"]`, MissingErrorURI},
+	} {
+		var call, answer logLine
+		p.parse([]byte(wrap("wamp", "in", `[2,"5f1a2b3c4d5e6","hello1"]`)), &call)
+		if r := p.parse([]byte(wrap("wamp", "in", tc.msg)), &answer); r != "" {
+			t.Errorf("%s: refused as %s", tc.msg, r)
+			continue
+		}
+		if answer.kind != kindError || answer.id != call.id || string(answer.errorURI) != tc.uri {
+			t.Errorf("%s: kind %d id %x (call %x) error URI %q, want an error for the call with %q",
+				tc.msg, answer.kind, answer.id, call.id, answer.errorURI, tc.uri)
+		}
 	}
 }
 
@@ -155,7 +179,7 @@ func TestParseBadLines(t *testing.T) {
 		{"registered without registration", wrap("wamp", "in", `[65,1]`), ReasonWrongArity},
 		{"v1 empty id", wrap("wamp", "in", `[2,"","hello1"]`), ReasonBadID},
 		{"v1 call without procedure", wrap("wamp", "in", `[2,"id"]`), ReasonWrongArity},
-		{"v1 error uri a number", wrap("wamp", "in", `[4,"id",5]`), ReasonWrongType},
+		{"v1 error with a broken third element", wrap("wamp", "in", `[4,"id",{"msg":}]`), ReasonWrongType},
 		{"invalid utf-8 procedure", "[\"wamp\",\"in\",\"[48,1,{},\\\"p\xff\\\"]\"]", ReasonInvalidUTF8},
 		{"deep nesting", wrap("wamp", "in", `[48,1,{"a":`+strings.Repeat("[", 100)+strings.Repeat("]", 100)+`},"p"]`), ReasonWrongType},
 		{"legacy format without message", `wamp:in`, ReasonNotJSON},

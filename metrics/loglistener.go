@@ -269,17 +269,14 @@ func (l *LogListener) readTCP(c net.Conn) {
 	r := l.ingester.NewReader("tcp")
 	defer r.Close()
 	from, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-	br := bufio.NewReaderSize(c, l.maxLineLen)
-	var now int64
+	stamped := &stampedReader{conn: c, clock: l.ingester.tracker.nanos}
+	br := bufio.NewReaderSize(stamped, l.maxLineLen)
 	for {
-		if br.Buffered() == 0 {
-			now = l.ingester.tracker.nanos() // lines already buffered came with the last read
-		}
 		line, err := br.ReadSlice('\n')
 		switch {
 		case err == nil:
 			if line = line[:len(line)-1]; len(line) > 0 {
-				r.handleLine(now, from, line)
+				r.handleLine(stamped.at, from, line)
 			}
 		case errors.Is(err, bufio.ErrBufferFull):
 			r.RejectTooLong(from, line)
@@ -289,11 +286,28 @@ func (l *LogListener) readTCP(c net.Conn) {
 		default:
 			// A last line without its newline is still a line.
 			if len(line) > 0 && errors.Is(err, io.EOF) {
-				r.HandleLine(from, line)
+				r.handleLine(stamped.at, from, line)
 			}
 			return
 		}
 	}
+}
+
+// stampedReader notes when each read of a connection returned. A line is
+// timed by the read that completed it: bufio only reads when no whole line
+// is buffered, so every line it hands out was completed by the latest read.
+// Reading the clock before the blocking read instead would stamp a line
+// with the moment the connection went idle.
+type stampedReader struct {
+	conn  net.Conn
+	clock func() int64
+	at    int64 // Tracker.nanos when the latest read returned
+}
+
+func (s *stampedReader) Read(p []byte) (int, error) {
+	n, err := s.conn.Read(p)
+	s.at = s.clock()
+	return n, err
 }
 
 // discardLine skips the rest of an over-long line; false at end of stream.

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -20,8 +21,15 @@ type logFixture struct {
 // running tracker, until the test ends.
 func startLogListener(t *testing.T, timeout time.Duration, maxLineLen int) *logFixture {
 	t.Helper()
+	return startLogListenerWithClock(t, timeout, maxLineLen, nil)
+}
+
+// startLogListenerWithClock is startLogListener with the tracker on the
+// clock now (time.Now when nil).
+func startLogListenerWithClock(t *testing.T, timeout time.Duration, maxLineLen int, now func() time.Time) *logFixture {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	tracker, err := NewTracker(TrackerOpts{DefaultTimeout: timeout})
+	tracker, err := NewTracker(TrackerOpts{DefaultTimeout: timeout, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +92,16 @@ func (f *logFixture) value(t *testing.T, name string, labels ...string) float64 
 		return float64(m.GetHistogram().GetSampleCount())
 	}
 	return -1
+}
+
+// sum reads the sum of a summary series; -1 when it does not exist.
+func (f *logFixture) sum(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	m := findMetric(t, f.reg, name, labels...)
+	if m == nil || m.Summary == nil {
+		return -1
+	}
+	return m.GetSummary().GetSampleSum()
 }
 
 func (f *logFixture) waitFor(t *testing.T, want float64, name string, labels ...string) {
@@ -200,5 +218,89 @@ func TestEveryBadLineReasonStartsAtZero(t *testing.T) {
 	}
 	for _, p := range problems {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+// A TCP line is timed when the read that delivered it returned, not when
+// the connection went idle before it: a call answered 100 ms after it was
+// logged, on a connection quiet for a second before, took 100 ms.
+func TestTCPLinesAreTimedByTheReadThatDeliveredThem(t *testing.T) {
+	clock := newFakeClock()
+	f := startLogListenerWithClock(t, 300*time.Millisecond, 0, clock.Now)
+	c := f.dial(t, "tcp")
+	f.waitFor(t, 1, "wamp_observer_log_tcp_connections")
+	clock.Advance(time.Second) // the connection idles
+	send(t, c, wrap("wamp", "out", `[48,1,{},"hello1"]`))
+	f.waitFor(t, 1, "wamp_out_calls_in_flight")
+	clock.Advance(100 * time.Millisecond)
+	send(t, c, wrap("wamp", "out", `[50,1,{},["hi"]]`))
+	f.waitFor(t, 1, "wamp_out_responses_seconds", "message", "hello1")
+	if got := f.sum(t, "wamp_out_responses_seconds", "message", "hello1"); got != 0.1 {
+		t.Errorf("response time %vs, want 0.1s", got)
+	}
+	if got := f.value(t, "wamp_out_timeouts_seconds", "message", "hello1"); got != 0 {
+		t.Errorf("%v timeouts, want 0", got)
+	}
+}
+
+// originalWriterTraffic is what the original tool's writer.php logs, line
+// for line: calls [2, uniqid, "helloN", {...}], answers [3, id, {...}] and
+// errors [4, id, {...}] whose third element is an object, not an error
+// URI. Every seventh call goes unanswered, every fifth answer is an error.
+// It returns the lines and the outcomes they must produce per message.
+func originalWriterTraffic(calls int) (lines []string, want map[string][numOutcomes]int) {
+	want = map[string][numOutcomes]int{}
+	for i := range calls {
+		id := fmt.Sprintf("%013x", 0x692dbe1a00000+i) // as PHP's uniqid()
+		procedure := fmt.Sprintf("hello%d", i%9+1)
+		lines = append(lines, wrap("wamp", "in", fmt.Sprintf(`[2,"%s","%s",{"msg":"hello world%d request details"}]`, id, procedure, i)))
+		counts := want[procedure]
+		switch {
+		case i%7 == 3:
+			counts[Timeout]++
+		case i%5 == 2:
+			lines = append(lines, wrap("wamp", "in", fmt.Sprintf(`[4,"%s",{"msg":"hello world%d error details"}]`, id, i)))
+			counts[Error]++
+		default:
+			lines = append(lines, wrap("wamp", "in", fmt.Sprintf(`[3,"%s",{"msg":"hello world%d reply details"}]`, id, i)))
+			counts[Response]++
+		}
+		want[procedure] = counts
+	}
+	return lines, want
+}
+
+// The original writer's exact lines give exact counts over both
+// transports. Over TCP the writer closes its connection with calls still
+// unanswered: those never got an answer, so they are timeouts, as in the
+// original tool, not forgotten.
+func TestOriginalWriterLinesCountExactly(t *testing.T) {
+	for _, network := range []string{"tcp", "udp"} {
+		t.Run(network, func(t *testing.T) {
+			clock := newFakeClock()
+			f := startLogListenerWithClock(t, 300*time.Millisecond, 0, clock.Now)
+			lines, want := originalWriterTraffic(90)
+			c := f.dial(t, network)
+			for _, l := range lines {
+				send(t, c, l)
+			}
+			f.waitFor(t, float64(len(lines)), "wamp_observer_log_lines_total", "transport", network)
+			if network == "tcp" {
+				c.Close()
+				f.waitFor(t, 0, "wamp_observer_log_tcp_connections")
+			}
+			clock.Advance(301 * time.Millisecond)
+			f.waitFor(t, 0, "wamp_observer_log_calls_pending")
+			for procedure, counts := range want {
+				for o := range numOutcomes {
+					if got := f.value(t, "wamp_in_"+o.String()+"_seconds", "message", procedure); got != float64(counts[o]) {
+						t.Errorf("%s %v: %v, want %d", procedure, o, got, counts[o])
+					}
+				}
+			}
+			if got := f.value(t, "wamp_observer_log_bad_lines_total", "reason", ReasonWrongType); got != 0 {
+				t.Errorf("%v lines refused", got)
+			}
+		})
 	}
 }

@@ -150,31 +150,54 @@ type Session struct {
 	calls     map[uint64]pendingCall
 	deadlines deadlineHeap
 	seq       uint64
-	closed    bool
+	closed    bool // by Close or Abandon: no new calls or answers
+	abandoned bool // by Abandon: pending calls still expire
 }
 
 type pendingCall struct {
-	series   *procedureSeries // looked up once, when the call starts
-	start    int64            // Tracker.nanos
+	series *procedureSeries // looked up once, when the call starts
+	start  int64            // Tracker.nanos
+	// deadline is when the tracker gives up on an answer; limit is the
+	// duration a timeout records. They differ for a call whose timeout the
+	// dealer enforces: its deadline is only a backstop.
 	deadline int64
+	limit    int64
 	seq      uint64 // tells this call from an earlier one with the same id
 }
 
-// Call starts timing call id to procedure. A timeout <= 0 means the
-// tracker's default. A second Call with an id still pending is ignored: it
-// is a continuation (progressive call invocations) or a client bug, and
-// either way the first start is the one that counts.
+// DealerBackstop is how long after a CALL's own timeout option the tracker
+// waits for the dealer's answer before it gives up on the call. The dealer
+// enforces that option itself and answers RESULT or wamp.error.timeout
+// within milliseconds of it; the backstop only keeps a call that the dealer
+// lost (or a log sender that went away) from staying pending for ever.
+const DealerBackstop = 5 * time.Second
+
+// Call starts timing call id to procedure, a CALL as its caller sent it.
+//
+// timeout is the CALL's own timeout option, or 0 for none. With none, the
+// original tool's rule holds: no answer within the tracker's default
+// timeout is a timeout. With one, the dealer enforces it (nexus starts its
+// timer when it processes the CALL, a little after the observer saw it),
+// so what the caller receives decides the outcome: RESULT is a response
+// and wamp.error.timeout a timeout, each with its elapsed time, even if
+// that is a hair past the option as measured here.
+//
+// A second Call with an id still pending is ignored: it is a continuation
+// (progressive call invocations) or a client bug, and either way the first
+// start is the one that counts.
 func (s *Session) Call(id uint64, procedure string, timeout time.Duration) {
 	series := s.family.lookup(procedure)
-	s.startAt(s.tracker.nanos(), id, series, timeout)
+	s.startAt(s.tracker.nanos(), id, series, timeout, timeout > 0)
 }
 
 // startAt starts a call at now (Tracker.nanos): the log path reads the
 // clock once per read, not once per line, as time.Now is a large part of
-// handling a line.
-func (s *Session) startAt(now int64, id uint64, series *procedureSeries, timeout time.Duration) {
+// handling a line. A timeout <= 0 means the tracker's default. When
+// byDealer, the timeout is the dealer's to enforce and the deadline is
+// DealerBackstop after it; otherwise the deadline is the timeout.
+func (s *Session) startAt(now int64, id uint64, series *procedureSeries, timeout time.Duration, byDealer bool) {
 	if timeout <= 0 {
-		timeout = s.tracker.defaultTimeout
+		timeout, byDealer = s.tracker.defaultTimeout, false
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -191,15 +214,24 @@ func (s *Session) startAt(now int64, id uint64, series *procedureSeries, timeout
 		return
 	}
 	s.seq++
-	deadline := now + int64(timeout)
-	if deadline < now { // a timeout option of centuries: no deadline at all
-		deadline = math.MaxInt64
+	deadline := saturatingAdd(now, int64(timeout))
+	if byDealer {
+		deadline = saturatingAdd(deadline, int64(DealerBackstop))
 	}
-	c := pendingCall{series: series, start: now, deadline: deadline, seq: s.seq}
+	c := pendingCall{series: series, start: now, deadline: deadline, limit: int64(timeout), seq: s.seq}
 	s.calls[id] = c
 	s.deadlines.push(deadlineEntry{deadline: c.deadline, id: id, seq: c.seq})
 	s.mu.Unlock()
 	s.family.pending.Add(1)
+}
+
+// saturatingAdd is a+b for b >= 0, or MaxInt64 where that overflows: a
+// timeout option of centuries means no deadline at all.
+func saturatingAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // Result ends call id with a final answer.
@@ -223,13 +255,17 @@ func errorOutcome[T string | []byte](errorURI T) Outcome {
 func (s *Session) Registered(procedure string) { s.family.Declare(procedure) }
 
 // End ends call id with outcome. An answer after the deadline counts as a
-// timeout of exactly the deadline, whether or not the sweeper got there
-// first; an answer for a call that is not pending (never made, already
-// answered or already timed out) is ignored.
+// timeout of exactly the call's timeout, whether or not the sweeper got
+// there first; an answer for a call that is not pending (never made,
+// already answered or already timed out) is ignored.
 func (s *Session) End(id uint64, outcome Outcome) { s.endAt(s.tracker.nanos(), id, outcome) }
 
 func (s *Session) endAt(now int64, id uint64, outcome Outcome) {
 	s.mu.Lock()
+	if s.closed { // an abandoned session's calls wait for their deadline
+		s.mu.Unlock()
+		return
+	}
 	c, ok := s.calls[id]
 	if ok {
 		delete(s.calls, id)
@@ -241,7 +277,7 @@ func (s *Session) endAt(now int64, id uint64, outcome Outcome) {
 	}
 	elapsed := now - c.start
 	if now > c.deadline {
-		outcome, elapsed = Timeout, c.deadline-c.start
+		outcome, elapsed = Timeout, c.limit
 	}
 	s.tracker.pending.Add(-1)
 	s.family.pending.Add(-1)
@@ -255,9 +291,12 @@ func (s *Session) Pending() int {
 	return len(s.calls)
 }
 
-// Close drops the session's pending calls without recording them: a caller
-// that left cannot receive an answer, so its calls have no outcome.
+// Close ends the session of a caller that left. Calls whose deadline has
+// passed are timeouts, whether or not the sweeper got to them: the caller
+// waited that long in vain. The others are dropped without an outcome: a
+// caller that left cannot receive their answers.
 func (s *Session) Close() {
+	s.expire(s.tracker.nanos())
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -269,13 +308,37 @@ func (s *Session) Close() {
 	s.deadlines = nil
 	s.mu.Unlock()
 
-	t := s.tracker
-	t.mu.Lock()
-	delete(t.sessions, s)
-	t.mu.Unlock()
+	s.tracker.forget(s)
 	s.tracker.pending.Add(-int64(dropped))
 	s.family.pending.Add(-int64(dropped))
 	s.family.sessions.Dec()
+}
+
+// Abandon ends the session of a log sender that went away (its TCP
+// connection closed). Its calls were made and their answers will never be
+// logged, so, as in the original tool, each ends as a timeout at its
+// deadline; the tracker forgets the session when the last one has. Nothing
+// new is accepted from it.
+func (s *Session) Abandon() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.abandoned = true
+	empty := len(s.calls) == 0
+	s.mu.Unlock()
+	if empty {
+		s.tracker.forget(s)
+	}
+	s.family.sessions.Dec()
+}
+
+func (t *Tracker) forget(s *Session) {
+	t.mu.Lock()
+	delete(t.sessions, s)
+	t.mu.Unlock()
 }
 
 // expire ends the calls whose deadline is before now.
@@ -293,9 +356,13 @@ func (s *Session) expire(now int64) {
 			continue // answered already; the heap entry was stale
 		}
 		delete(s.calls, e.id)
-		ended = append(ended, expired{c.series, c.deadline - c.start})
+		ended = append(ended, expired{c.series, c.limit})
 	}
+	done := s.abandoned && len(s.calls) == 0
 	s.mu.Unlock()
+	if done {
+		s.tracker.forget(s)
+	}
 	s.tracker.pending.Add(-int64(len(ended)))
 	for _, e := range ended {
 		s.family.pending.Add(-1)

@@ -159,16 +159,111 @@ func TestAnswerPastDeadlineBeforeSweepIsATimeout(t *testing.T) {
 	f.expectCall(t, Response, "hello4", 0, 0)
 }
 
-func TestCallTimeoutOptionSetsTheDeadline(t *testing.T) {
+// With a timeout option the dealer enforces it, so what the caller
+// receives decides: a RESULT a hair past the option (the dealer's timer
+// started after the observer saw the CALL) is a response, and
+// wamp.error.timeout a timeout timed as it happened.
+func TestDealerEnforcedTimeoutTheAnswerDecides(t *testing.T) {
 	f := newFixture(t, 10)
 	s := f.tracker.Open(f.family)
-	s.Call(1, "short", 50*time.Millisecond)
-	s.Call(2, "long", 2*time.Second)
-	f.clock.Advance(400 * time.Millisecond) // past the default 300ms
+	s.Call(1, "edge", 50*time.Millisecond)
+	s.Call(2, "edge", 50*time.Millisecond)
+	s.Call(3, "long", 2*time.Second)
+	f.clock.Advance(51 * time.Millisecond)
 	f.tracker.Expire(nil)
-	f.expectCall(t, Timeout, "short", 1, 50*time.Millisecond)
-	s.Result(2)
+	s.Result(1)
+	f.expectCall(t, Response, "edge", 1, 51*time.Millisecond)
+	f.clock.Advance(time.Millisecond)
+	s.Error(2, "wamp.error.timeout")
+	f.expectCall(t, Timeout, "edge", 1, 52*time.Millisecond)
+	f.clock.Advance(400*time.Millisecond - 52*time.Millisecond) // past the default 300ms
+	f.tracker.Expire(nil)
+	s.Result(3)
 	f.expectCall(t, Response, "long", 1, 400*time.Millisecond)
+}
+
+// A dealer that never answers a call with a timeout option (or a log
+// sender that went away) leaves it pending only until DealerBackstop after
+// the option; it is then a timeout of the option's length.
+func TestDealerEnforcedTimeoutHasABackstop(t *testing.T) {
+	f := newFixture(t, 10)
+	s := f.tracker.Open(f.family)
+	s.Call(1, "lost", 50*time.Millisecond)
+	f.clock.Advance(50*time.Millisecond + DealerBackstop)
+	f.tracker.Expire(nil)
+	f.expectCall(t, Timeout, "lost", 0, 0)
+	f.clock.Advance(time.Millisecond)
+	f.tracker.Expire(nil)
+	f.expectCall(t, Timeout, "lost", 1, 50*time.Millisecond)
+	if got := s.Pending(); got != 0 {
+		t.Errorf("pending %d, want 0", got)
+	}
+}
+
+// startStrict starts a call whose deadline the tracker enforces itself,
+// as for a logged INVOCATION's timeout.
+func startStrict(s *Session, id uint64, procedure string, timeout time.Duration) {
+	s.startAt(s.tracker.nanos(), id, s.family.lookup(procedure), timeout, false)
+}
+
+// A caller that leaves just after a deadline waited in vain: the call is
+// a timeout even though the sweeper had not run. Just before the deadline,
+// leaving drops the call without an outcome.
+func TestCloseJustAfterTheDeadlineIsATimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		after    time.Duration
+		timeouts uint64
+	}{
+		{"just after", 300*time.Millisecond + 2*time.Millisecond, 1},
+		{"just before", 300*time.Millisecond - 2*time.Millisecond, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, 10)
+			s := f.tracker.Open(f.family)
+			s.Call(1, "leaver", 0)
+			f.clock.Advance(tc.after)
+			s.Close()
+			var wantSum time.Duration
+			if tc.timeouts > 0 {
+				wantSum = 300 * time.Millisecond
+			}
+			f.expectCall(t, Timeout, "leaver", tc.timeouts, wantSum)
+			f.clock.Advance(time.Second)
+			f.tracker.Expire(nil)
+			f.expectCall(t, Timeout, "leaver", tc.timeouts, wantSum)
+			if got := testutil.ToFloat64(f.family.inFlight); got != 0 {
+				t.Errorf("calls in flight %v, want 0", got)
+			}
+		})
+	}
+}
+
+// A log sender that went away made its calls: they end as timeouts at
+// their deadlines, and the tracker then forgets the session.
+func TestAbandonedSessionTimesOutItsCalls(t *testing.T) {
+	f := newFixture(t, 10)
+	s := f.tracker.Open(f.family)
+	s.Call(1, "orphan", 0)
+	s.Call(2, "orphan", 0)
+	f.clock.Advance(100 * time.Millisecond)
+	s.Result(1)
+	s.Abandon()
+	s.Result(2) // nothing is accepted once abandoned
+	s.Call(3, "orphan", 0)
+	if got := testutil.ToFloat64(f.family.sessions); got != 0 {
+		t.Errorf("sessions %v, want 0", got)
+	}
+	if got := testutil.ToFloat64(f.family.inFlight); got != 1 {
+		t.Errorf("calls in flight %v, want 1", got)
+	}
+	f.clock.Advance(201 * time.Millisecond)
+	f.tracker.Expire(nil)
+	f.expectCall(t, Timeout, "orphan", 1, 300*time.Millisecond)
+	f.expectCall(t, Response, "orphan", 1, 100*time.Millisecond)
+	if n := len(f.tracker.sessions); n != 0 {
+		t.Errorf("tracker holds %d sessions, want 0", n)
+	}
 }
 
 func TestClosedSessionDropsPendingCallsWithoutOutcome(t *testing.T) {
@@ -267,7 +362,7 @@ func TestExpireEndsCallsInDeadlineOrder(t *testing.T) {
 	s := f.tracker.Open(f.family)
 	// Deadlines 10ms..100ms pushed in scrambled order.
 	for _, ms := range []int{70, 10, 100, 40, 20, 90, 30, 60, 50, 80} {
-		s.Call(uint64(ms), "p", time.Duration(ms)*time.Millisecond)
+		startStrict(s, uint64(ms), "p", time.Duration(ms)*time.Millisecond)
 	}
 	for step := 1; step <= 10; step++ {
 		f.clock.Advance(10*time.Millisecond + time.Microsecond)

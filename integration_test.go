@@ -469,3 +469,80 @@ func TestOneCalleeServesAHundredBusyCallers(t *testing.T) {
 		t.Errorf("responses %d, want %d", count, callers*calls)
 	}
 }
+
+// TestDealerTimeoutOutcomeIsWhatTheCallerReceived: for a CALL with a
+// timeout option, nexus enforces the deadline, starting its timer a little
+// after the observer reads the CALL. A callee answering at the edge of it
+// gets some calls a RESULT and others wamp.error.timeout; the router must
+// count exactly what the caller received, call for call.
+func TestDealerTimeoutOutcomeIsWhatTheCallerReceived(t *testing.T) {
+	const (
+		timeoutMs = 100
+		batch     = 60 // calls at once
+		calls     = 5 * batch
+	)
+	in := startInstance(t, app.Config{Timeout: time.Second})
+	callee := in.connect(t, serialize.JSON)
+	// Call i sleeps from 2 ms before the deadline to 1 ms after it, in
+	// steps of 50 µs: most answers land in the dealer's last milliseconds.
+	err := callee.Register("edge", func(ctx context.Context, inv *wamp.Invocation) client.InvokeResult {
+		i, _ := wamp.AsInt64(inv.Arguments[0])
+		i %= batch
+		select {
+		case <-time.After(timeoutMs*time.Millisecond - 2*time.Millisecond + time.Duration(i)*50*time.Microsecond):
+			return client.InvokeResult{Args: wamp.List{i}}
+		case <-ctx.Done(): // the dealer's INTERRUPT
+			return client.InvocationCanceled
+		}
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caller := in.connect(t, serialize.JSON)
+	var (
+		mu       sync.Mutex
+		received = map[string]int{}
+		wg       sync.WaitGroup
+	)
+	for i := range calls {
+		if i%batch == 0 {
+			wg.Wait() // one batch after the other, so timers stay sharp
+		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := caller.Call(ctx, "edge", wamp.Dict{"timeout": timeoutMs}, wamp.List{i}, nil, nil)
+			outcome := "responses"
+			switch uri := errURI(err); uri {
+			case "":
+			case "wamp.error.timeout":
+				outcome = "timeouts"
+			default:
+				outcome = "unexpected " + uri
+			}
+			mu.Lock()
+			received[outcome]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if received["responses"]+received["timeouts"] != calls {
+		t.Fatalf("the caller received %v", received)
+	}
+	var got scrapeResult
+	waitFor(t, "every call recorded", func() bool {
+		got = in.scrape(t, "/metrics")
+		n := 0
+		for _, o := range outcomes {
+			c, _, _ := got.summary("wamp_router_"+o+"_seconds", "edge")
+			n += int(c)
+		}
+		return n == calls
+	})
+	for _, o := range outcomes {
+		count, _, _ := got.summary("wamp_router_"+o+"_seconds", "edge")
+		if int(count) != received[o] {
+			t.Errorf("%s: router counted %d, the caller received %d (caller: %v)", o, count, received[o], received)
+		}
+	}
+}

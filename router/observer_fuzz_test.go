@@ -175,8 +175,9 @@ func fuzzRegisterOptions(b byte) wamp.Dict {
 
 type modelCall struct {
 	start    int64 // ns since the tracker started
-	deadline int64
-	never    bool // a deadline beyond any clock this run reaches
+	deadline int64 // when the tracker gives up on an answer
+	limit    int64 // the duration a timeout records
+	never    bool  // a deadline beyond any clock this run reaches
 	label    string
 	isOther  bool
 }
@@ -221,20 +222,24 @@ func (m *observerModel) lookup(procedure string) (label string, isOther bool) {
 	return label, false
 }
 
-// timeout is the deadline of a CALL with options: its timeout option in
-// milliseconds (as a number of any Go type, wamp.AsInt64) when positive,
-// else the default.
-func (m *observerModel) deadline(options wamp.Dict) (deadline int64, never bool) {
+// deadline is when the tracker gives up on a CALL with options, and the
+// duration a timeout of it records. With a timeout option in milliseconds
+// (as a number of any Go type, wamp.AsInt64) that is positive, the dealer
+// enforces it: the answer decides, and the tracker gives up only
+// metrics.DealerBackstop later. Otherwise the default timeout is both.
+func (m *observerModel) deadline(options wamp.Dict) (deadline, limit int64, never bool) {
 	t := fuzzDefaultTimeout.Nanoseconds()
 	if v, ok := options[wamp.OptTimeout]; ok {
 		if ms, ok := wamp.AsInt64(v); ok && ms > 0 {
-			if ms > (math.MaxInt64-m.now)/int64(time.Millisecond) {
-				return 0, true
+			backstop := metrics.DealerBackstop.Nanoseconds()
+			if ms > (math.MaxInt64-m.now-backstop)/int64(time.Millisecond) {
+				return 0, 0, true
 			}
 			t = ms * int64(time.Millisecond)
+			return m.now + t + backstop, t, false
 		}
 	}
-	return m.now + t, false
+	return m.now + t, t, false
 }
 
 func (m *observerModel) record(c modelCall, o metrics.Outcome, d int64) {
@@ -250,7 +255,7 @@ func (m *observerModel) record(c modelCall, o metrics.Outcome, d int64) {
 }
 
 // end: an answer ends a pending call; after its deadline it is a timeout
-// of exactly the deadline.
+// of exactly its limit.
 func (m *observerModel) end(id wamp.ID, o metrics.Outcome) {
 	c, ok := m.pending[id]
 	if !ok {
@@ -259,7 +264,7 @@ func (m *observerModel) end(id wamp.ID, o metrics.Outcome) {
 	delete(m.pending, id)
 	d := m.now - c.start
 	if !c.never && m.now > c.deadline {
-		o, d = metrics.Timeout, c.deadline-c.start
+		o, d = metrics.Timeout, c.limit
 	}
 	m.record(c, o, d)
 }
@@ -275,13 +280,15 @@ func (m *observerModel) expire() {
 	for _, id := range ids {
 		c := m.pending[id]
 		delete(m.pending, id)
-		m.record(c, metrics.Timeout, c.deadline-c.start)
+		m.record(c, metrics.Timeout, c.limit)
 	}
 }
 
-// close: calls pending when the session ends have no outcome.
+// close: calls past their deadline when the session ends are timeouts;
+// the others have no outcome.
 func (m *observerModel) close() {
 	m.open = false
+	m.expire()
 	clear(m.pending)
 }
 
@@ -452,8 +459,8 @@ func FuzzObserver(f *testing.F) {
 					// pending; once that one ended, the id may start another.
 					if _, dup := m.pending[id]; !dup {
 						m.started++
-						deadline, never := m.deadline(opts)
-						m.pending[id] = modelCall{start: m.now, deadline: deadline, never: never, label: label, isOther: isOther}
+						deadline, limit, never := m.deadline(opts)
+						m.pending[id] = modelCall{start: m.now, deadline: deadline, limit: limit, never: never, label: label, isOther: isOther}
 					}
 				}
 				trace = append(trace, func() string { return fmt.Sprintf("CALL id=%d procedure=%q options=%#v", id, proc, opts) })

@@ -1,8 +1,11 @@
 package observer_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +22,8 @@ import (
 	"github.com/gammazero/nexus/v3/wamp"
 	promapi "github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/php-wamp-observer/php-wamp-observer/app"
@@ -35,7 +40,7 @@ func lookTool(t *testing.T, name string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
-		t.Fatalf("%s not found: ./test.sh installs Debian's prometheus package", name)
+		t.Fatalf("%s not found: ./test.sh installs it from Debian", name)
 	}
 	return path
 }
@@ -56,8 +61,10 @@ func TestShippedPrometheusFilesPassPromtool(t *testing.T) {
 
 // TestScrapePassesPromtoolCheckMetrics lints a scrape holding every kind of
 // family the program makes: the router's, a log family, self-metrics.
-func TestScrapePassesPromtoolCheckMetrics(t *testing.T) {
-	promtool := lookTool(t, "promtool")
+// startInstanceWithTraffic starts a router with a log listener and puts a
+// call through each path: one through the router, one logged over UDP.
+func startInstanceWithTraffic(t *testing.T) *instance {
+	t.Helper()
 	in, logAddr := startInstanceWithLog(t, app.Config{Timeout: time.Second})
 	callee := in.connect(t, serialize.JSON)
 	if err := callee.Register("hello1", func(context.Context, *wamp.Invocation) client.InvokeResult {
@@ -79,18 +86,92 @@ func TestScrapePassesPromtoolCheckMetrics(t *testing.T) {
 	waitFor(t, "the logged call", func() bool {
 		return scrapeResult(in.scrape(t, "/metrics")).count("wamp_out_responses_seconds", "hello1") == 1
 	})
+	return in
+}
 
-	rsp, err := http.Get(in.metricsURL + "/metrics")
+// get fetches path from the metrics server with the Accept header given.
+func (in *instance) get(t *testing.T, path, accept string) (contentType string, body []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, in.metricsURL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	rsp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rsp.Body.Close()
+	body, err = io.ReadAll(rsp.Body)
+	if err != nil || rsp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v", path, rsp.Status, err)
+	}
+	return rsp.Header.Get("Content-Type"), body
+}
+
+func TestScrapePassesPromtoolCheckMetrics(t *testing.T) {
+	promtool := lookTool(t, "promtool")
+	in := startInstanceWithTraffic(t)
+	_, body := in.get(t, "/metrics", "")
 	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = rsp.Body
+	cmd.Stdin = bytes.NewReader(body)
 	out, err := cmd.CombinedOutput()
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
+}
+
+// Every format the router offers passes a strict parser of that format:
+// OpenMetrics the Python client's strict parser (client_golang's Go
+// collector alone would fail it, issue #829), the protobuf format
+// expfmt's decoder, the text format expfmt's parser.
+func TestEveryScrapeFormatPassesAStrictParser(t *testing.T) {
+	in := startInstanceWithTraffic(t)
+
+	t.Run("openmetrics", func(t *testing.T) {
+		python := lookTool(t, "/usr/bin/python3")
+		ct, body := in.get(t, "/metrics", "application/openmetrics-text;version=1.0.0")
+		if !strings.HasPrefix(ct, "application/openmetrics-text") {
+			t.Fatalf("Content-Type %q", ct)
+		}
+		cmd := exec.Command(python, "testdata/openmetrics/check.py")
+		cmd.Stdin = bytes.NewReader(body)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("strict OpenMetrics parser: %v\n%s", err, out)
+		}
+	})
+	t.Run("protobuf", func(t *testing.T) {
+		ct, body := in.get(t, "/metrics", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited")
+		dec := expfmt.NewDecoder(bytes.NewReader(body), expfmt.Format(ct))
+		seen := map[string]bool{}
+		for {
+			var mf dto.MetricFamily
+			err := dec.Decode(&mf)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("decode %s: %v", ct, err)
+			}
+			if seen[mf.GetName()] {
+				t.Errorf("family %s twice", mf.GetName())
+			}
+			seen[mf.GetName()] = true
+		}
+		if !seen["wamp_router_responses_seconds"] {
+			t.Errorf("no wamp_router_responses_seconds in %d families", len(seen))
+		}
+	})
+	t.Run("text", func(t *testing.T) {
+		_, body := in.get(t, "/metrics", "text/plain;version=0.0.4")
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		if _, err := parser.TextToMetricFamilies(bytes.NewReader(body)); err != nil {
+			t.Fatalf("parse: %v", err)
+		}
+	})
 }
 
 // prometheusServer is a real Prometheus, started by the test on a free

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command. It installs what the tests need when it is missing
-# (php-cli, phpunit, prometheus with promtool, nodejs and npm from Debian;
+# (php-cli, phpunit, prometheus with promtool, nodejs and npm, and
+# python3-prometheus-client for its strict OpenMetrics parser, from Debian;
 # Autobahn|JS from npm), then runs
 # every check: PHP syntax, PHPUnit, gofmt, go vet, and every Go test with the
 # race detector (some start PHP processes and a real Prometheus). A fresh Debian
@@ -15,6 +16,8 @@ command -v phpunit >/dev/null || missing+=(phpunit)
 # Node.js runs Autobahn|JS, a WAMP client nobody here wrote, for the interop
 # tests (a Node installed some other way is used as it is, with its npm).
 command -v node >/dev/null || missing+=(nodejs npm)
+# The strict OpenMetrics parser the scrape test uses, for Debian's python3.
+/usr/bin/python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null || missing+=(python3-prometheus-client)
 if ((${#missing[@]})); then
   echo "test.sh: installing ${missing[*]}" >&2
   sudo=""

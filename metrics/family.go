@@ -42,8 +42,12 @@ func (o Outcome) String() string {
 }
 
 // OtherProcedure is the message label value under which calls are recorded
-// once a family tracks its maximum number of distinct procedures.
-const OtherProcedure = "other"
+// once a family tracks its maximum number of distinct procedures. It has a
+// space, so it is no valid WAMP URI, loose or strict, and no registered
+// procedure can have it: a real procedure named "other" keeps a series of
+// its own. (A call to a procedure named exactly this, which nexus answers
+// with an error, is recorded under it as well.)
+const OtherProcedure = "(other procedures)"
 
 // DefaultBuckets are the original tool's histogram buckets, in seconds.
 func DefaultBuckets() []float64 {
@@ -58,7 +62,7 @@ func DefaultBuckets() []float64 {
 //	<prefix>_<outcome>_total_seconds  histogram over all procedures
 //	<prefix>_calls_in_flight          gauge
 //	<prefix>_sessions                 gauge
-//	<prefix>_other_calls_total        counter of calls recorded as "other"
+//	<prefix>_other_calls_total        counter of calls recorded under OtherProcedure
 //	<prefix>_untracked_calls_total    counter of calls over the pending limits
 type Family struct {
 	maxProcedures int
@@ -93,7 +97,7 @@ type FamilyOpts struct {
 	// metric name prefix; the HELP texts spell it with spaces.
 	Prefix string
 	// MaxProcedures bounds the distinct message label values. Calls to
-	// further procedures are recorded under message="other".
+	// further procedures are recorded under message=OtherProcedure.
 	MaxProcedures int
 	// Buckets of the _total_seconds histograms; DefaultBuckets when nil.
 	Buckets []float64
@@ -133,7 +137,7 @@ func NewFamily(reg prometheus.Registerer, opts FamilyOpts) (*Family, error) {
 	})
 	f.otherCalls = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: opts.Prefix + "_other_calls_total",
-		Help: `Calls of the ` + title + ` recorded under message="other" because the maximum number of distinct procedures was reached.`,
+		Help: `Calls of the ` + title + ` recorded under message="` + OtherProcedure + `" because the maximum number of distinct procedures was reached.`,
 	})
 	f.untracked = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: opts.Prefix + "_untracked_calls_total",
@@ -163,7 +167,7 @@ func (f *Family) newSeries(procedure string) *procedureSeries {
 }
 
 // lookup returns the series for procedure, creating them while the bound
-// allows, else the "other" series.
+// allows, else the OtherProcedure series.
 func (f *Family) lookup(procedure string) *procedureSeries {
 	if s, ok := (*f.series.Load())[procedure]; ok {
 		return s
@@ -187,7 +191,7 @@ func (f *Family) add(procedure string) *procedureSeries {
 	if s, ok := current[procedure]; ok {
 		return s
 	}
-	if len(current) >= f.maxProcedures {
+	if len(current) >= f.maxProcedures || procedure == OtherProcedure {
 		if f.other == nil { // created on first need, so it shows only when used
 			f.other = f.newSeries(OtherProcedure)
 			f.other.isOther = true

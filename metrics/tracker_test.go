@@ -341,6 +341,22 @@ func TestProceduresBeyondTheBoundAreRecordedAsOther(t *testing.T) {
 	}
 }
 
+// A procedure really named "other" is not the overflow: once the bound is
+// reached, its calls stay apart from those recorded as overflow.
+func TestAProcedureNamedOtherIsNotTheOverflow(t *testing.T) {
+	f := newFixture(t, 1)
+	s := f.tracker.Open(f.family)
+	for i, p := range []string{"other", "b", "other", "c", OtherProcedure} {
+		s.Call(uint64(i), p, 0)
+		s.Result(uint64(i))
+	}
+	f.expectCall(t, Response, "other", 2, 0)
+	f.expectCall(t, Response, OtherProcedure, 3, 0)
+	if got := testutil.ToFloat64(f.family.otherCalls); got != 3 {
+		t.Errorf("other calls %v, want 3", got)
+	}
+}
+
 func TestDeadlineHeapStaysBoundedWithLongTimeouts(t *testing.T) {
 	f := newFixture(t, 10)
 	s := f.tracker.Open(f.family)

@@ -79,9 +79,10 @@ func fuzzID(b byte) wamp.ID {
 	return []wamp.ID{0, 1 << 53, 1<<53 + 1, math.MaxUint64, 1 << 63, 42, 1<<53 - 1, 1}[b-0xf8]
 }
 
-// fuzzProcedures include an empty one, one named like the "other" series,
+// fuzzProcedures include an empty one, one named "other" (a procedure like
+// any other), the overflow value itself (recorded as overflow),
 // invalid UTF-8 (msgpack and CBOR clients can send anything), a NUL.
-var fuzzProcedures = []string{"hello1", "hello2", "com.example.add", "", "other", "\xff\xfe", "caf\xe9", "hello1.\xc3\xa9", "a\x00b", "hello3"}
+var fuzzProcedures = []string{"hello1", "hello2", "com.example.add", "", "other", "\xff\xfe", "caf\xe9", "hello1.\xc3\xa9", "a\x00b", "hello3", metrics.OtherProcedure}
 
 // hugeTimeouts are the edges of the timeout option, in the Go types the
 // JSON, msgpack and CBOR decoders produce.
@@ -209,7 +210,7 @@ func newObserverModel() *observerModel {
 // values are made valid UTF-8.
 func (m *observerModel) lookup(procedure string) (label string, isOther bool) {
 	if !m.slots[procedure] {
-		if len(m.slots) >= fuzzMaxProcedures {
+		if len(m.slots) >= fuzzMaxProcedures || procedure == metrics.OtherProcedure {
 			m.otherSeries = true
 			return metrics.OtherProcedure, true
 		}

@@ -84,9 +84,12 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 	if err != nil {
 		return err
 	}
-	var logListener *metrics.LogListener
+	var (
+		logListener *metrics.LogListener
+		ingester    *metrics.LogIngester
+	)
 	if ls.Log != nil {
-		ingester, err := metrics.NewLogIngester(reg, metrics.LogIngesterOpts{
+		ingester, err = metrics.NewLogIngester(reg, metrics.LogIngesterOpts{
 			Tracker: tracker, MaxProcedures: cfg.MaxProcedures, Logger: log,
 		})
 		if err != nil {
@@ -177,6 +180,9 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 	}
 	stop()
 	wg.Wait()
+	if ingester != nil {
+		ingester.Close() // what its log rate limit held back
+	}
 	logFinalCounts(log, reg)
 	return runErr
 }

@@ -37,7 +37,10 @@ type LogIngester struct {
 
 	lines    *prometheus.CounterVec
 	badLines map[string]prometheus.Counter
-	senders  prometheus.Gauge
+	// badLineKinds are the rate-limit kinds of bad lines, one per
+	// reason, built once so that a bad line does not allocate one.
+	badLineKinds map[string]string
+	senders      prometheus.Gauge
 }
 
 type logFamily struct {
@@ -105,8 +108,10 @@ func NewLogIngester(reg prometheus.Registerer, opts LogIngesterOpts) (*LogIngest
 		Name: "wamp_observer_log_bad_lines_total",
 		Help: "Log lines rejected, by reason.",
 	}, []string{"reason"})
+	in.badLineKinds = map[string]string{}
 	for _, r := range BadLineReasons() {
 		in.badLines[r] = bad.WithLabelValues(r)
+		in.badLineKinds[r] = "bad log line: " + r
 	}
 	in.senders = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "wamp_observer_log_senders",
@@ -314,9 +319,14 @@ func (r *LogReader) reject(reason string, from netip.AddrPort, line []byte) {
 	if len(shown) > maxShown {
 		shown = shown[:maxShown]
 	}
-	r.in.log.Warn("bad log line", slog.String("reason", reason), slog.String("from", from.String()),
+	// Each reason is a kind of its own for the rate limit.
+	r.in.log.Log(slog.LevelWarn, r.in.badLineKinds[reason], "bad log line", slog.String("reason", reason), slog.String("from", from.String()),
 		slog.Int("bytes", len(line)), slog.String("line", fmt.Sprintf("%q", shown)))
 }
+
+// Close logs what the rate limit on bad-line logs still holds back. Call
+// it once the readers have stopped.
+func (in *LogIngester) Close() { in.log.Close() }
 
 // RejectEmpty counts a datagram that held no line.
 func (r *LogReader) RejectEmpty(from netip.AddrPort) {

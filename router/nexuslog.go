@@ -18,10 +18,14 @@ func newNexusLogger(log *slog.Logger) nexusLogger {
 	return nexusLogger{ratelog.New(log.With(slog.String("component", "nexus")), time.Second, nil)}
 }
 
-func (l nexusLogger) Print(v ...any) { l.log.Log(slog.LevelInfo, fmt.Sprint(v...)) }
+// nexusKind is the one rate-limit kind of nexus's lines: they carry ids,
+// so their texts are not kinds.
+const nexusKind = "nexus"
+
+func (l nexusLogger) Print(v ...any) { l.log.Log(slog.LevelInfo, nexusKind, fmt.Sprint(v...)) }
 func (l nexusLogger) Println(v ...any) {
-	l.log.Log(slog.LevelInfo, strings.TrimSuffix(fmt.Sprintln(v...), "\n"))
+	l.log.Log(slog.LevelInfo, nexusKind, strings.TrimSuffix(fmt.Sprintln(v...), "\n"))
 }
 func (l nexusLogger) Printf(format string, v ...any) {
-	l.log.Log(slog.LevelInfo, fmt.Sprintf(format, v...))
+	l.log.Log(slog.LevelInfo, nexusKind, fmt.Sprintf(format, v...))
 }

@@ -111,6 +111,8 @@ func (p *wsPeer) receive() {
 		if err != nil {
 			if errors.Is(err, websocket.ErrReadLimit) {
 				p.rejected(RejectTooLarge)
+				p.log.Warn("closed a connection: message over the size limit",
+					slog.String("remote", p.conn.RemoteAddr().String()))
 			}
 			p.conn.Close() // unblocks the sender if it is writing
 			return

@@ -94,6 +94,8 @@ type Router struct {
 	log        *slog.Logger
 	refusals   *ratelog.Logger
 
+	nexusLog nexusLogger
+
 	closing   atomic.Bool // set before nexus closes the sessions
 	closeOnce sync.Once
 }
@@ -159,6 +161,7 @@ func New(cfg Config) (*Router, error) {
 		rejected:   cfg.Rejected,
 		log:        cfg.Logger,
 		refusals:   ratelog.New(cfg.Logger, time.Second, nil),
+		nexusLog:   nexusLog,
 	}
 	r.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
@@ -175,7 +178,12 @@ func New(cfg Config) (*Router, error) {
 // router.
 func (r *Router) Close() {
 	r.closing.Store(true)
-	r.closeOnce.Do(r.nexus.Close)
+	r.closeOnce.Do(func() {
+		r.nexus.Close()
+		// What the rate limits held back is logged last.
+		r.refusals.Close()
+		r.nexusLog.log.Close()
+	})
 }
 
 // ServeHTTP upgrades the request to a WebSocket and attaches it to the
@@ -197,15 +205,18 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 }
 
 func (r *Router) refuse(w http.ResponseWriter, req *http.Request, status int, reason error) {
+	rejection := RejectHandshake
 	switch {
 	case status == http.StatusForbidden:
-		r.rejected(RejectOrigin)
+		rejection = RejectOrigin
 	case !offersWAMP(websocket.Subprotocols(req)):
-		r.rejected(RejectSubprotocol)
-	default:
-		r.rejected(RejectHandshake)
+		rejection = RejectSubprotocol
 	}
-	r.refusals.Warn("refused WebSocket connection",
+	r.rejected(rejection)
+	// Each reason is a kind of its own for the rate limit: a flood of
+	// foreign Origins must not hide a failing handshake.
+	r.refusals.Log(slog.LevelWarn, "refused WebSocket connection: "+rejection, "refused WebSocket connection",
+		slog.String("rejection", rejection),
 		slog.Int("status", status), slog.String("remote", req.RemoteAddr),
 		slog.String("origin", req.Header.Get("Origin")), slog.String("reason", reason.Error()))
 	http.Error(w, http.StatusText(status)+": "+reason.Error(), status)

@@ -28,19 +28,21 @@ import (
 
 // Config is everything the program can be told.
 type Config struct {
-	Realm         string
-	Timeout       time.Duration // deadline of calls without a timeout option
-	OutQueue      int           // nexus per-client outbound queue
-	MaxProcedures int           // distinct message label values per family
-	AllowOrigins  []string      // extra Origin patterns for browser apps
-	Observe       bool          // false: bare nexus behind the same front
-	MaxLogLine    int           // longest log line accepted
-	MaxLogConns   int           // concurrent TCP log connections
-	MaxMessage    int64         // largest WebSocket message from a client
-	MaxPending    int           // pending calls over all sessions
-	MaxPendingPer int           // pending calls of one session
-	Credentials   []router.Credential
-	Logger        *slog.Logger
+	Realm           string
+	Timeout         time.Duration // deadline of calls without a timeout option
+	OutQueue        int           // nexus per-client outbound queue
+	MaxProcedures   int           // distinct message label values per family
+	MaxProcedureLen int           // longest message label value, in bytes
+	ProcedureIdle   time.Duration // how long an unused procedure keeps its slot in a full family
+	AllowOrigins    []string      // extra Origin patterns for browser apps
+	Observe         bool          // false: bare nexus behind the same front
+	MaxLogLine      int           // longest log line accepted
+	MaxLogConns     int           // concurrent TCP log connections
+	MaxMessage      int64         // largest WebSocket message from a client
+	MaxPending      int           // pending calls over all sessions
+	MaxPendingPer   int           // pending calls of one session
+	Credentials     []router.Credential
+	Logger          *slog.Logger
 }
 
 // Listeners are the sockets Run serves on. The caller opens them, so tests
@@ -80,7 +82,9 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 	if err != nil {
 		return err
 	}
-	family, err := metrics.NewFamily(reg, metrics.FamilyOpts{Prefix: "wamp_router", MaxProcedures: cfg.MaxProcedures})
+	family, err := metrics.NewFamily(reg, metrics.FamilyOpts{
+		Prefix: "wamp_router", MaxProcedures: cfg.MaxProcedures, MaxProcedureLen: cfg.MaxProcedureLen, ProcedureIdle: cfg.ProcedureIdle,
+	})
 	if err != nil {
 		return err
 	}
@@ -90,7 +94,8 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 	)
 	if ls.Log != nil {
 		ingester, err = metrics.NewLogIngester(reg, metrics.LogIngesterOpts{
-			Tracker: tracker, MaxProcedures: cfg.MaxProcedures, Logger: log,
+			Tracker: tracker, MaxProcedures: cfg.MaxProcedures, MaxProcedureLen: cfg.MaxProcedureLen,
+			ProcedureIdle: cfg.ProcedureIdle, Logger: log,
 		})
 		if err != nil {
 			return err

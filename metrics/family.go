@@ -9,6 +9,7 @@ package metrics
 import (
 	"fmt"
 	"maps"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,7 +66,9 @@ func DefaultBuckets() []float64 {
 //	<prefix>_other_calls_total        counter of calls recorded under OtherProcedure
 //	<prefix>_untracked_calls_total    counter of calls over the pending limits
 type Family struct {
-	maxProcedures int
+	maxProcedures   int
+	maxProcedureLen int
+	idleAfter       int64 // Tracker.nanos
 
 	summaries  [numOutcomes]*prometheus.SummaryVec
 	histograms [numOutcomes]prometheus.Histogram
@@ -78,8 +81,13 @@ type Family struct {
 	// procedures are added rarely (and at most maxProcedures times), while
 	// every call reads it, lock-free and, from a []byte, without allocating.
 	series atomic.Pointer[map[string]*procedureSeries]
-	mu     sync.Mutex // serialises additions, so the bound holds exactly
+	mu     sync.Mutex // serialises additions and reclaims, so the bound holds exactly
 	other  *procedureSeries
+	// byLabel maps a label value to its series: procedures that differ
+	// only in invalid UTF-8 share one label value, so they share one
+	// series, and a series is deleted only when none of them uses it.
+	byLabel     map[string]*procedureSeries
+	lastReclaim int64 // Tracker.nanos of the last reclaim pass
 
 	// pending backs the calls_in_flight gauge, and lets the log path sum
 	// its families' pending calls.
@@ -89,7 +97,20 @@ type Family struct {
 type procedureSeries struct {
 	observers [numOutcomes]prometheus.Observer
 	isOther   bool
+	label     string
+
+	// What keeps the series' slot: calls pending on it, registrations of
+	// it by sessions still open, and its last use (Tracker.nanos). A
+	// reclaimed series has pending set to retired, so that a call that
+	// looked it up just before sees that and looks again.
+	pending       atomic.Int64
+	registrations atomic.Int64
+	lastUsed      atomic.Int64
 }
+
+// retired is the pending count of a reclaimed series: far below zero, so
+// that increments by racing calls keep it negative.
+const retired = math.MinInt64 / 2
 
 // FamilyOpts configures a Family at construction.
 type FamilyOpts struct {
@@ -99,6 +120,16 @@ type FamilyOpts struct {
 	// MaxProcedures bounds the distinct message label values. Calls to
 	// further procedures are recorded under message=OtherProcedure.
 	MaxProcedures int
+	// MaxProcedureLen bounds a message label value in bytes: a longer
+	// procedure is recorded under OtherProcedure, so that the scrape has a
+	// worst-case size. DefaultMaxProcedureLen when 0.
+	MaxProcedureLen int
+	// ProcedureIdle is how long a procedure keeps its slot with no call,
+	// no pending call and no registration, once the family is full: the
+	// next new procedure then takes the slot of any such idle one, whose
+	// series leave the scrape. So an attack that fills the slots with
+	// made-up procedures wears off. DefaultProcedureIdle when 0.
+	ProcedureIdle time.Duration
 	// Buckets of the _total_seconds histograms; DefaultBuckets when nil.
 	Buckets []float64
 }
@@ -108,12 +139,27 @@ func NewFamily(reg prometheus.Registerer, opts FamilyOpts) (*Family, error) {
 	if opts.MaxProcedures < 1 {
 		return nil, fmt.Errorf("family %q: max procedures must be at least 1, got %d", opts.Prefix, opts.MaxProcedures)
 	}
+	if opts.MaxProcedureLen == 0 {
+		opts.MaxProcedureLen = DefaultMaxProcedureLen
+	}
+	if opts.ProcedureIdle == 0 {
+		opts.ProcedureIdle = DefaultProcedureIdle
+	}
+	if opts.MaxProcedureLen < 1 || opts.ProcedureIdle < 0 {
+		return nil, fmt.Errorf("family %q: max procedure length must be positive and the idle time not negative, got %d and %v",
+			opts.Prefix, opts.MaxProcedureLen, opts.ProcedureIdle)
+	}
 	buckets := opts.Buckets
 	if buckets == nil {
 		buckets = DefaultBuckets()
 	}
 	title := strings.ReplaceAll(opts.Prefix, "_", " ")
-	f := &Family{maxProcedures: opts.MaxProcedures}
+	f := &Family{
+		maxProcedures:   opts.MaxProcedures,
+		maxProcedureLen: opts.MaxProcedureLen,
+		idleAfter:       int64(opts.ProcedureIdle),
+		byLabel:         map[string]*procedureSeries{},
+	}
 	var cs []prometheus.Collector
 	for o := Outcome(0); o < numOutcomes; o++ {
 		f.summaries[o] = prometheus.NewSummaryVec(prometheus.SummaryOpts{
@@ -156,51 +202,116 @@ func NewFamily(reg prometheus.Registerer, opts FamilyOpts) (*Family, error) {
 	return f, nil
 }
 
-func (f *Family) newSeries(procedure string) *procedureSeries {
-	s := &procedureSeries{}
+// DefaultMaxProcedureLen is FamilyOpts.MaxProcedureLen's default: WAMP
+// procedure URIs are dotted names, far shorter.
+const DefaultMaxProcedureLen = 256
+
+// DefaultProcedureIdle is FamilyOpts.ProcedureIdle's default.
+const DefaultProcedureIdle = 10 * time.Minute
+
+func (f *Family) newSeries(label string) *procedureSeries {
+	s := &procedureSeries{label: label}
 	for o := Outcome(0); o < numOutcomes; o++ {
 		// WithLabelValues creates the child with zero counts: the series
 		// is exposed from now on, so dashboards see no gaps.
-		s.observers[o] = f.summaries[o].WithLabelValues(procedure)
+		s.observers[o] = f.summaries[o].WithLabelValues(label)
 	}
 	return s
 }
 
 // lookup returns the series for procedure, creating them while the bound
-// allows, else the OtherProcedure series.
-func (f *Family) lookup(procedure string) *procedureSeries {
+// allows, else the OtherProcedure series. now is Tracker.nanos.
+func (f *Family) lookup(procedure string, now int64) *procedureSeries {
+	if len(procedure) > f.maxProcedureLen {
+		return f.overflow()
+	}
 	if s, ok := (*f.series.Load())[procedure]; ok {
 		return s
 	}
-	return f.add(procedure)
+	return f.add(procedure, now)
 }
 
 // lookupBytes is lookup for a procedure still in a read buffer: the map
 // index with string(b) does not allocate.
-func (f *Family) lookupBytes(procedure []byte) *procedureSeries {
+func (f *Family) lookupBytes(procedure []byte, now int64) *procedureSeries {
+	if len(procedure) > f.maxProcedureLen {
+		return f.overflow()
+	}
 	if s, ok := (*f.series.Load())[string(procedure)]; ok {
 		return s
 	}
-	return f.add(string(procedure))
+	return f.add(string(procedure), now)
 }
 
-func (f *Family) add(procedure string) *procedureSeries {
+// acquire is lookup for a call that starts: the series counts it as
+// pending until release, so that its slot is not reclaimed under it.
+func (f *Family) acquire(procedure string, now int64) *procedureSeries {
+	return f.hold(f.lookup(procedure, now), procedure, now)
+}
+
+func (f *Family) acquireBytes(procedure []byte, now int64) *procedureSeries {
+	s := f.lookupBytes(procedure, now)
+	if s.pending.Add(1) > 0 { // the common case, without a string(procedure)
+		s.lastUsed.Store(now)
+		return s
+	}
+	s.pending.Add(-1)
+	return f.hold(f.lookup(string(procedure), now), string(procedure), now)
+}
+
+// hold counts a pending call on s, or, if s was reclaimed meanwhile, on
+// the series procedure has now.
+func (f *Family) hold(s *procedureSeries, procedure string, now int64) *procedureSeries {
+	for s.pending.Add(1) <= 0 {
+		s.pending.Add(-1)
+		s = f.add(procedure, now) // after the reclaim that retired s
+	}
+	s.lastUsed.Store(now)
+	return s
+}
+
+// release ends a pending call on s without an outcome.
+func (f *Family) release(s *procedureSeries) { s.pending.Add(-1) }
+
+func (f *Family) overflow() *procedureSeries {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.overflowLocked()
+}
+
+func (f *Family) overflowLocked() *procedureSeries {
+	if f.other == nil { // created on first need, so it shows only when used
+		f.other = f.newSeries(OtherProcedure)
+		f.other.isOther = true
+	}
+	return f.other
+}
+
+func (f *Family) add(procedure string, now int64) *procedureSeries {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	current := *f.series.Load()
 	if s, ok := current[procedure]; ok {
 		return s
 	}
-	if len(current) >= f.maxProcedures || procedure == OtherProcedure {
-		if f.other == nil { // created on first need, so it shows only when used
-			f.other = f.newSeries(OtherProcedure)
-			f.other.isOther = true
+	if len(procedure) > f.maxProcedureLen || procedure == OtherProcedure {
+		return f.overflowLocked()
+	}
+	if len(current) >= f.maxProcedures {
+		current = f.reclaimLocked(current, now)
+		if len(current) >= f.maxProcedures {
+			return f.overflowLocked()
 		}
-		return f.other
 	}
 	// Label values must be valid UTF-8 (client_golang panics otherwise);
 	// msgpack and CBOR clients can send anything.
-	s := f.newSeries(strings.ToValidUTF8(procedure, "\uFFFD"))
+	label := strings.ToValidUTF8(procedure, "\uFFFD")
+	s, ok := f.byLabel[label]
+	if !ok {
+		s = f.newSeries(label)
+		s.lastUsed.Store(now)
+		f.byLabel[label] = s
+	}
 	next := make(map[string]*procedureSeries, len(current)+1)
 	maps.Copy(next, current)
 	next[procedure] = s
@@ -208,12 +319,77 @@ func (f *Family) add(procedure string) *procedureSeries {
 	return s
 }
 
-// Declare makes the series of procedure exist with zero counts, as when a
-// callee registers it. It counts towards the bound on procedures.
-func (f *Family) Declare(procedure string) { f.lookup(procedure) }
+// reclaimLocked gives back the slots of idle procedures (see
+// FamilyOpts.ProcedureIdle) and returns the map without them. It scans
+// every slot, so it runs at most once per second.
+func (f *Family) reclaimLocked(current map[string]*procedureSeries, now int64) map[string]*procedureSeries {
+	if now-f.lastReclaim < int64(time.Second) && f.lastReclaim != 0 {
+		return current
+	}
+	f.lastReclaim = now
+	var idle []*procedureSeries
+	for label, s := range f.byLabel {
+		if now-s.lastUsed.Load() < f.idleAfter || s.registrations.Load() != 0 {
+			continue
+		}
+		if !s.pending.CompareAndSwap(0, retired) {
+			continue // a call is pending on it
+		}
+		if s.registrations.Load() != 0 { // registered meanwhile
+			s.pending.Add(-retired)
+			continue
+		}
+		delete(f.byLabel, label)
+		idle = append(idle, s)
+	}
+	if len(idle) == 0 {
+		return current
+	}
+	next := make(map[string]*procedureSeries, len(current))
+	for p, s := range current {
+		if s.pending.Load() >= 0 || s.isOther {
+			next[p] = s
+		}
+	}
+	f.series.Store(&next)
+	for _, s := range idle {
+		for o := Outcome(0); o < numOutcomes; o++ {
+			f.summaries[o].DeleteLabelValues(s.label)
+		}
+	}
+	return next
+}
 
-// record adds one call that ended with outcome after d to its series.
-func (f *Family) record(s *procedureSeries, outcome Outcome, d time.Duration) {
+// Declare makes the series of procedure exist with zero counts, as when a
+// callee registers it, and counts as a use of it. It counts towards the
+// bound on procedures.
+func (f *Family) Declare(procedure string, now int64) {
+	f.lookup(procedure, now).lastUsed.Store(now)
+}
+
+// register counts a registration of procedure by a session that is open,
+// which keeps its slot until unregister.
+func (f *Family) register(procedure string, now int64) *procedureSeries {
+	s := f.lookup(procedure, now)
+	for {
+		s.registrations.Add(1)
+		if s.pending.Load() >= 0 {
+			s.lastUsed.Store(now)
+			return s
+		}
+		s.registrations.Add(-1) // reclaimed meanwhile
+		s = f.add(procedure, now)
+	}
+}
+
+func (f *Family) unregister(s *procedureSeries, now int64) {
+	s.registrations.Add(-1)
+	s.lastUsed.Store(now)
+}
+
+// record adds one call that ended with outcome after d to its series,
+// at now (Tracker.nanos): the end of a call is a use of its procedure.
+func (f *Family) record(s *procedureSeries, outcome Outcome, d time.Duration, now int64) {
 	if outcome >= numOutcomes {
 		return
 	}
@@ -223,4 +399,6 @@ func (f *Family) record(s *procedureSeries, outcome Outcome, d time.Duration) {
 	secs := d.Seconds()
 	s.observers[outcome].Observe(secs)
 	f.histograms[outcome].Observe(secs)
+	s.lastUsed.Store(now)
+	s.pending.Add(-1) // after the observation, so it is never lost to a reclaim
 }

@@ -24,6 +24,8 @@ type LogIngester struct {
 	reg           prometheus.Registerer
 	tracker       *Tracker
 	maxProcedures int
+	maxProcLen    int
+	procIdle      time.Duration
 	maxFamilies   int
 	maxSenders    int
 	idleAfter     time.Duration
@@ -52,6 +54,9 @@ type logFamily struct {
 type LogIngesterOpts struct {
 	Tracker       *Tracker
 	MaxProcedures int // distinct message values per family
+	// MaxProcedureLen and ProcedureIdle are the families' FamilyOpts.
+	MaxProcedureLen int
+	ProcedureIdle   time.Duration
 	// MaxFamilies bounds the protocol/direction pairs, since each makes
 	// metric families. Default 16.
 	MaxFamilies int
@@ -92,6 +97,8 @@ func NewLogIngester(reg prometheus.Registerer, opts LogIngesterOpts) (*LogIngest
 		reg:           reg,
 		tracker:       opts.Tracker,
 		maxProcedures: opts.MaxProcedures,
+		maxProcLen:    opts.MaxProcedureLen,
+		procIdle:      opts.ProcedureIdle,
 		maxFamilies:   opts.MaxFamilies,
 		maxSenders:    opts.MaxSenders,
 		idleAfter:     opts.IdleAfter,
@@ -165,7 +172,10 @@ func (in *LogIngester) family(protocol, direction []byte) (int, string) {
 		return 0, ReasonTooManyFamilies
 	}
 	lf := &logFamily{protocol: string(protocol), direction: string(direction)}
-	fam, err := NewFamily(in.reg, FamilyOpts{Prefix: lf.protocol + "_" + lf.direction, MaxProcedures: in.maxProcedures})
+	fam, err := NewFamily(in.reg, FamilyOpts{
+		Prefix: lf.protocol + "_" + lf.direction, MaxProcedures: in.maxProcedures,
+		MaxProcedureLen: in.maxProcLen, ProcedureIdle: in.procIdle,
+	})
 	if err != nil {
 		// The names are taken, e.g. wamp/router. Remember the pair, so
 		// that its lines are refused without another attempt.
@@ -260,7 +270,7 @@ func (r *LogReader) handleLine(now int64, from netip.AddrPort, line []byte) {
 	case kindCall:
 		// A CALL's timeout option is the dealer's to enforce, as for the
 		// router (Session.Call); v1 calls have none.
-		r.session(snd, fi, l.view).startAt(now, l.id, r.in.familyAt(fi).lookupBytes(l.procedure), timeout, true)
+		r.session(snd, fi, l.view).startAt(now, l.id, r.in.familyAt(fi).acquireBytes(l.procedure, now), timeout, true)
 	case kindInvocation:
 		procedure := l.procedure
 		if len(procedure) == 0 {
@@ -273,7 +283,7 @@ func (r *LogReader) handleLine(now int64, from netip.AddrPort, line []byte) {
 		}
 		// An INVOCATION's timeout (forward_timeout) is the callee's own
 		// deadline: past it, the callee's view has a timeout.
-		r.session(snd, fi, l.view).startAt(now, l.id, r.in.familyAt(fi).lookupBytes(procedure), timeout, false)
+		r.session(snd, fi, l.view).startAt(now, l.id, r.in.familyAt(fi).acquireBytes(procedure, now), timeout, false)
 	case kindResult, kindYield:
 		if s := existing(snd, fi, l.view); s != nil {
 			s.endAt(now, l.id, Response)
@@ -308,7 +318,7 @@ func (r *LogReader) handleLine(now int64, from netip.AddrPort, line []byte) {
 		if len(snd.registrations) < maxRegistrations {
 			snd.registrations[l.registration] = p
 		}
-		r.in.familyAt(fi).Declare(p)
+		r.in.familyAt(fi).Declare(p, now)
 	}
 }
 

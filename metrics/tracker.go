@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -146,12 +147,13 @@ type Session struct {
 	tracker *Tracker
 	family  *Family
 
-	mu        sync.Mutex
-	calls     map[uint64]pendingCall
-	deadlines deadlineHeap
-	seq       uint64
-	closed    bool // by Close or Abandon: no new calls or answers
-	abandoned bool // by Abandon: pending calls still expire
+	mu         sync.Mutex
+	calls      map[uint64]pendingCall
+	deadlines  deadlineHeap
+	seq        uint64
+	registered []registration
+	closed     bool // by Close or Abandon: no new calls or answers
+	abandoned  bool // by Abandon: pending calls still expire
 }
 
 type pendingCall struct {
@@ -186,8 +188,8 @@ const DealerBackstop = 5 * time.Second
 // (progressive call invocations) or a client bug, and either way the first
 // start is the one that counts.
 func (s *Session) Call(id uint64, procedure string, timeout time.Duration) {
-	series := s.family.lookup(procedure)
-	s.startAt(s.tracker.nanos(), id, series, timeout, timeout > 0)
+	now := s.tracker.nanos()
+	s.startAt(now, id, s.family.acquire(procedure, now), timeout, timeout > 0)
 }
 
 // startAt starts a call at now (Tracker.nanos): the log path reads the
@@ -195,6 +197,9 @@ func (s *Session) Call(id uint64, procedure string, timeout time.Duration) {
 // handling a line. A timeout <= 0 means the tracker's default. When
 // byDealer, the timeout is the dealer's to enforce and the deadline is
 // DealerBackstop after it; otherwise the deadline is the timeout.
+//
+// series was acquired for the call (Family.acquire); startAt releases it
+// when the call does not start.
 func (s *Session) startAt(now int64, id uint64, series *procedureSeries, timeout time.Duration, byDealer bool) {
 	if timeout <= 0 {
 		timeout, byDealer = s.tracker.defaultTimeout, false
@@ -202,14 +207,17 @@ func (s *Session) startAt(now int64, id uint64, series *procedureSeries, timeout
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		s.family.release(series)
 		return
 	}
 	if _, dup := s.calls[id]; dup {
 		s.mu.Unlock()
+		s.family.release(series)
 		return
 	}
 	if len(s.calls) >= s.tracker.maxPendingPerSession || !s.tracker.reserve() {
 		s.mu.Unlock()
+		s.family.release(series)
 		s.family.untracked.Inc()
 		return
 	}
@@ -251,8 +259,53 @@ func errorOutcome[T string | []byte](errorURI T) Outcome {
 	return Error
 }
 
-// Registered declares procedure so that its series exist before any call.
-func (s *Session) Registered(procedure string) { s.family.Declare(procedure) }
+// Registered reports a registration of procedure by this session: its
+// series exist from now on, with zero counts, and keep their slot while
+// the registration lasts (until Unregistered or the session's end).
+func (s *Session) Registered(procedure string) {
+	series := s.family.register(procedure, s.tracker.nanos())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || len(s.registered) >= maxRegistrationsPerSession {
+		s.family.unregister(series, s.tracker.nanos()) // not held: the slot may go when idle
+		return
+	}
+	s.registered = append(s.registered, registration{procedure, series})
+}
+
+// Unregistered reports that a registration of procedure by this session
+// ended.
+func (s *Session) Unregistered(procedure string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, r := range s.registered {
+		if r.procedure == procedure {
+			s.registered = slices.Delete(s.registered, i, i+1)
+			s.family.unregister(r.series, s.tracker.nanos())
+			return
+		}
+	}
+}
+
+// maxRegistrationsPerSession bounds the registrations a session holds
+// slots with; procedures are at most FamilyOpts.MaxProcedureLen bytes, so
+// this bounds their bytes too.
+const maxRegistrationsPerSession = 1024
+
+type registration struct {
+	procedure string
+	series    *procedureSeries
+}
+
+// releaseRegistrationsLocked gives back the slots the session's
+// registrations held.
+func (s *Session) releaseRegistrationsLocked() {
+	now := s.tracker.nanos()
+	for _, r := range s.registered {
+		s.family.unregister(r.series, now)
+	}
+	s.registered = nil
+}
 
 // End ends call id with outcome. An answer after the deadline counts as a
 // timeout of exactly the call's timeout, whether or not the sweeper got
@@ -281,7 +334,7 @@ func (s *Session) endAt(now int64, id uint64, outcome Outcome) {
 	}
 	s.tracker.pending.Add(-1)
 	s.family.pending.Add(-1)
-	s.family.record(c.series, outcome, time.Duration(elapsed))
+	s.family.record(c.series, outcome, time.Duration(elapsed), now)
 }
 
 // Pending returns the number of calls waiting for an answer.
@@ -304,8 +357,12 @@ func (s *Session) Close() {
 	}
 	s.closed = true
 	dropped := len(s.calls)
+	for _, c := range s.calls {
+		s.family.release(c.series)
+	}
 	s.calls = nil
 	s.deadlines = nil
+	s.releaseRegistrationsLocked()
 	s.mu.Unlock()
 
 	s.tracker.forget(s)
@@ -328,6 +385,7 @@ func (s *Session) Abandon() {
 	s.closed = true
 	s.abandoned = true
 	empty := len(s.calls) == 0
+	s.releaseRegistrationsLocked()
 	s.mu.Unlock()
 	if empty {
 		s.tracker.forget(s)
@@ -366,7 +424,7 @@ func (s *Session) expire(now int64) {
 	s.tracker.pending.Add(-int64(len(ended)))
 	for _, e := range ended {
 		s.family.pending.Add(-1)
-		s.family.record(e.series, Timeout, time.Duration(e.elapsed))
+		s.family.record(e.series, Timeout, time.Duration(e.elapsed), now)
 	}
 }
 

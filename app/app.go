@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -130,7 +129,7 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 	}
 	defer rtr.Close()
 
-	metricsHandler := promhttp.HandlerFor(withoutOpenMetricsCollisions(reg), promhttp.HandlerOpts{
+	metricsHandler := promhttp.HandlerFor(&sharedGatherer{g: reg}, promhttp.HandlerOpts{
 		Registry:          reg,
 		EnableOpenMetrics: true,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelError),
@@ -254,8 +253,8 @@ type namedServer struct {
 // registerRuntime adds the Go runtime and process collectors, which show an
 // operator the router's own memory, CPU and file descriptors. The Go
 // collector also reads /gc/heap/allocs:bytes, as go_gc_heap_allocs_bytes_total,
-// in place of the memstats counter that withoutOpenMetricsCollisions
-// drops.
+// in place of the memstats counter that sharedGatherer drops
+// (collidesInOpenMetrics).
 func registerRuntime(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
@@ -274,14 +273,7 @@ func registerRuntime(reg prometheus.Registerer) error {
 // go_memstats_alloc_bytes and the counter go_memstats_alloc_bytes_total,
 // whose OpenMetrics family name is go_memstats_alloc_bytes too, and a
 // strict parser rejects the whole scrape (client_golang issue #829). The
-// same count is go_gc_heap_allocs_bytes_total (see registerRuntime).
+// same count is go_gc_heap_allocs_bytes_total (see registerRuntime). Every
+// format leaves them out, so that all formats show the same families.
 func collidesInOpenMetrics(family string) bool { return family == "go_memstats_alloc_bytes_total" }
 
-// withoutOpenMetricsCollisions gathers from g without those families,
-// in every format, so that all formats show the same families.
-func withoutOpenMetricsCollisions(g prometheus.Gatherer) prometheus.Gatherer {
-	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
-		mfs, err := g.Gather()
-		return slices.DeleteFunc(mfs, func(mf *dto.MetricFamily) bool { return collidesInOpenMetrics(mf.GetName()) }), err
-	})
-}

@@ -17,6 +17,7 @@ targets=(
 	"FuzzParseLine ./metrics"
 	"FuzzHandleLines ./metrics"
 	"FuzzObserver ./router"
+	"FuzzNexus ./router"
 )
 
 parallel_flag=()

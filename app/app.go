@@ -42,7 +42,29 @@ type Config struct {
 	MaxPendingPer   int           // pending calls of one session
 	Credentials     []router.Credential
 	Logger          *slog.Logger
+
+	// The WebSocket front's bounds; 0 takes the router package's default.
+	OutQueueBytes    int           // bytes queued per client before it is a slow consumer
+	WriteTimeout     time.Duration // one write to a client
+	KeepAlive        time.Duration // ping interval for idle clients; negative: off
+	MaxConns         int           // concurrent connections on the WAMP port
+	MaxCallsInFlight int           // unanswered calls per session
+	AllowHosts       []string      // extra Host patterns on a loopback WAMP listener
+	IdleTimeout      time.Duration // idle keep-alive HTTP connections; DefaultIdleTimeout when 0
 }
+
+// DefaultIdleTimeout closes an HTTP keep-alive connection (on either port)
+// that sends no further request; one complete request and then silence
+// otherwise held its file descriptor for good.
+const DefaultIdleTimeout = 60 * time.Second
+
+// Scrapes: at most MaxScrapesInFlight at once (further ones get HTTP 503 at
+// once, so idle scrapers cannot pile up), each within ScrapeTimeout, which
+// matches Prometheus's default scrape_timeout.
+const (
+	MaxScrapesInFlight = 4
+	ScrapeTimeout      = 10 * time.Second
+)
 
 // Listeners are the sockets Run serves on. The caller opens them, so tests
 // can use free ports and the program can report bind errors before starting.
@@ -123,6 +145,14 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 		Credentials:    cfg.Credentials,
 		Rejected:       rejected,
 		Logger:         log,
+
+		OutQueueBytes:    cfg.OutQueueBytes,
+		WriteTimeout:     cfg.WriteTimeout,
+		KeepAlive:        cfg.KeepAlive,
+		MaxConns:         cfg.MaxConns,
+		MaxCallsInFlight: cfg.MaxCallsInFlight,
+		ListenAddr:       ls.WAMP.Addr().String(),
+		AllowHosts:       cfg.AllowHosts,
 	})
 	if err != nil {
 		return err
@@ -133,16 +163,24 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 		Registry:          reg,
 		EnableOpenMetrics: true,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelError),
+		// Bounded so that scrapers cannot take every file descriptor.
+		MaxRequestsInFlight: MaxScrapesInFlight,
+		Timeout:             ScrapeTimeout,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/{$}", metricsHandler) // where the original tool served them
 	mux.Handle("/metrics", metricsHandler)
 
+	idle := cfg.IdleTimeout
+	if idle == 0 {
+		idle = DefaultIdleTimeout
+	}
 	servers := []*namedServer{
-		{name: "WAMP", url: "ws://" + ls.WAMP.Addr().String() + "/", ln: ls.WAMP,
-			srv: &http.Server{Handler: rtr, ReadHeaderTimeout: 10 * time.Second}},
+		{name: "WAMP", url: "ws://" + ls.WAMP.Addr().String() + "/", ln: rtr.LimitListener(ls.WAMP),
+			srv: &http.Server{Handler: rtr, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle}},
 		{name: "metrics", url: "http://" + ls.Metrics.Addr().String() + "/metrics", ln: ls.Metrics,
-			srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}},
+			srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
+				WriteTimeout: 30 * time.Second, IdleTimeout: idle}},
 	}
 
 	runCtx, stop := context.WithCancel(ctx)
@@ -276,4 +314,3 @@ func registerRuntime(reg prometheus.Registerer) error {
 // same count is go_gc_heap_allocs_bytes_total (see registerRuntime). Every
 // format leaves them out, so that all formats show the same families.
 func collidesInOpenMetrics(family string) bool { return family == "go_memstats_alloc_bytes_total" }
-

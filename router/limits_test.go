@@ -183,8 +183,10 @@ func (quietStdLog) Printf(string, ...any) {}
 // every session gets it.
 func TestShutdownSaysGoodbyeToEverySession(t *testing.T) {
 	// A small outbound queue, kept busy: nexus drops GOODBYE when the
-	// queue is full, and discards it if still queued when it closes.
-	r, err := New(Config{Realm: "realm1", Logger: quietLogger(), OutQueueSize: 4})
+	// queue is full, and discards it if still queued when it closes. (A
+	// queue smaller than the 50 answers below makes these clients slow
+	// consumers, disconnected without GOODBYE.)
+	r, err := New(Config{Realm: "realm1", Logger: quietLogger(), OutQueueSize: 64})
 	if err != nil {
 		t.Fatal(err)
 	}

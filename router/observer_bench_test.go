@@ -77,12 +77,13 @@ func BenchmarkObserveCallResultParallel(b *testing.B) {
 }
 
 // BenchmarkJSONCallResult puts the hot path in proportion: the same pair
-// decoded and encoded by nexus's JSON serializer in the peer, without and
-// with the observer.
+// decoded, guarded and encoded by nexus's JSON serializer in the peer,
+// without and with the observer.
 func BenchmarkJSONCallResult(b *testing.B) {
 	for _, observed := range []bool{false, true} {
 		b.Run(fmt.Sprintf("observed=%v", observed), func(b *testing.B) {
-			p := &wsPeer{serializer: &serialize.JSONSerializer{}, rejected: func(string) {}}
+			p := &wsPeer{serializer: &serialize.JSONSerializer{}, cfg: &peerConfig{rejected: func(string) {}},
+				guard: newGuard(DefaultMaxCallsInFlight, DefaultMaxTestaments, DefaultMaxTestamentBytes)}
 			if observed {
 				p.obs = newBenchObserver(b)
 			}
@@ -91,11 +92,11 @@ func BenchmarkJSONCallResult(b *testing.B) {
 			b.ResetTimer()
 			for i := range b.N {
 				frame := fmt.Appendf(nil, `[48,%d,{},"hello1",["world"]]`, i)
-				if _, ok := p.decode(frame); !ok {
+				if msg, _ := p.decode(frame); msg == nil {
 					b.Fatal("decode failed")
 				}
 				result.Request = wamp.ID(i)
-				if _, ok := p.encode(result); !ok {
+				if _, ok := p.marshal(result); !ok {
 					b.Fatal("encode failed")
 				}
 			}

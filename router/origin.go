@@ -63,3 +63,50 @@ func hostname(hostport string) string {
 	}
 	return strings.Trim(hostport, "[]")
 }
+
+// hostPolicy returns the check for the Host header of a request to a
+// router listening on listenAddr. A page on evil.example whose name is
+// rebound to 127.0.0.1 reaches a router on loopback with Host and Origin
+// both evil.example, which the origin rule lets through; so on a loopback
+// listener only loopback names are accepted in Host (localhost,
+// 127.0.0.0/8, [::1], with any port), plus what the patterns (path.Match
+// globs, case-insensitive, against host[:port]) allow. On other listeners,
+// and when listenAddr is empty, every Host is accepted.
+func hostPolicy(listenAddr string, patterns []string) (func(*http.Request) bool, error) {
+	lowered := make([]string, 0, len(patterns))
+	for _, p := range patterns {
+		p = strings.ToLower(strings.TrimSpace(p))
+		if p == "" {
+			continue
+		}
+		if _, err := path.Match(p, ""); err != nil {
+			return nil, fmt.Errorf("allowed host pattern %q: %w", p, err)
+		}
+		lowered = append(lowered, p)
+	}
+	if listenAddr == "" || !isLoopback(hostname(listenAddr)) {
+		return func(*http.Request) bool { return true }, nil
+	}
+	return func(r *http.Request) bool {
+		if isLoopback(hostname(r.Host)) {
+			return true
+		}
+		host := strings.ToLower(r.Host)
+		for _, p := range lowered {
+			if ok, _ := path.Match(p, host); ok {
+				return true
+			}
+		}
+		return false
+	}, nil
+}
+
+// isLoopback tells whether a host name (no port) is a loopback address or
+// localhost.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

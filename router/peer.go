@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,9 +16,22 @@ import (
 	"github.com/php-wamp-observer/php-wamp-observer/ratelog"
 )
 
+// peerConfig is what every wsPeer of a Router shares.
+type peerConfig struct {
+	outQueue, outQueueBytes int
+	writeTimeout, keepAlive time.Duration // keepAlive 0: no pings
+
+	maxInFlight, maxTestaments, maxTestamentBytes int
+
+	rejected func(string)
+	shutdown *atomic.Bool    // the router is closing
+	log      *ratelog.Logger // trouble with messages
+	slowLog  *ratelog.Logger // slow consumers and vanished clients
+}
+
 // wsPeer is one client's WebSocket connection as nexus sees it: a
 // wamp.Peer. It is ours rather than nexus's transport.NewWebsocketPeer for
-// two reasons found under load:
+// reasons found under load and attack:
 //
 //   - nexus's peer closes its send channel on Close, while on shutdown the
 //     dealer may still try to send to it (realm shutdown skips removing
@@ -28,52 +42,79 @@ import (
 //   - nexus's peer discards what is queued when it closes, GOODBYE on
 //     shutdown among it. This peer writes what is queued first, within a
 //     deadline, and makes sure a session being shut down gets GOODBYE.
+//   - the front must see every message before nexus does, to refuse what
+//     nexus cannot digest (see guard).
+//   - sending to one client must never hold up anyone else (see below).
 //
-// Each message is decoded in the receive goroutine and encoded in the send
-// goroutine, and shown to the observer right there: observing adds no
-// goroutine and no channel hop.
+// Three goroutines serve a connection:
+//
+//   - receive reads, decodes, guards and observes what the client sends,
+//     and hands it to nexus on rd;
+//   - encode takes what nexus sends on wr, observes and encodes it at
+//     once, and queues the frame for the writer. It never blocks, so wr
+//     (nexus's non-blocking sends) stays nearly empty and nexus never
+//     answers "callee blocked" for a client that is merely busy;
+//   - write writes the frames, each within the write timeout, and pings.
+//
+// The queue of encoded frames is bounded in frames and in bytes: a
+// message's size is known only once encoded, and nexus writes wr itself, so
+// bytes can only be counted after encoding. Encoding at once also means a
+// queued message holds its wire bytes only, not the decoded arguments.
+// A client whose queue is full either way, or that does not take a frame
+// within the write timeout, is a slow consumer: it is disconnected, and
+// nexus ends its calls as for any client that leaves. This is what keeps a
+// client that stops reading from stalling a callee everybody shares (nexus
+// retries a YIELD for a blocked caller, holding up the callee's session).
 type wsPeer struct {
 	conn        *websocket.Conn
 	serializer  serialize.Serializer
 	payloadType int
 	obs         *connObserver // nil when not observing
-	rejected    func(string)
-	shutdown    *atomic.Bool // the router is closing
-	log         *ratelog.Logger
+	guard       *guard
+	cfg         *peerConfig
 
-	rd chan wamp.Message // to the router; closed when the client is gone
-	wr chan wamp.Message // from the router; never closed, see above
+	rd     chan wamp.Message // to the router; closed when the client is gone
+	wr     chan wamp.Message // from the router; never closed, see above
+	frames chan []byte       // encoded, to the writer; closed by encode when done
+
+	queuedBytes atomic.Int64 // bytes in frames
+	lastHeard   atomic.Int64 // UnixNano of the last frame or pong read
+	dead        atomic.Bool  // the connection failed or was dropped
 
 	// inSession is true from WELCOME until a GOODBYE or ABORT is written
 	// or a GOODBYE read.
 	inSession atomic.Bool
 
 	closing   chan struct{} // closed by Close
+	flushBy   time.Time     // set before closing is closed
 	closeOnce sync.Once
 	recvDone  chan struct{}
+	encDone   chan struct{}
 	sendDone  chan struct{}
 }
 
 // flushTimeout bounds how long Close spends writing what is still queued.
 const flushTimeout = 2 * time.Second
 
-func newWSPeer(conn *websocket.Conn, serializer serialize.Serializer, payloadType, outQueue int,
-	obs *connObserver, rejected func(string), shutdown *atomic.Bool, log *ratelog.Logger) *wsPeer {
+func newWSPeer(conn *websocket.Conn, serializer serialize.Serializer, payloadType int, obs *connObserver, cfg *peerConfig) *wsPeer {
 	p := &wsPeer{
 		conn:        conn,
 		serializer:  serializer,
 		payloadType: payloadType,
 		obs:         obs,
-		rejected:    rejected,
-		shutdown:    shutdown,
-		log:         log,
+		guard:       newGuard(cfg.maxInFlight, cfg.maxTestaments, cfg.maxTestamentBytes),
+		cfg:         cfg,
 		rd:          make(chan wamp.Message),
-		wr:          make(chan wamp.Message, outQueue),
+		wr:          make(chan wamp.Message, cfg.outQueue),
+		frames:      make(chan []byte, cfg.outQueue),
 		closing:     make(chan struct{}),
 		recvDone:    make(chan struct{}),
+		encDone:     make(chan struct{}),
 		sendDone:    make(chan struct{}),
 	}
+	p.heard()
 	go p.receive()
+	go p.encode()
 	go p.send()
 	return p
 }
@@ -83,14 +124,16 @@ func (p *wsPeer) Send() chan<- wamp.Message { return p.wr }
 func (p *wsPeer) IsLocal() bool             { return false }
 
 // Close writes what is queued (GOODBYE included), sends the close frame,
-// closes the connection and waits for both goroutines. Safe to call more
-// than once.
+// closes the connection and waits for the goroutines. It returns within
+// about flushTimeout whatever the client does. Safe to call more than once.
 func (p *wsPeer) Close() {
 	p.closeOnce.Do(func() {
+		p.flushBy = time.Now().Add(flushTimeout)
 		close(p.closing)
-		// A client that stopped reading leaves the sender blocked in a
-		// write with no deadline; closing the connection unblocks it.
-		stuck := time.AfterFunc(flushTimeout+time.Second, func() { p.conn.Close() })
+		// A write in progress has a deadline of its own, up to the write
+		// timeout; closing the connection cuts it short.
+		stuck := time.AfterFunc(flushTimeout+250*time.Millisecond, func() { p.conn.Close() })
+		<-p.encDone
 		<-p.sendDone
 		stuck.Stop()
 		p.conn.Close()
@@ -101,25 +144,61 @@ func (p *wsPeer) Close() {
 	})
 }
 
-// receive reads, decodes and observes messages from the client and hands
-// them to the router, until the connection fails or the peer closes.
+// drop disconnects a client that is not keeping up (reason, counted once)
+// or whose connection failed (reason ""). Safe from any goroutine.
+func (p *wsPeer) drop(reason, why string) {
+	if !p.dead.CompareAndSwap(false, true) {
+		return
+	}
+	if reason != "" && !p.isClosing() { // on the way out, not worth a count
+		p.cfg.rejected(reason)
+		// Each reason is a kind of its own for the rate limit.
+		p.cfg.slowLog.Log(slog.LevelWarn, "disconnecting a client: "+reason, "disconnecting a client",
+			slog.String("reason", reason), slog.String("why", why),
+			slog.String("remote", p.conn.RemoteAddr().String()))
+	}
+	p.conn.Close() // ends receive, so the router drops the session
+}
+
+// heard notes that the client sent something and moves the read deadline.
+func (p *wsPeer) heard() {
+	now := time.Now()
+	p.lastHeard.Store(now.UnixNano())
+	if p.cfg.keepAlive > 0 {
+		_ = p.conn.SetReadDeadline(now.Add(2 * p.cfg.keepAlive))
+	}
+}
+
+// receive reads, decodes, guards and observes messages from the client and
+// hands them to the router, until the connection fails, the guard ends it,
+// or the peer closes.
 func (p *wsPeer) receive() {
 	defer close(p.recvDone)
 	defer close(p.rd) // tells the router the client is gone
+	if p.cfg.keepAlive > 0 {
+		p.conn.SetPongHandler(func(string) error { p.heard(); return nil })
+	}
 	for {
 		_, b, err := p.conn.ReadMessage()
 		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				p.rejected(RejectTooLarge)
-				p.log.Warn("closed a connection: message over the size limit",
-					slog.String("remote", p.conn.RemoteAddr().String()))
+			var ne net.Error
+			switch {
+			case errors.Is(err, websocket.ErrReadLimit):
+				p.drop(RejectTooLarge, "a message over the size limit")
+			case errors.As(err, &ne) && ne.Timeout() && !p.dead.Load():
+				p.drop(RejectKeepAlive, "no message and no pong within twice the keep-alive interval")
 			}
-			p.conn.Close() // unblocks the sender if it is writing
+			p.drop("", "")
 			return
 		}
-		msg, ok := p.decode(b)
-		if !ok {
-			continue // counted; nexus's peer drops these too
+		p.heard()
+		msg, end := p.decode(b)
+		if end {
+			// The ABORT is queued; the router's Close writes it.
+			return
+		}
+		if msg == nil {
+			continue // counted; nexus's peer drops undecodable ones too
 		}
 		select {
 		case p.rd <- msg:
@@ -129,12 +208,25 @@ func (p *wsPeer) receive() {
 	}
 }
 
-// decode turns one frame into a message and shows it to the observer.
-func (p *wsPeer) decode(b []byte) (wamp.Message, bool) {
+// decode turns one frame into a message, lets the guard judge it and shows
+// it to the observer. It returns nil for a message not to pass on, and end
+// when the session is to be aborted.
+func (p *wsPeer) decode(b []byte) (msg wamp.Message, end bool) {
 	msg, err := p.serializer.Deserialize(b)
 	if err != nil {
-		p.rejected(RejectUndecodable)
+		p.cfg.rejected(RejectUndecodable)
 		return nil, false
+	}
+	if v := p.guard.inbound(msg, len(b)); !v.passed() {
+		p.cfg.rejected(v.reason)
+		p.cfg.log.Warn("refused a message", slog.String("type", msg.MessageType().String()),
+			slog.String("reason", v.reason), slog.String("remote", p.conn.RemoteAddr().String()))
+		if v.reply == nil {
+			return nil, false
+		}
+		p.reply(v.reply)
+		_, abort := v.reply.(*wamp.Abort)
+		return nil, abort
 	}
 	if _, bye := msg.(*wamp.Goodbye); bye {
 		p.inSession.Store(false)
@@ -142,68 +234,139 @@ func (p *wsPeer) decode(b []byte) (wamp.Message, bool) {
 	if p.obs != nil {
 		p.obs.fromClient(msg)
 	}
-	return msg, true
+	return msg, false
 }
 
-// send encodes, observes and writes what the router sends, until Close.
-func (p *wsPeer) send() {
-	defer close(p.sendDone)
-	broken := false // after a write error, queued messages are discarded
+// reply queues the front's own answer to the client, as nexus would.
+func (p *wsPeer) reply(msg wamp.Message) {
+	select {
+	case p.wr <- msg:
+	default:
+		p.drop(RejectSlowConsumer, "outbound queue full")
+	}
+}
+
+// encode encodes and observes what the router sends and queues it for the
+// writer, until Close; then it queues what is left, and GOODBYE if the
+// router is shutting down and the session did not get one.
+func (p *wsPeer) encode() {
+	defer close(p.encDone)
+	defer close(p.frames)
 	for {
 		select {
 		case msg := <-p.wr:
-			if !broken && !p.write(msg) {
-				broken = true
-				p.conn.Close() // ends receive, so the router drops the session
-			}
+			p.enqueue(msg)
 		case <-p.closing:
-			if !broken {
-				p.flush()
+			for drained := false; !drained; {
+				select {
+				case msg := <-p.wr:
+					p.enqueue(msg)
+				default:
+					drained = true
+				}
+			}
+			if p.cfg.shutdown.Load() && p.inSession.Load() {
+				// This one is for the session whose GOODBYE the router
+				// dropped because its queue was full.
+				p.enqueue(&wamp.Goodbye{Reason: wamp.CloseSystemShutdown, Details: wamp.Dict{}})
 			}
 			return
 		}
 	}
 }
 
-// flush writes what is still queued, then GOODBYE if the router is
-// shutting down and the session did not get one, then the close frame.
-func (p *wsPeer) flush() {
-	deadline := time.Now().Add(flushTimeout)
-	_ = p.conn.SetWriteDeadline(deadline)
-	for drained := false; !drained; {
+// enqueue encodes one message and queues the frame, or drops the client
+// as a slow consumer if its queue is full in frames or bytes. One frame
+// larger than the byte bound still goes to an empty queue.
+func (p *wsPeer) enqueue(msg wamp.Message) {
+	if p.dead.Load() {
+		return // nobody to write to; nexus is dropping the session
+	}
+	b, ok := p.marshal(msg)
+	if !ok {
+		return
+	}
+	n := int64(len(b))
+	if q := p.queuedBytes.Load(); q > 0 && q+n > int64(p.cfg.outQueueBytes) {
+		p.drop(RejectSlowConsumer, "outbound queue full (bytes)")
+		return
+	}
+	p.queuedBytes.Add(n)
+	select {
+	case p.frames <- b:
+	default:
+		p.queuedBytes.Add(-n)
+		p.drop(RejectSlowConsumer, "outbound queue full (messages)")
+	}
+}
+
+// send writes the queued frames, each within the write timeout, and pings
+// the client when it has been quiet for half the keep-alive interval. When
+// encode is done it sends the close frame.
+func (p *wsPeer) send() {
+	defer close(p.sendDone)
+	var tick <-chan time.Time
+	if p.cfg.keepAlive > 0 {
+		t := time.NewTicker(p.cfg.keepAlive / 2)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
 		select {
-		case msg := <-p.wr:
-			if !p.write(msg) {
+		case b, ok := <-p.frames:
+			if !ok {
+				if !p.dead.Load() {
+					_ = p.conn.WriteControl(websocket.CloseMessage,
+						websocket.FormatCloseMessage(websocket.CloseNormalClosure, "goodbye"), p.deadline())
+				}
 				return
 			}
-		default:
-			drained = true
+			p.queuedBytes.Add(-int64(len(b)))
+			if p.dead.Load() {
+				continue // discard
+			}
+			_ = p.conn.SetWriteDeadline(p.deadline())
+			if err := p.conn.WriteMessage(p.payloadType, b); err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() && !p.isClosing() {
+					p.drop(RejectSlowConsumer, "a write did not complete within the write timeout")
+				}
+				p.drop("", "")
+			}
+		case <-tick:
+			idle := time.Since(time.Unix(0, p.lastHeard.Load()))
+			if idle >= p.cfg.keepAlive/2 && !p.dead.Load() {
+				_ = p.conn.WriteControl(websocket.PingMessage, nil, p.deadline())
+			}
 		}
 	}
-	if p.shutdown.Load() && p.inSession.Load() {
-		// Queued GOODBYEs are written above; this one is for the session
-		// whose GOODBYE the router dropped because its queue was full.
-		if !p.write(&wamp.Goodbye{Reason: wamp.CloseSystemShutdown, Details: wamp.Dict{}}) {
-			return
-		}
-	}
-	_ = p.conn.WriteControl(websocket.CloseMessage,
-		websocket.FormatCloseMessage(websocket.CloseNormalClosure, "goodbye"), deadline)
 }
 
-// write encodes, observes and writes one message; false on a write error.
-func (p *wsPeer) write(msg wamp.Message) bool {
-	b, ok := p.encode(msg)
-	if !ok {
-		return true // logged; the connection is fine
+// deadline is the write deadline for the next write: the write timeout,
+// and no later than the flush deadline once closing.
+func (p *wsPeer) deadline() time.Time {
+	d := time.Now().Add(p.cfg.writeTimeout)
+	if p.isClosing() && p.flushBy.Before(d) {
+		d = p.flushBy
 	}
-	return p.conn.WriteMessage(p.payloadType, b) == nil
+	return d
 }
 
-func (p *wsPeer) encode(msg wamp.Message) ([]byte, bool) {
+func (p *wsPeer) isClosing() bool {
+	select {
+	case <-p.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// marshal encodes and observes one message; false when it cannot be
+// encoded (logged; the connection is fine).
+func (p *wsPeer) marshal(msg wamp.Message) ([]byte, bool) {
 	b, err := p.serializer.Serialize(msg)
 	if err != nil {
-		p.log.Warn("cannot encode a message for a client", slog.String("type", msg.MessageType().String()), slog.Any("err", err))
+		p.cfg.log.Warn("cannot encode a message for a client", slog.String("type", msg.MessageType().String()), slog.Any("err", err))
 		return nil, false
 	}
 	switch msg.(type) {
@@ -212,6 +375,7 @@ func (p *wsPeer) encode(msg wamp.Message) ([]byte, bool) {
 	case *wamp.Goodbye, *wamp.Abort:
 		p.inSession.Store(false)
 	}
+	p.guard.outbound(msg)
 	if p.obs != nil {
 		p.obs.toClient(msg)
 	}

@@ -34,6 +34,26 @@ import (
 // room to spare, at 16 KiB of channel per connection.
 const DefaultOutQueueSize = 1024
 
+// DefaultOutQueueBytes bounds, in bytes as encoded for the wire, what may
+// wait to be written to one client. The message bound alone let a callee
+// that never reads hold 1,024 INVOCATIONs of 1 MiB each (1.4 GiB RSS). 4 MiB
+// is four messages of the largest size a client may send (-max-message) and
+// about 20,000 typical RPC messages, more than the count bound lets queue;
+// a single larger message is still let through to an otherwise empty queue.
+// Add the kernel's socket buffers (a few MiB on Linux) to get what one
+// client that stops reading can cost.
+const DefaultOutQueueBytes = 4 << 20
+
+// DefaultWriteTimeout bounds one WebSocket write to a client. A write that
+// does not complete in time makes the client a slow consumer.
+const DefaultWriteTimeout = 10 * time.Second
+
+// DefaultKeepAlive is how often the front pings a client it has heard
+// nothing from; a client that sends nothing, not even a pong, for twice
+// this long is disconnected. Without it, a client that vanishes without a
+// FIN stays a session until TCP gives up (hours).
+const DefaultKeepAlive = 30 * time.Second
+
 // DefaultMaxMessageSize bounds one WebSocket message from a client. gorilla
 // reads a whole message into memory, so without a bound one client could
 // make the router allocate without limit. RPC payloads are far smaller.
@@ -48,20 +68,48 @@ const (
 	RejectJoin        = "join"              // no valid HELLO in time, a message before it, or authentication failed
 	RejectTooLarge    = "message_too_large" // a message over the size limit; the connection is closed
 	RejectUndecodable = "undecodable"       // a message its serializer cannot decode; it is dropped
+	// A Payload PassThru option that is not a string (nexus would panic),
+	// or one in a testament: a CALL gets ERROR, a PUBLISH an ERROR if
+	// acknowledged, a YIELD ABORT and the connection is closed.
+	RejectInvalidOption = "invalid_option"
+	RejectSlowConsumer  = "slow_consumer"     // out queue full or a write timed out; the connection is closed
+	RejectKeepAlive     = "keepalive_timeout" // nothing, not even a pong, within twice the keep-alive; closed
+	RejectConnections   = "too_many_connections"
+	RejectCallsInFlight = "calls_in_flight" // a CALL over the session's bound; answered with ErrLimitExceeded
+	RejectTestament     = "testament"       // an add_testament over the session's bound; ErrLimitExceeded
+	RejectHost          = "host"            // a Host header not allowed on a loopback listener (HTTP 403)
 )
 
 // RejectReasons lists every reason, so that their counters can start at 0.
 func RejectReasons() []string {
-	return []string{RejectOrigin, RejectSubprotocol, RejectHandshake, RejectJoin, RejectTooLarge, RejectUndecodable}
+	return []string{RejectOrigin, RejectSubprotocol, RejectHandshake, RejectJoin, RejectTooLarge, RejectUndecodable,
+		RejectInvalidOption, RejectSlowConsumer, RejectKeepAlive, RejectConnections, RejectCallsInFlight, RejectTestament,
+		RejectHost}
 }
 
 // Config configures a Router.
 type Config struct {
 	// Realm is the one realm clients may join, anonymously.
 	Realm string
-	// OutQueueSize is the per-client outbound queue; DefaultOutQueueSize
-	// when 0.
+	// OutQueueSize is the per-client outbound queue, in messages;
+	// DefaultOutQueueSize when 0.
 	OutQueueSize int
+	// OutQueueBytes bounds the same queue in bytes; DefaultOutQueueBytes
+	// when 0. A client whose queue is full either way is a slow consumer:
+	// it is disconnected.
+	OutQueueBytes int
+	// WriteTimeout bounds one write to a client; DefaultWriteTimeout when
+	// 0. A client that does not take a message in time is a slow consumer.
+	WriteTimeout time.Duration
+	// KeepAlive is the ping interval for idle clients; DefaultKeepAlive
+	// when 0, off when negative.
+	KeepAlive time.Duration
+	// MaxCallsInFlight bounds a session's unanswered CALLs;
+	// DefaultMaxCallsInFlight when 0.
+	MaxCallsInFlight int
+	// MaxTestaments and MaxTestamentBytes bound a session's testaments
+	// per scope; DefaultMaxTestaments and DefaultMaxTestamentBytes when 0.
+	MaxTestaments, MaxTestamentBytes int
 	// AllowOrigins are glob patterns (path.Match syntax, case-insensitive)
 	// for the host[:port] of browser Origins to accept beyond the default
 	// policy. See originPolicy.
@@ -75,6 +123,17 @@ type Config struct {
 	// Credentials, when given, replace anonymous access: clients must
 	// authenticate with WAMP ticket or WAMP-CRA. See LoadCredentials.
 	Credentials []Credential
+	// MaxConns bounds the connections open at once on a listener wrapped
+	// with Router.LimitListener; DefaultMaxConns when 0.
+	MaxConns int
+	// ListenAddr is the address the WAMP listener is bound to. On a
+	// loopback address only loopback names are accepted in the Host header
+	// (against DNS rebinding), plus AllowHosts. See hostPolicy.
+	ListenAddr string
+	// AllowHosts are glob patterns (path.Match syntax, case-insensitive)
+	// for Host headers to accept beyond loopback names on a loopback
+	// listener.
+	AllowHosts []string
 	// Rejected is told of each rejection, by reason (the Reject
 	// constants). It must be cheap and safe for concurrent use.
 	Rejected func(reason string)
@@ -87,7 +146,9 @@ type Config struct {
 type Router struct {
 	nexus      nexus.Router
 	upgrader   websocket.Upgrader
-	outQueue   int
+	hostOK     func(*http.Request) bool
+	maxConns   int
+	peer       peerConfig
 	maxMessage int64
 	open       OpenSessionFunc
 	rejected   func(reason string)
@@ -124,6 +185,33 @@ func New(cfg Config) (*Router, error) {
 	if cfg.OutQueueSize < 1 {
 		return nil, fmt.Errorf("router: out queue size must be positive, got %d", cfg.OutQueueSize)
 	}
+	for _, d := range []struct {
+		name  string
+		field *int
+		def   int
+	}{
+		{"out queue bytes", &cfg.OutQueueBytes, DefaultOutQueueBytes},
+		{"max connections", &cfg.MaxConns, DefaultMaxConns},
+		{"max calls in flight", &cfg.MaxCallsInFlight, DefaultMaxCallsInFlight},
+		{"max testaments", &cfg.MaxTestaments, DefaultMaxTestaments},
+		{"max testament bytes", &cfg.MaxTestamentBytes, DefaultMaxTestamentBytes},
+	} {
+		if *d.field == 0 {
+			*d.field = d.def
+		}
+		if *d.field < 1 {
+			return nil, fmt.Errorf("router: %s must be positive, got %d", d.name, *d.field)
+		}
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.WriteTimeout < 0 {
+		return nil, fmt.Errorf("router: write timeout must be positive, got %v", cfg.WriteTimeout)
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = DefaultKeepAlive
+	}
 	if cfg.MaxMessageSize == 0 {
 		cfg.MaxMessageSize = DefaultMaxMessageSize
 	}
@@ -137,6 +225,10 @@ func New(cfg Config) (*Router, error) {
 		cfg.Rejected = func(string) {}
 	}
 	check, err := originPolicy(cfg.AllowOrigins)
+	if err != nil {
+		return nil, err
+	}
+	hostOK, err := hostPolicy(cfg.ListenAddr, cfg.AllowHosts)
 	if err != nil {
 		return nil, err
 	}
@@ -155,13 +247,27 @@ func New(cfg Config) (*Router, error) {
 	}
 	r := &Router{
 		nexus:      nx,
-		outQueue:   cfg.OutQueueSize,
 		maxMessage: cfg.MaxMessageSize,
+		hostOK:     hostOK,
+		maxConns:   cfg.MaxConns,
 		open:       cfg.OpenSession,
 		rejected:   cfg.Rejected,
 		log:        cfg.Logger,
 		refusals:   ratelog.New(cfg.Logger, time.Second, nil),
 		nexusLog:   nexusLog,
+	}
+	r.peer = peerConfig{
+		outQueue:          cfg.OutQueueSize,
+		outQueueBytes:     cfg.OutQueueBytes,
+		writeTimeout:      cfg.WriteTimeout,
+		keepAlive:         max(cfg.KeepAlive, 0),
+		maxInFlight:       cfg.MaxCallsInFlight,
+		maxTestaments:     cfg.MaxTestaments,
+		maxTestamentBytes: cfg.MaxTestamentBytes,
+		rejected:          cfg.Rejected,
+		shutdown:          &r.closing,
+		log:               r.refusals,
+		slowLog:           ratelog.New(cfg.Logger, time.Second, nil),
 	}
 	r.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
@@ -182,6 +288,7 @@ func (r *Router) Close() {
 		r.nexus.Close()
 		// What the rate limits held back is logged last.
 		r.refusals.Close()
+		r.peer.slowLog.Close()
 		r.nexusLog.log.Close()
 	})
 }
@@ -189,6 +296,15 @@ func (r *Router) Close() {
 // ServeHTTP upgrades the request to a WebSocket and attaches it to the
 // router. It returns when the client has sent HELLO and been answered.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if !r.hostOK(req) {
+		r.rejected(RejectHost)
+		r.refusals.Log(slog.LevelWarn, "refused WebSocket connection: "+RejectHost, "refused WebSocket connection",
+			slog.String("rejection", RejectHost), slog.Int("status", http.StatusForbidden),
+			slog.String("remote", req.RemoteAddr), slog.String("host", req.Host),
+			slog.String("reason", "Host is not a loopback name on a loopback listener"))
+		http.Error(w, "Forbidden: this router accepts loopback host names only", http.StatusForbidden)
+		return
+	}
 	// gorilla accepts a handshake with no common subprotocol and leaves
 	// the choice empty; WAMP requires one, so refuse it here with a reason
 	// the client can read instead of upgrading and hanging up.
@@ -248,7 +364,7 @@ func (r *Router) attach(conn *websocket.Conn) {
 	if r.open != nil {
 		obs = newConnObserver(r.open)
 	}
-	peer := newWSPeer(conn, serializer, payloadType, r.outQueue, obs, r.rejected, &r.closing, r.refusals)
+	peer := newWSPeer(conn, serializer, payloadType, obs, &r.peer)
 	if err := r.nexus.AttachClient(peer, nil); err != nil {
 		r.rejected(RejectJoin)
 		r.refusals.Warn("client could not join", slog.String("remote", conn.RemoteAddr().String()), slog.Any("err", err))

@@ -122,6 +122,26 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 		"deadline of a call without its own CALL timeout option; unanswered by then, it counts as a timeout")
 	fs.IntVar(&s.cfg.OutQueue, "out-queue", router.DefaultOutQueueSize,
 		"messages queued per client before nexus refuses calls to it as \"callee blocked\"")
+	fs.IntVar(&s.cfg.OutQueueBytes, "out-queue-bytes", router.DefaultOutQueueBytes,
+		"bytes (as encoded) queued per client; a client whose queue is full in messages or bytes is a slow consumer and is disconnected")
+	fs.DurationVar(&s.cfg.WriteTimeout, "write-timeout", router.DefaultWriteTimeout,
+		"deadline of one write to a client; a client that does not take a message in time is a slow consumer and is disconnected")
+	fs.DurationVar(&s.cfg.KeepAlive, "keepalive", router.DefaultKeepAlive,
+		"ping a client quiet for half this `interval`; one that sends nothing, not even a pong, for twice it is disconnected; 0 or negative: off")
+	fs.IntVar(&s.cfg.MaxConns, "max-conns", router.DefaultMaxConns,
+		"concurrent connections on the WAMP port, upgraded or not; further ones get HTTP 503")
+	fs.IntVar(&s.cfg.MaxCallsInFlight, "max-calls-in-flight", router.DefaultMaxCallsInFlight,
+		"unanswered calls per session; further calls are answered with ERROR "+string(router.ErrLimitExceeded))
+	fs.Func("allow-host", "on a loopback WAMP listener, also accept a Host header (host[:port]) matching this glob `pattern` "+
+		"(repeatable; env: comma-separated); by default only localhost, 127.0.0.0/8 and [::1]",
+		func(v string) error {
+			for p := range strings.SplitSeq(v, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					s.cfg.AllowHosts = append(s.cfg.AllowHosts, p)
+				}
+			}
+			return nil
+		})
 	fs.IntVar(&s.cfg.MaxProcedures, "max-procedures", 1000,
 		"distinct procedures (message label values) per metric family; further ones are recorded as message=\""+metrics.OtherProcedure+"\"")
 	fs.IntVar(&s.cfg.MaxProcedureLen, "max-procedure-len", metrics.DefaultMaxProcedureLen,

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/php-wamp-observer/php-wamp-observer/router"
 )
 
 func env(vars map[string]string) func(string) (string, bool) {
@@ -185,4 +187,33 @@ func readMessage(t *testing.T, conn *websocket.Conn) string {
 		t.Fatalf("read: %v", err)
 	}
 	return string(b)
+}
+
+func TestFrontFlagsHaveDefaultsAndEnvironmentTwins(t *testing.T) {
+	s, err := parseFlags(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.cfg
+	if c.OutQueueBytes != router.DefaultOutQueueBytes || c.WriteTimeout != router.DefaultWriteTimeout ||
+		c.KeepAlive != router.DefaultKeepAlive || c.MaxConns != router.DefaultMaxConns ||
+		c.MaxCallsInFlight != router.DefaultMaxCallsInFlight || len(c.AllowHosts) != 0 {
+		t.Errorf("defaults: %+v", c)
+	}
+	s, err = parseFlags([]string{"-max-conns", "7"}, env(map[string]string{
+		"WAMP_OBSERVER_OUT_QUEUE_BYTES":     "1000",
+		"WAMP_OBSERVER_WRITE_TIMEOUT":       "3s",
+		"WAMP_OBSERVER_KEEPALIVE":           "5s",
+		"WAMP_OBSERVER_MAX_CONNS":           "99", // the flag was given
+		"WAMP_OBSERVER_MAX_CALLS_IN_FLIGHT": "12",
+		"WAMP_OBSERVER_ALLOW_HOST":          "router.internal:*, *.lan",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = s.cfg
+	if c.OutQueueBytes != 1000 || c.WriteTimeout != 3*time.Second || c.KeepAlive != 5*time.Second ||
+		c.MaxConns != 7 || c.MaxCallsInFlight != 12 || !slices.Equal(c.AllowHosts, []string{"router.internal:*", "*.lan"}) {
+		t.Errorf("parsed %+v", c)
+	}
 }

@@ -1,0 +1,427 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gammazero/nexus/v3/client"
+	"github.com/gammazero/nexus/v3/wamp"
+	"github.com/gorilla/websocket"
+)
+
+// Attacks on the WebSocket front (issue 10), each alongside valid traffic
+// whose observation must stay exact.
+
+// pptHello announces Payload PassThru Mode in every role, so that nexus
+// goes on to read the ppt_* options.
+const pptHello = `[1,"realm1",{"roles":{"caller":{"features":{"payload_passthru_mode":true}},` +
+	`"callee":{"features":{"payload_passthru_mode":true}},"publisher":{"features":{"payload_passthru_mode":true}},` +
+	`"subscriber":{"features":{"payload_passthru_mode":true}}}}]`
+
+// joinRaw dials and joins realm1 with hello.
+func joinRaw(t *testing.T, url, hello string) *rawClient {
+	t.Helper()
+	c := dialRaw(t, url, nil)
+	c.send(hello)
+	c.expect(2)
+	return c
+}
+
+// connectClient joins realm1 with nexus's own client.
+func connectClient(t *testing.T, url string) *client.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := client.ConnectNet(ctx, url, client.Config{Realm: "realm1", Logger: quietStdLog{}})
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// expectClosed reads until the connection ends, failing on a timeout.
+func (c *rawClient) expectClosed(within time.Duration) {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(within))
+	for {
+		if _, _, err := c.conn.ReadMessage(); err != nil {
+			var ne net.Error
+			if ok := asNetError(err, &ne); ok && ne.Timeout() {
+				c.t.Fatalf("connection still open after %v", within)
+			}
+			return
+		}
+	}
+}
+
+func asNetError(err error, target *net.Error) bool {
+	ne, ok := err.(net.Error)
+	if ok {
+		*target = ne
+	}
+	return ok
+}
+
+// TestPayloadPassthruOptionsNexusCannotDigestAreRefused: nexus v3.3.0
+// asserts ppt_* options to strings in its dealer and broker goroutines; a
+// number or a list there panicked the whole process. The front refuses
+// them: a CALL with ERROR, a PUBLISH with ERROR when acknowledged, a YIELD
+// with ABORT; a testament may not use ppt_* at all.
+func TestPayloadPassthruOptionsNexusCannotDigestAreRefused(t *testing.T) {
+	rej := &rejections{n: map[string]int{}}
+	rec := newRecorder()
+	srv := startRouter(t, Config{OpenSession: rec.open(), Rejected: rej.add})
+	callee := joinRaw(t, wsURL(srv), pptHello)
+	callee.send(`[64,1,{},"p"]`)
+	callee.expect(65)
+	caller := joinRaw(t, wsURL(srv), pptHello)
+
+	caller.send(`[48,2,{"ppt_scheme":"x","ppt_serializer":1},"p",[]]`)
+	if e := caller.expect(8); fmt.Sprint(e[2]) != "2" || e[4] != string(wamp.ErrInvalidArgument) {
+		t.Fatalf("CALL with a numeric ppt_serializer answered %v", e)
+	}
+	caller.send(`[48,3,{"ppt_scheme":"x","ppt_keyid":{"a":1}},"p",[]]`)
+	caller.expect(8)
+
+	// Valid ppt traffic alongside goes through and is observed.
+	caller.send(`[48,4,{"ppt_scheme":"x","ppt_serializer":"native"},"p",[]]`)
+	inv := callee.expect(68)
+	callee.send(fmt.Sprintf(`[70,%v,{"ppt_scheme":"x","ppt_serializer":"native"},[]]`, inv[1]))
+	if res := caller.expect(50); fmt.Sprint(res[1]) != "4" {
+		t.Fatalf("valid ppt call answered %v", res)
+	}
+
+	pub := joinRaw(t, wsURL(srv), pptHello)
+	pub.send(`[16,5,{"ppt_scheme":"x","ppt_cipher":[1]},"t"]`) // not acknowledged: dropped quietly
+	pub.send(`[16,6,{"acknowledge":true,"ppt_scheme":"x","ppt_cipher":[1]},"t"]`)
+	if e := pub.expect(8); fmt.Sprint(e[2]) != "6" || e[4] != string(wamp.ErrInvalidArgument) {
+		t.Fatalf("acknowledged PUBLISH answered %v", e)
+	}
+	pub.send(`[48,7,{},"wamp.session.add_testament",["t",[],{}],{"publish_options":{"ppt_scheme":"x"}}]`)
+	if e := pub.expect(8); fmt.Sprint(e[2]) != "7" || e[4] != string(wamp.ErrInvalidArgument) {
+		t.Fatalf("testament with ppt options answered %v", e)
+	}
+	pub.send(`[16,8,{"acknowledge":true},"t"]`)
+	pub.expect(17) // PUBLISHED: the session carries on
+
+	// A YIELD has nobody to answer: the callee is aborted.
+	caller.send(`[48,9,{"ppt_scheme":"x"},"p",[]]`)
+	inv = callee.expect(68)
+	callee.send(fmt.Sprintf(`[70,%v,{"ppt_scheme":"x","ppt_cipher":[1]},[]]`, inv[1]))
+	if a := callee.expect(3); a[2] != string(wamp.ErrProtocolViolation) {
+		t.Fatalf("YIELD with a list ppt_cipher: %v", a)
+	}
+	callee.expectClosed(5 * time.Second)
+	if e := caller.expect(8); fmt.Sprint(e[2]) != "9" || e[4] != string(wamp.ErrCanceled) {
+		t.Fatalf("call to the aborted callee answered %v", e)
+	}
+
+	waitUntil(t, "six refusals counted", func() bool { return rej.get(RejectInvalidOption) == 6 })
+	rec.waitFor(t, "error 9 wamp.error.canceled")
+	for _, want := range []string{"call 4 p 0s", "result 4", "call 9 p 0s"} {
+		if !slices.Contains(rec.snapshot(), want) {
+			t.Errorf("observer missed %q: %q", want, rec.snapshot())
+		}
+	}
+	for _, refused := range []string{"call 2 p 0s", "call 3 p 0s"} {
+		if slices.Contains(rec.snapshot(), refused) {
+			t.Errorf("observer saw refused %q", refused)
+		}
+	}
+}
+
+// TestSlowConsumerIsDisconnectedAndStallsNobody: a caller that never reads,
+// calling a callee everybody shares. Before, its full queue made nexus
+// retry the callee's YIELDs, and a good caller alongside got no answer.
+func TestSlowConsumerIsDisconnectedAndStallsNobody(t *testing.T) {
+	rej := &rejections{n: map[string]int{}}
+	rec := newRecorder()
+	srv := startRouter(t, Config{OpenSession: rec.open(), Rejected: rej.add, OutQueueBytes: 256 << 10, MaxMessageSize: 1 << 20})
+	callee := connectClient(t, wsURL(srv))
+	payload := strings.Repeat("x", 64<<10)
+	for procedure, answer := range map[string]func(*wamp.Invocation) wamp.List{
+		"echo": func(inv *wamp.Invocation) wamp.List { return inv.Arguments },
+		"big":  func(*wamp.Invocation) wamp.List { return wamp.List{payload} },
+	} {
+		if err := callee.Register(procedure, func(_ context.Context, inv *wamp.Invocation) client.InvokeResult {
+			return client.InvokeResult{Args: answer(inv)}
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := joinRaw(t, wsURL(srv), thruwayHello)
+	for id := 1; id <= 400; id++ { // 25 MiB of answers, never read
+		// Writes fail once the router has dropped the slow consumer.
+		if err := bad.conn.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `[48,%d,{},"big",[]]`, id)); err != nil {
+			break
+		}
+	}
+	good := joinRaw(t, wsURL(srv), thruwayHello)
+	for id := 1001; id <= 1010; id++ {
+		good.send(fmt.Sprintf(`[48,%d,{},"echo",["hi"]]`, id))
+		good.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if res := good.expect(50); fmt.Sprint(res[1]) != fmt.Sprint(id) {
+			t.Fatalf("good caller got %v", res)
+		}
+	}
+	waitUntil(t, "the slow consumer counted", func() bool { return rej.get(RejectSlowConsumer) == 1 })
+	bad.expectClosed(5 * time.Second)
+	for id := 1001; id <= 1010; id++ {
+		rec.waitFor(t, fmt.Sprintf("result %d", id))
+	}
+}
+
+// TestShutdownIsQuickWithANonReadingClient: Close returns well within 5 s
+// after a client that reads nothing filled its queue. Before, nexus retried
+// the callee's YIELDs to it for a minute, and shutdown waited for that.
+func TestShutdownIsQuickWithANonReadingClient(t *testing.T) {
+	r, err := New(Config{Realm: "realm1", Logger: quietLogger(), OutQueueSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	callee := connectClient(t, wsURL(srv))
+	payload := strings.Repeat("x", 32<<10)
+	if err := callee.Register("big", func(context.Context, *wamp.Invocation) client.InvokeResult {
+		return client.InvokeResult{Args: wamp.List{payload}}
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	bad := joinRaw(t, wsURL(srv), thruwayHello)
+	for id := 1; id <= 1000; id++ { // 32 MiB of answers, more than the socket buffers hold
+		if err := bad.conn.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `[48,%d,{},"big",[]]`, id)); err != nil {
+			break
+		}
+	}
+	quiet := joinRaw(t, wsURL(srv), thruwayHello) // reads nothing from here on
+	for id := 1; id <= 20; id++ {
+		quiet.send(fmt.Sprintf(`[48,%d,{},"big",[]]`, id))
+	}
+	good := joinRaw(t, wsURL(srv), thruwayHello)
+	good.send(`[48,1,{},"nobody.registered",[]]`)
+	good.expect(8)
+	start := time.Now()
+	r.Close()
+	took := time.Since(start)
+	t.Logf("Close took %v", took)
+	if took > 4*time.Second {
+		t.Fatalf("Close took %v", took)
+	}
+	good.expect(6) // GOODBYE
+}
+
+// TestKeepAliveDropsClientsThatDoNotPong: a client that stops answering
+// pings (a vanished host, here one whose ping handler does nothing) is
+// dropped; an idle client that answers stays.
+func TestKeepAliveDropsClientsThatDoNotPong(t *testing.T) {
+	rej := &rejections{n: map[string]int{}}
+	rec := newRecorder()
+	const keepAlive = 200 * time.Millisecond
+	srv := startRouter(t, Config{OpenSession: rec.open(), Rejected: rej.add, KeepAlive: keepAlive})
+	mute := joinRaw(t, wsURL(srv), thruwayHello)
+	mute.conn.SetPingHandler(func(string) error { return nil })
+	alive := joinRaw(t, wsURL(srv), thruwayHello)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	aliveClosed := make(chan struct{})
+	wg.Go(func() { // reads, so gorilla answers pings
+		defer close(aliveClosed)
+		for {
+			if _, _, err := alive.conn.ReadMessage(); err != nil {
+				return
+			}
+		}
+	})
+	defer alive.conn.Close()
+
+	start := time.Now()
+	mute.expectClosed(5 * time.Second)
+	if took := time.Since(start); took < 2*keepAlive-50*time.Millisecond {
+		t.Errorf("dropped after %v, before twice the keep-alive", took)
+	}
+	waitUntil(t, "the drop counted", func() bool { return rej.get(RejectKeepAlive) == 1 })
+	select {
+	case <-aliveClosed:
+		t.Fatal("the client that answers pings was dropped too")
+	case <-time.After(5 * keepAlive):
+	}
+	waitUntil(t, "one session closed", func() bool { return countOf(rec.snapshot(), "close") == 1 })
+}
+
+// TestConnectionBoundRefusesWith503: idle connections that never upgrade
+// count against the bound from accept; over it, HTTP 503.
+func TestConnectionBoundRefusesWith503(t *testing.T) {
+	rej := &rejections{n: map[string]int{}}
+	r, err := New(Config{Realm: "realm1", Logger: quietLogger(), Rejected: rej.add, MaxConns: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(r.LimitListener(ln)) }()
+	defer func() { hs.Close(); <-served }()
+	url := "ws://" + ln.Addr().String() + "/"
+
+	session := joinRaw(t, url, thruwayHello)
+	var idlers []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		idlers = append(idlers, c)
+	}
+	waitUntil(t, "a fourth connection refused", func() bool {
+		c, rsp, err := (&websocket.Dialer{Subprotocols: []string{"wamp.2.json"}}).Dial(url, nil)
+		if c != nil {
+			c.Close()
+			return false
+		}
+		return err != nil && rsp != nil && rsp.StatusCode == http.StatusServiceUnavailable
+	})
+	if n := rej.get(RejectConnections); n < 1 {
+		t.Fatalf("refusals counted: %d", n)
+	}
+	session.send(`[48,1,{},"nobody.registered"]`)
+	session.expect(8) // the session in the bound is served
+
+	idlers[0].Close()
+	waitUntil(t, "a slot given back", func() bool {
+		c, _, err := (&websocket.Dialer{Subprotocols: []string{"wamp.2.json"}}).Dial(url, nil)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+}
+
+// TestCallsInFlightAreBoundedPerSession: a callee that never answers no
+// longer lets one caller pile up calls in nexus without limit.
+func TestCallsInFlightAreBoundedPerSession(t *testing.T) {
+	rej := &rejections{n: map[string]int{}}
+	rec := newRecorder()
+	srv := startRouter(t, Config{OpenSession: rec.open(), Rejected: rej.add, MaxCallsInFlight: 5})
+	callee := joinRaw(t, wsURL(srv), thruwayHello)
+	callee.send(`[64,1,{},"hold"]`)
+	callee.expect(65)
+	caller := joinRaw(t, wsURL(srv), thruwayHello)
+	other := joinRaw(t, wsURL(srv), thruwayHello) // has its own bound
+	for id := 1; id <= 8; id++ {
+		caller.send(fmt.Sprintf(`[48,%d,{},"hold",[]]`, id))
+	}
+	var invocations []any
+	for range 5 {
+		invocations = append(invocations, callee.expect(68)[1])
+	}
+	for id := 6; id <= 8; id++ {
+		if e := caller.expect(8); fmt.Sprint(e[2]) != fmt.Sprint(id) || e[4] != string(ErrLimitExceeded) {
+			t.Fatalf("call %d over the bound answered %v", id, e)
+		}
+	}
+	other.send(`[48,1,{},"hold",[]]`)
+	otherInv := callee.expect(68)[1]
+
+	callee.send(fmt.Sprintf(`[70,%v,{},["done"]]`, invocations[0]))
+	caller.expect(50)
+	caller.send(`[48,9,{},"hold",[]]`) // a slot is free again
+	callee.expect(68)
+	callee.send(fmt.Sprintf(`[70,%v,{},[]]`, otherInv))
+	other.expect(50)
+	waitUntil(t, "three refusals counted", func() bool { return rej.get(RejectCallsInFlight) == 3 })
+	rec.waitFor(t, "call 9 hold 0s")
+	for _, refused := range []string{"call 6 hold 0s", "call 7 hold 0s", "call 8 hold 0s"} {
+		if slices.Contains(rec.snapshot(), refused) {
+			t.Errorf("observer saw refused %q", refused)
+		}
+	}
+}
+
+// TestTestamentsAreBoundedPerSession: nexus stores testaments without
+// limit until the session leaves.
+func TestTestamentsAreBoundedPerSession(t *testing.T) {
+	rej := &rejections{n: map[string]int{}}
+	srv := startRouter(t, Config{Rejected: rej.add, MaxTestaments: 2, MaxTestamentBytes: 4096})
+	c := joinRaw(t, wsURL(srv), thruwayHello)
+	add := func(id int, body string) []any {
+		c.send(fmt.Sprintf(`[48,%d,{},"wamp.session.add_testament",["t",["%s"],{}]]`, id, body))
+		return c.recv()
+	}
+	if m := add(1, "a"); fmt.Sprint(m[0]) != "50" {
+		t.Fatalf("first testament: %v", m)
+	}
+	if m := add(2, strings.Repeat("b", 5000)); fmt.Sprint(m[0]) != "8" || m[4] != string(ErrLimitExceeded) {
+		t.Fatalf("a testament over the byte bound: %v", m)
+	}
+	if m := add(3, "c"); fmt.Sprint(m[0]) != "50" {
+		t.Fatalf("second testament: %v", m)
+	}
+	if m := add(4, "d"); fmt.Sprint(m[0]) != "8" || m[4] != string(ErrLimitExceeded) {
+		t.Fatalf("a third testament: %v", m)
+	}
+	c.send(`[48,5,{},"wamp.session.flush_testaments",[]]`)
+	c.expect(50)
+	if m := add(6, "e"); fmt.Sprint(m[0]) != "50" {
+		t.Fatalf("a testament after flushing: %v", m)
+	}
+	waitUntil(t, "two refusals counted", func() bool { return rej.get(RejectTestament) == 2 })
+}
+
+// TestLoopbackListenerAcceptsLoopbackHostsOnly: a DNS-rebinding page sends
+// Host and Origin of its own name; on a loopback listener that is refused.
+func TestLoopbackListenerAcceptsLoopbackHostsOnly(t *testing.T) {
+	for _, tc := range []struct {
+		listen string
+		allow  []string
+		host   string
+		want   int
+	}{
+		{"127.0.0.1:9090", nil, "evil.example:9090", http.StatusForbidden},
+		{"127.0.0.1:9090", nil, "evil.example", http.StatusForbidden},
+		{"127.0.0.1:9090", nil, "127.0.0.1:9090", http.StatusSwitchingProtocols},
+		{"127.0.0.1:9090", nil, "127.8.9.10", http.StatusSwitchingProtocols},
+		{"127.0.0.1:9090", nil, "LOCALHOST:1", http.StatusSwitchingProtocols},
+		{"127.0.0.1:9090", nil, "[::1]:9090", http.StatusSwitchingProtocols},
+		{"[::1]:9090", nil, "evil.example:9090", http.StatusForbidden},
+		{"localhost:9090", nil, "evil.example:9090", http.StatusForbidden},
+		{"127.0.0.1:9090", []string{"*.internal:*"}, "router.internal:9090", http.StatusSwitchingProtocols},
+		{"127.0.0.1:9090", []string{"*.internal:*"}, "evil.example:9090", http.StatusForbidden},
+		{"0.0.0.0:9090", nil, "evil.example:9090", http.StatusSwitchingProtocols},
+		{"192.0.2.1:9090", nil, "router.example:9090", http.StatusSwitchingProtocols},
+	} {
+		t.Run(tc.listen+" "+tc.host, func(t *testing.T) {
+			rej := &rejections{n: map[string]int{}}
+			srv := startRouter(t, Config{Rejected: rej.add, ListenAddr: tc.listen, AllowHosts: tc.allow})
+			h := http.Header{"Host": {tc.host}, "Origin": {"http://" + tc.host}} // what a rebinding page sends
+			conn, rsp, err := (&websocket.Dialer{Subprotocols: []string{"wamp.2.json"}}).Dial(wsURL(srv), h)
+			if conn != nil {
+				conn.Close()
+			}
+			if rsp == nil {
+				t.Fatalf("no response: %v", err)
+			}
+			if rsp.StatusCode != tc.want {
+				t.Fatalf("HTTP %d, want %d", rsp.StatusCode, tc.want)
+			}
+			if wantRej := map[bool]int{true: 1, false: 0}[tc.want == http.StatusForbidden]; rej.get(RejectHost) != wantRej {
+				t.Errorf("host refusals %d, want %d", rej.get(RejectHost), wantRej)
+			}
+		})
+	}
+}

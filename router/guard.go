@@ -1,0 +1,220 @@
+package router
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/gammazero/nexus/v3/wamp"
+)
+
+// DefaultMaxCallsInFlight bounds the calls one session may have sent and not
+// yet seen answered. nexus holds every unanswered call (and a goroutine per
+// call with a timeout option) without limit; 1000 is ten times what our
+// busiest PHP workers keep outstanding, and costs nexus about 1 MB.
+const DefaultMaxCallsInFlight = 1000
+
+// DefaultMaxTestaments bounds the testaments (wamp.session.add_testament)
+// one session may hold per scope, and DefaultMaxTestamentBytes the bytes of
+// the CALL messages that added them: nexus stores them without limit until
+// the session leaves. A client needs one or two.
+const (
+	DefaultMaxTestaments     = 16
+	DefaultMaxTestamentBytes = 64 << 10
+)
+
+// ErrLimitExceeded answers a CALL the front refuses because the session is
+// over one of its per-session limits (calls in flight, testaments). The WAMP
+// spec defines no URI for this and reserves the wamp. prefix, hence ours.
+const ErrLimitExceeded = wamp.URI("wamp_observer.error.limit_exceeded")
+
+// pptOptions are the Payload PassThru options nexus v3.3.0 converts to
+// strings with unchecked type assertions (router/helpers.go and
+// router/dealer.go), in its dealer and broker goroutines: a non-string value
+// in a CALL, YIELD or PUBLISH panics the whole process.
+var pptOptions = [...]string{wamp.OptPPTScheme, wamp.OptPPTSerializer, wamp.OptPPTCipher, wamp.OptPPTKeyId}
+
+// guard is the part of the front that refuses, per connection, what nexus
+// cannot digest or must not be allowed to pile up. It sees each message from
+// the client before nexus does (inbound, in the receive goroutine) and each
+// message to the client (outbound, in the encoder goroutine).
+type guard struct {
+	maxInFlight       int
+	maxTestaments     int
+	maxTestamentBytes int
+
+	mu sync.Mutex
+	// inFlight holds the request ids of the session's CALLs that got no
+	// final RESULT or ERROR yet; at most maxInFlight of them.
+	inFlight map[wamp.ID]struct{}
+	// testaments and testamentBytes count, per scope, what the session
+	// asked nexus to store. Counted when asked: a refused add_testament
+	// still counts, erring on the safe side.
+	testaments     map[string]int
+	testamentBytes map[string]int
+}
+
+func newGuard(maxInFlight, maxTestaments, maxTestamentBytes int) *guard {
+	return &guard{
+		maxInFlight: maxInFlight, maxTestaments: maxTestaments, maxTestamentBytes: maxTestamentBytes,
+		inFlight: map[wamp.ID]struct{}{}, testaments: map[string]int{}, testamentBytes: map[string]int{},
+	}
+}
+
+// verdict is what the front does with a message from the client.
+type verdict struct {
+	// reply answers a refused message instead of passing it to nexus: an
+	// ERROR, or an ABORT after which the connection is closed. Nil when
+	// the refused message gets no answer.
+	reply wamp.Message
+	// reason counts the refusal (a Reject constant); empty when passed.
+	reason string
+}
+
+func (v verdict) passed() bool { return v.reason == "" }
+
+var pass = verdict{}
+
+// inbound decides on one message from the client. size is its length on the
+// wire, the measure of what nexus will hold of it.
+func (g *guard) inbound(msg wamp.Message, size int) verdict {
+	switch m := msg.(type) {
+	case *wamp.Call:
+		if bad := badPPTOption(m.Options); bad != "" {
+			return refuseCall(m, RejectInvalidOption, wamp.ErrInvalidArgument, bad+" must be a string")
+		}
+		switch m.Procedure {
+		case wamp.MetaProcSessionAddTestament:
+			if v := g.addTestament(m, size); !v.passed() {
+				return v
+			}
+		case wamp.MetaProcSessionFlushTestaments:
+			g.flushTestaments(m)
+		}
+		return g.startCall(m)
+	case *wamp.Yield:
+		if bad := badPPTOption(m.Options); bad != "" {
+			return abortWith(RejectInvalidOption, bad+" of a YIELD must be a string")
+		}
+	case *wamp.Publish:
+		if bad := badPPTOption(m.Options); bad != "" {
+			// Like nexus for an invalid topic: an ERROR only when the
+			// publisher asked for an acknowledgement.
+			v := verdict{reason: RejectInvalidOption}
+			if ack, _ := m.Options[wamp.OptAcknowledge].(bool); ack {
+				v.reply = &wamp.Error{Type: wamp.PUBLISH, Request: m.Request, Details: wamp.Dict{},
+					Error: wamp.ErrInvalidArgument, Arguments: wamp.List{bad + " must be a string"}}
+			}
+			return v
+		}
+	}
+	return pass
+}
+
+// startCall admits a CALL unless the session has too many in flight.
+func (g *guard) startCall(m *wamp.Call) verdict {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, dup := g.inFlight[m.Request]; !dup && len(g.inFlight) >= g.maxInFlight {
+		return refuseCall(m, RejectCallsInFlight, ErrLimitExceeded,
+			fmt.Sprintf("more than %d calls of this session in flight", g.maxInFlight))
+	}
+	g.inFlight[m.Request] = struct{}{}
+	return pass
+}
+
+func (g *guard) addTestament(m *wamp.Call, size int) verdict {
+	// nexus publishes a testament as its meta session, which announces no
+	// features: a Payload PassThru option in it makes nexus ABORT and close
+	// its own meta session, breaking the meta API for the whole realm.
+	if opts, ok := wamp.AsDict(m.ArgumentsKw["publish_options"]); ok {
+		for _, k := range pptOptions {
+			if _, has := opts[k]; has {
+				return refuseCall(m, RejectInvalidOption, wamp.ErrInvalidArgument,
+					"testaments cannot use Payload PassThru Mode ("+k+")")
+			}
+		}
+	}
+	scope := testamentScope(m)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.testaments[scope] >= g.maxTestaments || g.testamentBytes[scope]+size > g.maxTestamentBytes {
+		return refuseCall(m, RejectTestament, ErrLimitExceeded,
+			fmt.Sprintf("a session may hold %d testaments of %d bytes in all per scope", g.maxTestaments, g.maxTestamentBytes))
+	}
+	g.testaments[scope]++
+	g.testamentBytes[scope] += size
+	return pass
+}
+
+func (g *guard) flushTestaments(m *wamp.Call) {
+	scope := testamentScope(m)
+	g.mu.Lock()
+	delete(g.testaments, scope)
+	delete(g.testamentBytes, scope)
+	g.mu.Unlock()
+}
+
+// testamentScope reads the scope as nexus does: "destroyed" unless given.
+func testamentScope(m *wamp.Call) string {
+	if s, ok := wamp.AsString(m.ArgumentsKw["scope"]); ok && s != "" {
+		return s
+	}
+	return "destroyed"
+}
+
+// outbound sees each message to the client: final answers end calls, and a
+// new or ended session starts from nothing.
+func (g *guard) outbound(msg wamp.Message) {
+	switch m := msg.(type) {
+	case *wamp.Result:
+		if isProgress(m.Details) {
+			return
+		}
+		g.endCall(m.Request)
+	case *wamp.Error:
+		if m.Type == wamp.CALL {
+			g.endCall(m.Request)
+		}
+	case *wamp.Welcome, *wamp.Goodbye, *wamp.Abort:
+		g.reset()
+	}
+}
+
+func (g *guard) endCall(id wamp.ID) {
+	g.mu.Lock()
+	delete(g.inFlight, id)
+	g.mu.Unlock()
+}
+
+func (g *guard) reset() {
+	g.mu.Lock()
+	clear(g.inFlight)
+	clear(g.testaments)
+	clear(g.testamentBytes)
+	g.mu.Unlock()
+}
+
+// badPPTOption names the first Payload PassThru option that is not a
+// string, or returns "".
+func badPPTOption(options wamp.Dict) string {
+	for _, k := range pptOptions {
+		if v, ok := options[k]; ok {
+			if _, isString := v.(string); !isString {
+				return k
+			}
+		}
+	}
+	return ""
+}
+
+func refuseCall(m *wamp.Call, reason string, uri wamp.URI, why string) verdict {
+	return verdict{reason: reason, reply: &wamp.Error{
+		Type: wamp.CALL, Request: m.Request, Details: wamp.Dict{}, Error: uri, Arguments: wamp.List{why},
+	}}
+}
+
+func abortWith(reason, why string) verdict {
+	return verdict{reason: reason, reply: &wamp.Abort{
+		Reason: wamp.ErrProtocolViolation, Details: wamp.Dict{wamp.OptMessage: why},
+	}}
+}

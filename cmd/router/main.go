@@ -121,7 +121,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.DurationVar(&s.cfg.Timeout, "timeout", 300*time.Millisecond,
 		"deadline of a call without its own CALL timeout option; unanswered by then, it counts as a timeout")
 	fs.IntVar(&s.cfg.OutQueue, "out-queue", router.DefaultOutQueueSize,
-		"messages queued per client before nexus refuses calls to it as \"callee blocked\"")
+		"messages queued per client; a client whose queue is full is a slow consumer and is disconnected")
 	fs.IntVar(&s.cfg.OutQueueBytes, "out-queue-bytes", router.DefaultOutQueueBytes,
 		"bytes (as encoded) queued per client; a client whose queue is full in messages or bytes is a slow consumer and is disconnected")
 	fs.DurationVar(&s.cfg.WriteTimeout, "write-timeout", router.DefaultWriteTimeout,

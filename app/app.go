@@ -45,6 +45,7 @@ type Config struct {
 
 	// The WebSocket front's bounds; 0 takes the router package's default.
 	OutQueueBytes    int           // bytes queued per client before it is a slow consumer
+	OutQueueBytesAll int           // bytes queued over all clients
 	WriteTimeout     time.Duration // one write to a client
 	KeepAlive        time.Duration // ping interval for idle clients; negative: off
 	MaxConns         int           // concurrent connections on the WAMP port
@@ -146,13 +147,14 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 		Rejected:       rejected,
 		Logger:         log,
 
-		OutQueueBytes:    cfg.OutQueueBytes,
-		WriteTimeout:     cfg.WriteTimeout,
-		KeepAlive:        cfg.KeepAlive,
-		MaxConns:         cfg.MaxConns,
-		MaxCallsInFlight: cfg.MaxCallsInFlight,
-		ListenAddr:       ls.WAMP.Addr().String(),
-		AllowHosts:       cfg.AllowHosts,
+		OutQueueBytes:      cfg.OutQueueBytes,
+		OutQueueBytesTotal: cfg.OutQueueBytesAll,
+		WriteTimeout:       cfg.WriteTimeout,
+		KeepAlive:          cfg.KeepAlive,
+		MaxConns:           cfg.MaxConns,
+		MaxCallsInFlight:   cfg.MaxCallsInFlight,
+		ListenAddr:         ls.WAMP.Addr().String(),
+		AllowHosts:         cfg.AllowHosts,
 	})
 	if err != nil {
 		return err

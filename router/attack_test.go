@@ -180,6 +180,47 @@ func TestSlowConsumerIsDisconnectedAndStallsNobody(t *testing.T) {
 	}
 }
 
+// Clients that each stay under their own byte bound but together pass
+// the bound over all clients are slow consumers too, and the bytes they
+// held go back to zero once they are gone.
+func TestOutQueuesAreBoundedOverAllClients(t *testing.T) {
+	rej := &rejections{n: map[string]int{}}
+	srv := startRouter(t, Config{Rejected: rej.add, OutQueueBytes: 8 << 20, OutQueueBytesTotal: 1 << 20, MaxMessageSize: 1 << 20})
+	callee := connectClient(t, wsURL(srv))
+	payload := strings.Repeat("x", 64<<10)
+	if err := callee.Register("big", func(context.Context, *wamp.Invocation) client.InvokeResult {
+		return client.InvokeResult{Args: wamp.List{payload}}
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var bad []*rawClient
+	for range 4 {
+		c := joinRaw(t, wsURL(srv), thruwayHello)
+		bad = append(bad, c)
+		for id := 1; id <= 100; id++ { // 6.4 MiB of answers each, never read
+			if err := c.conn.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `[48,%d,{},"big",[]]`, id)); err != nil {
+				break
+			}
+		}
+	}
+	// (Clients whose answers fit in the kernel's socket buffers queue
+	// nothing and stay; the others pass the bound over all clients.)
+	r := srv.Config.Handler.(*Router)
+	waitUntil(t, "slow consumers counted", func() bool {
+		if q := r.peer.queuedTotal.Load(); q > 1<<20+64<<10 {
+			t.Fatalf("%d bytes queued over all clients, over the 1 MiB bound", q)
+		}
+		return rej.get(RejectSlowConsumer) >= 1
+	})
+	for _, c := range bad {
+		c.conn.Close()
+	}
+	waitUntil(t, "every queued byte given back", func() bool { return r.peer.queuedTotal.Load() == 0 })
+	good := joinRaw(t, wsURL(srv), thruwayHello)
+	good.send(`[48,1,{},"big",[]]`)
+	good.expect(50)
+}
+
 // TestShutdownIsQuickWithANonReadingClient: Close returns well within 5 s
 // after a client that reads nothing filled its queue. Before, nexus retried
 // the callee's YIELDs to it for a minute, and shutdown waited for that.

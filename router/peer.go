@@ -19,6 +19,8 @@ import (
 // peerConfig is what every wsPeer of a Router shares.
 type peerConfig struct {
 	outQueue, outQueueBytes int
+	maxQueuedTotal          int64
+	queuedTotal             atomic.Int64  // bytes in every peer's frames
 	writeTimeout, keepAlive time.Duration // keepAlive 0: no pings
 
 	maxInFlight, maxTestaments, maxTestamentBytes int
@@ -291,11 +293,17 @@ func (p *wsPeer) enqueue(msg wamp.Message) {
 		p.drop(RejectSlowConsumer, "outbound queue full (bytes)")
 		return
 	}
+	if q := p.queuedBytes.Load(); q > 0 && p.cfg.queuedTotal.Load()+n > p.cfg.maxQueuedTotal {
+		p.drop(RejectSlowConsumer, "outbound queues of all clients full (bytes)")
+		return
+	}
 	p.queuedBytes.Add(n)
+	p.cfg.queuedTotal.Add(n)
 	select {
 	case p.frames <- b:
 	default:
 		p.queuedBytes.Add(-n)
+		p.cfg.queuedTotal.Add(-n)
 		p.drop(RejectSlowConsumer, "outbound queue full (messages)")
 	}
 }
@@ -322,6 +330,7 @@ func (p *wsPeer) send() {
 				return
 			}
 			p.queuedBytes.Add(-int64(len(b)))
+			p.cfg.queuedTotal.Add(-int64(len(b)))
 			if p.dead.Load() {
 				continue // discard
 			}

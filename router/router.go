@@ -44,6 +44,13 @@ const DefaultOutQueueSize = 1024
 // client that stops reading can cost.
 const DefaultOutQueueBytes = 4 << 20
 
+// DefaultOutQueueBytesTotal bounds what waits to be written over all
+// clients: without it, -max-conns clients that stop reading could hold
+// -max-conns × DefaultOutQueueBytes (16 GiB). At the bound, a client whose
+// frame does not fit is a slow consumer like any other, so the memory goes
+// back as soon as the clients holding it are dropped.
+const DefaultOutQueueBytesTotal = 512 << 20
+
 // DefaultWriteTimeout bounds one WebSocket write to a client. A write that
 // does not complete in time makes the client a slow consumer.
 const DefaultWriteTimeout = 10 * time.Second
@@ -98,6 +105,9 @@ type Config struct {
 	// when 0. A client whose queue is full either way is a slow consumer:
 	// it is disconnected.
 	OutQueueBytes int
+	// OutQueueBytesTotal bounds those queues over all clients;
+	// DefaultOutQueueBytesTotal when 0.
+	OutQueueBytesTotal int
 	// WriteTimeout bounds one write to a client; DefaultWriteTimeout when
 	// 0. A client that does not take a message in time is a slow consumer.
 	WriteTimeout time.Duration
@@ -191,6 +201,7 @@ func New(cfg Config) (*Router, error) {
 		def   int
 	}{
 		{"out queue bytes", &cfg.OutQueueBytes, DefaultOutQueueBytes},
+		{"out queue bytes total", &cfg.OutQueueBytesTotal, DefaultOutQueueBytesTotal},
 		{"max connections", &cfg.MaxConns, DefaultMaxConns},
 		{"max calls in flight", &cfg.MaxCallsInFlight, DefaultMaxCallsInFlight},
 		{"max testaments", &cfg.MaxTestaments, DefaultMaxTestaments},
@@ -259,6 +270,7 @@ func New(cfg Config) (*Router, error) {
 	r.peer = peerConfig{
 		outQueue:          cfg.OutQueueSize,
 		outQueueBytes:     cfg.OutQueueBytes,
+		maxQueuedTotal:    int64(cfg.OutQueueBytesTotal),
 		writeTimeout:      cfg.WriteTimeout,
 		keepAlive:         max(cfg.KeepAlive, 0),
 		maxInFlight:       cfg.MaxCallsInFlight,

@@ -124,6 +124,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 		"messages queued per client; a client whose queue is full is a slow consumer and is disconnected")
 	fs.IntVar(&s.cfg.OutQueueBytes, "out-queue-bytes", router.DefaultOutQueueBytes,
 		"bytes (as encoded) queued per client; a client whose queue is full in messages or bytes is a slow consumer and is disconnected")
+	fs.IntVar(&s.cfg.OutQueueBytesAll, "out-queue-bytes-total", router.DefaultOutQueueBytesTotal,
+		"bytes (as encoded) queued over all clients; a client whose next message does not fit is a slow consumer and is disconnected")
 	fs.DurationVar(&s.cfg.WriteTimeout, "write-timeout", router.DefaultWriteTimeout,
 		"deadline of one write to a client; a client that does not take a message in time is a slow consumer and is disconnected")
 	fs.DurationVar(&s.cfg.KeepAlive, "keepalive", router.DefaultKeepAlive,

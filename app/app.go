@@ -75,8 +75,12 @@ type Listeners struct {
 	Log     *metrics.LogSockets // nil: no log listener
 }
 
-// shutdownGrace bounds how long Run waits for HTTP handlers on the way out.
-const shutdownGrace = 5 * time.Second
+// httpGrace is how long each HTTP server's handlers get to finish on the
+// way out. Connections still open then (one that connected and sent
+// nothing counts as busy for 5 s in net/http, a scrape in progress) are
+// closed: nothing a client does may hold up the shutdown, which stays
+// within 2 × httpGrace plus the WebSocket front's flush (about 2.25 s).
+const httpGrace = 500 * time.Millisecond
 
 // Run serves WAMP, log lines and metrics until ctx is done, then shuts
 // down: it stops accepting connections, says GOODBYE to every session, and
@@ -213,15 +217,21 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 
 	// New connections are refused first, then every session gets GOODBYE;
 	// metrics are served until last.
-	shutCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	if err := servers[0].srv.Shutdown(shutCtx); err != nil {
-		runErr = errors.Join(runErr, fmt.Errorf("shut down WAMP server: %w", err))
+	shutdown := func(s *namedServer) {
+		ctx, cancel := context.WithTimeout(context.Background(), httpGrace)
+		defer cancel()
+		err := s.srv.Shutdown(ctx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			log.Info("closing connections still open on the way out", slog.String("server", s.name))
+			err = s.srv.Close()
+		}
+		if err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("shut down %s server: %w", s.name, err))
+		}
 	}
+	shutdown(servers[0])
 	rtr.Close()
-	if err := servers[1].srv.Shutdown(shutCtx); err != nil {
-		runErr = errors.Join(runErr, fmt.Errorf("shut down metrics server: %w", err))
-	}
+	shutdown(servers[1])
 	stop()
 	wg.Wait()
 	if ingester != nil {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -147,6 +149,24 @@ func TestProgramDrainsOnSIGTERM(t *testing.T) {
 	}
 	if got := exchange(`[48,1,{},"nobody.registered"]`); !strings.HasPrefix(got, "[8,48,1,") {
 		t.Fatalf("CALL answered with %s", got)
+	}
+
+	// Clients that connected and sent nothing, or half a request, on
+	// both ports: net/http counts them busy for 5 s, which must not hold
+	// up the exit.
+	for _, u := range []string{urls["ws"], urls["http"]} {
+		addr := strings.TrimPrefix(strings.TrimPrefix(u, "ws://"), "http://")
+		addr, _, _ = strings.Cut(addr, "/")
+		for i := range 10 {
+			idle, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer idle.Close()
+			if i%2 == 1 {
+				fmt.Fprintf(idle, "GET / HTTP/1.1\r\nHost: %s\r\n", addr)
+			}
+		}
 	}
 
 	start := time.Now()

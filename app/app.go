@@ -59,13 +59,9 @@ type Config struct {
 // otherwise held its file descriptor for good.
 const DefaultIdleTimeout = 60 * time.Second
 
-// Scrapes: at most MaxScrapesInFlight at once (further ones get HTTP 503 at
-// once, so idle scrapers cannot pile up), each within ScrapeTimeout, which
-// matches Prometheus's default scrape_timeout.
-const (
-	MaxScrapesInFlight = 4
-	ScrapeTimeout      = 10 * time.Second
-)
+// ScrapeTimeout bounds one scrape's rendering (see scrapeGate for how many
+// there may be); it matches Prometheus's default scrape_timeout.
+const ScrapeTimeout = 10 * time.Second
 
 // Listeners are the sockets Run serves on. The caller opens them, so tests
 // can use free ports and the program can report bind errors before starting.
@@ -165,14 +161,12 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 	}
 	defer rtr.Close()
 
-	metricsHandler := promhttp.HandlerFor(&sharedGatherer{g: reg}, promhttp.HandlerOpts{
+	metricsHandler := newScrapeGate(promhttp.HandlerFor(withoutCollisions(reg), promhttp.HandlerOpts{
 		Registry:          reg,
 		EnableOpenMetrics: true,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelError),
-		// Bounded so that scrapers cannot take every file descriptor.
-		MaxRequestsInFlight: MaxScrapesInFlight,
-		Timeout:             ScrapeTimeout,
-	})
+		Timeout:           ScrapeTimeout,
+	}))
 	mux := http.NewServeMux()
 	mux.Handle("/{$}", metricsHandler) // where the original tool served them
 	mux.Handle("/metrics", metricsHandler)
@@ -303,7 +297,7 @@ type namedServer struct {
 // registerRuntime adds the Go runtime and process collectors, which show an
 // operator the router's own memory, CPU and file descriptors. The Go
 // collector also reads /gc/heap/allocs:bytes, as go_gc_heap_allocs_bytes_total,
-// in place of the memstats counter that sharedGatherer drops
+// in place of the memstats counter that withoutCollisions drops
 // (collidesInOpenMetrics).
 func registerRuntime(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{

@@ -608,3 +608,4 @@ func TestScrapeStormDoesNotDistortTimings(t *testing.T) {
 		t.Errorf("the caller got %d of %d answers; the router counted %d responses and %d timeouts", answered, calls, responses, timeouts)
 	}
 }
+

@@ -191,6 +191,12 @@ func (p *wsPeer) receive() {
 				p.drop(RejectKeepAlive, "no message and no pong within twice the keep-alive interval")
 			}
 			p.drop("", "")
+			// The client has left now, not when nexus is done removing
+			// its session (milliseconds later): a call whose deadline
+			// passes in between was not waited for in vain.
+			if p.obs != nil {
+				p.obs.endSession()
+			}
 			return
 		}
 		p.heard()

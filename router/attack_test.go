@@ -132,9 +132,11 @@ func TestPayloadPassthruOptionsNexusCannotDigestAreRefused(t *testing.T) {
 			t.Errorf("observer missed %q: %q", want, rec.snapshot())
 		}
 	}
-	for _, refused := range []string{"call 2 p 0s", "call 3 p 0s"} {
-		if slices.Contains(rec.snapshot(), refused) {
-			t.Errorf("observer saw refused %q", refused)
+	// The refused CALLs got an ERROR, as from nexus: errors.
+	for _, refused := range []string{"call 2 p 0s", "error 2 " + string(wamp.ErrInvalidArgument),
+		"call 3 p 0s", "error 3 " + string(wamp.ErrInvalidArgument)} {
+		if !slices.Contains(rec.snapshot(), refused) {
+			t.Errorf("observer missed %q: %q", refused, rec.snapshot())
 		}
 	}
 }
@@ -387,9 +389,12 @@ func TestCallsInFlightAreBoundedPerSession(t *testing.T) {
 	other.expect(50)
 	waitUntil(t, "three refusals counted", func() bool { return rej.get(RejectCallsInFlight) == 3 })
 	rec.waitFor(t, "call 9 hold 0s")
-	for _, refused := range []string{"call 6 hold 0s", "call 7 hold 0s", "call 8 hold 0s"} {
-		if slices.Contains(rec.snapshot(), refused) {
-			t.Errorf("observer saw refused %q", refused)
+	// The refused calls were answered with an ERROR, as by nexus: errors.
+	for id := 6; id <= 8; id++ {
+		for _, seen := range []string{fmt.Sprintf("call %d hold 0s", id), fmt.Sprintf("error %d %s", id, ErrLimitExceeded)} {
+			if !slices.Contains(rec.snapshot(), seen) {
+				t.Errorf("observer did not see %q", seen)
+			}
 		}
 	}
 }

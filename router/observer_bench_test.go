@@ -99,6 +99,7 @@ func BenchmarkJSONCallResult(b *testing.B) {
 				if _, ok := p.marshal(result); !ok {
 					b.Fatal("encode failed")
 				}
+				p.observe(result)
 			}
 		})
 	}

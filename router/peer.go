@@ -227,10 +227,16 @@ func (p *wsPeer) decode(b []byte) (msg wamp.Message, end bool) {
 	}
 	if v := p.guard.inbound(msg, len(b)); !v.passed() {
 		p.cfg.rejected(v.reason)
-		p.cfg.log.Warn("refused a message", slog.String("type", msg.MessageType().String()),
+		// Each reason is a kind of its own for the rate limit.
+		p.cfg.log.Log(slog.LevelWarn, "refused a message: "+v.reason, "refused a message", slog.String("type", msg.MessageType().String()),
 			slog.String("reason", v.reason), slog.String("remote", p.conn.RemoteAddr().String()))
 		if v.reply == nil {
 			return nil, false
+		}
+		if _, call := msg.(*wamp.Call); call && p.obs != nil {
+			// The caller gets an ERROR for its CALL, as from nexus:
+			// that is an error answer, counted like any other.
+			p.obs.fromClient(msg)
 		}
 		p.reply(v.reply)
 		_, abort := v.reply.(*wamp.Abort)
@@ -307,6 +313,7 @@ func (p *wsPeer) enqueue(msg wamp.Message) {
 	p.cfg.queuedTotal.Add(n)
 	select {
 	case p.frames <- b:
+		p.observe(msg)
 	default:
 		p.queuedBytes.Add(-n)
 		p.cfg.queuedTotal.Add(-n)
@@ -391,8 +398,13 @@ func (p *wsPeer) marshal(msg wamp.Message) ([]byte, bool) {
 		p.inSession.Store(false)
 	}
 	p.guard.outbound(msg)
+	return b, true
+}
+
+// observe shows the observer a message once its frame is queued for the
+// client: an answer dropped with a slow consumer is no answer received.
+func (p *wsPeer) observe(msg wamp.Message) {
 	if p.obs != nil {
 		p.obs.toClient(msg)
 	}
-	return b, true
 }

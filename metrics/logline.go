@@ -277,7 +277,9 @@ func (p *lineParser) parseV1(code uint64, out *logLine) string {
 			if !ok {
 				return ReasonWrongType
 			}
-			out.errorURI = uri
+			if utf8.Valid(uri) { // else it is an error without a usable URI
+				out.errorURI = uri
+			}
 		} else if !s.skip() {
 			return ReasonWrongType
 		}

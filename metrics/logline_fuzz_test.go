@@ -793,7 +793,9 @@ func refV1(code uint64, elems []json.RawMessage) refResult {
 				return *bad
 			}
 		}
-		w.kind, w.checkErrorURI, w.errorURI, w.utf8Alt = kindError, true, &uri, hasFFFD(uri)
+		// A URI that is not UTF-8 is no URI: MissingErrorURI. (From
+		// encoding/json's reading, U+FFFD may be either.)
+		w.kind, w.checkErrorURI, w.errorURI = kindError, !hasFFFD(uri), &uri
 	}
 	return w
 }

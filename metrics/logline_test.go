@@ -117,6 +117,7 @@ func TestV1ErrorFramesWithoutAnErrorURI(t *testing.T) {
 		{`[4,"5f1a2b3c4d5e6",["a"]]`, MissingErrorURI},
 		{`[4,"5f1a2b3c4d5e6",5]`, MissingErrorURI},
 		{`[4,"5f1a2b3c4d5e6"]`, MissingErrorURI},
+		{"[4,\"5f1a2b3c4d5e6\",\"app.\xff\"]", MissingErrorURI},
 	} {
 		var call, answer logLine
 		p.parse([]byte(wrap("wamp", "in", `[2,"5f1a2b3c4d5e6","hello1"]`)), &call)

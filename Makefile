@@ -1,5 +1,5 @@
 # Shortcuts; ./test.sh is the test command.
-.PHONY: test bench fuzz
+.PHONY: test bench fuzz attack
 
 test:
 	./test.sh
@@ -13,3 +13,10 @@ bench:
 FUZZTIME ?= 10m
 fuzz:
 	./fuzz.sh $(FUZZTIME)
+
+# The hostile-client attacks of issue 10 at the issue's scale, each against
+# a fresh router process with a normal client alongside; prints a markdown
+# table. SCALE=small runs them at about 1/100 in about a minute.
+SCALE ?= full
+attack:
+	go run ./cmd/wampload attack -scale $(SCALE)

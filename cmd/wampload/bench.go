@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -67,6 +68,9 @@ type target struct {
 	metricsURL string
 	wampURL    string
 	logAddr    string
+	stderr     *tailBuffer   // the last few KiB it wrote to stderr
+	exited     chan struct{} // closed once it has exited; then waitErr is set
+	waitErr    error
 }
 
 func freePort() string {
@@ -83,17 +87,20 @@ func startTarget(ctx context.Context, name string, args ...string) (*target, err
 	metrics := freePort()
 	t.metricsURL = "http://" + metrics + "/metrics"
 	cmd := exec.CommandContext(ctx, name, append(args, "-metrics", metrics)...)
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	t.stderr = &tailBuffer{max: 8 << 10}
+	cmd.Stdout, cmd.Stderr = io.Discard, t.stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	t.cmd = cmd
+	t.exited = make(chan struct{})
+	go func() { t.waitErr = cmd.Wait(); close(t.exited) }()
 	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
 		if rsp, err := http.Get(t.metricsURL); err == nil {
 			rsp.Body.Close()
 			return t, nil
 		}
-		if time.Since(start) > 10*time.Second {
+		if t.died() || time.Since(start) > 10*time.Second {
 			t.stop()
 			return nil, fmt.Errorf("%s did not start", name)
 		}
@@ -121,7 +128,11 @@ func startSink(ctx context.Context, self, transport string) (*target, error) {
 }
 
 // peakRSS is the process's high-water resident set, in MiB.
-func (t *target) peakRSS() float64 {
+func (t *target) peakRSS() float64 { return t.statusMiB("VmHWM") }
+
+// statusMiB reads a kB field of /proc/<pid>/status, in MiB; 0 once the
+// process is gone.
+func (t *target) statusMiB(field string) float64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", t.cmd.Process.Pid))
 	if err != nil {
 		return 0
@@ -129,7 +140,7 @@ func (t *target) peakRSS() float64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
 			return kb / 1024
 		}
@@ -137,16 +148,52 @@ func (t *target) peakRSS() float64 {
 	return 0
 }
 
-func (t *target) stop() {
-	_ = t.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = t.cmd.Wait(); close(done) }()
+// died tells whether the process has exited.
+func (t *target) died() bool {
 	select {
-	case <-done:
+	case <-t.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM and waits for the exit, killing the process after 10s.
+// It returns how long the exit took and whether it came without the kill.
+func (t *target) stop() (took time.Duration, exited bool) {
+	start := time.Now()
+	_ = t.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-t.exited:
+		return time.Since(start), true
 	case <-time.After(10 * time.Second):
 		_ = t.cmd.Process.Kill()
-		<-done
+		<-t.exited
+		return time.Since(start), false
 	}
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if over := len(b.buf) - b.max; over > 0 {
+		b.buf = append(b.buf[:0], b.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
 }
 
 func median(xs []float64) float64 {

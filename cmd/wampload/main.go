@@ -7,6 +7,7 @@
 //	wampload log   -addr 127.0.0.1:6666 -transport udp -senders 8 -rate 100000 -metrics http://127.0.0.1:8080/metrics
 //	wampload sink  -addr 127.0.0.1:6667 -transport udp -metrics 127.0.0.1:8081
 //	wampload bench
+//	wampload attack -scale small -only ppt,rebinding
 package main
 
 import (
@@ -33,7 +34,7 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: wampload rpc|log|sink|bench [flags]; -h after a mode lists its flags")
+		return errors.New("usage: wampload rpc|log|sink|bench|attack [flags]; -h after a mode lists its flags")
 	}
 	switch mode, rest := args[0], args[1:]; mode {
 	case "rpc":
@@ -44,7 +45,9 @@ func run(ctx context.Context, args []string) error {
 		return runSink(ctx, rest)
 	case "bench":
 		return runBench(ctx, rest)
+	case "attack":
+		return runAttack(ctx, rest, os.Stdout)
 	default:
-		return fmt.Errorf("unknown mode %q: want rpc, log, sink or bench", mode)
+		return fmt.Errorf("unknown mode %q: want rpc, log, sink, bench or attack", mode)
 	}
 }

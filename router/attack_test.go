@@ -471,3 +471,42 @@ func TestLoopbackListenerAcceptsLoopbackHostsOnly(t *testing.T) {
 		})
 	}
 }
+
+// nexus keeps every registration and subscription, with its URI, until
+// the session leaves: a session may hold MaxRegistrations and
+// MaxSubscriptions, each URI at most MaxURILen bytes.
+func TestRegistrationsAndSubscriptionsAreBoundedPerSession(t *testing.T) {
+	rej := &rejections{n: map[string]int{}}
+	srv := startRouter(t, Config{Rejected: rej.add})
+	c := joinRaw(t, wsURL(srv), thruwayHello)
+	c.send(fmt.Sprintf(`[64,1,{},"%s"]`, strings.Repeat("x", MaxURILen+1)))
+	if e := c.expect(8); e[4] != string(wamp.ErrInvalidURI) {
+		t.Fatalf("a long URI answered %v", e)
+	}
+	var first any
+	for id := 2; id < 2+MaxRegistrations; id++ {
+		c.send(fmt.Sprintf(`[64,%d,{},"p%d"]`, id, id))
+		if reg := c.expect(65); id == 2 {
+			first = reg[2]
+		}
+	}
+	c.send(`[64,5000,{},"one.too.many"]`)
+	if e := c.expect(8); fmt.Sprint(e[2]) != "5000" || e[4] != string(ErrLimitExceeded) {
+		t.Fatalf("REGISTER over the bound answered %v", e)
+	}
+	c.send(fmt.Sprintf(`[66,5001,%v]`, first))
+	c.expect(67)
+	c.send(`[64,5002,{},"one.more"]`) // a slot is free again
+	c.expect(65)
+	for id := 1; id <= MaxSubscriptions; id++ {
+		c.send(fmt.Sprintf(`[32,%d,{},"t%d"]`, 6000+id, id))
+		c.expect(33)
+	}
+	c.send(`[32,9000,{},"one.too.many"]`)
+	if e := c.expect(8); e[4] != string(ErrLimitExceeded) {
+		t.Fatalf("SUBSCRIBE over the bound answered %v", e)
+	}
+	waitUntil(t, "refusals counted", func() bool {
+		return rej.get(RejectURITooLong) == 1 && rej.get(RejectRegistrations) == 1 && rej.get(RejectSubscriptions) == 1
+	})
+}

@@ -22,6 +22,17 @@ const (
 	DefaultMaxTestamentBytes = 64 << 10
 )
 
+// MaxRegistrations and MaxSubscriptions bound what one session may ask
+// nexus to keep (counted from REGISTER or SUBSCRIBE until UNREGISTERED or
+// UNSUBSCRIBED), and MaxURILen the URI of each: nexus stores them without
+// limit, so 1,000 REGISTERs of 1 MiB URIs held 1 GiB. A PHP worker
+// registers a few dozen procedures.
+const (
+	MaxRegistrations = 1000
+	MaxSubscriptions = 1000
+	MaxURILen        = 4096
+)
+
 // ErrLimitExceeded answers a CALL the front refuses because the session is
 // over one of its per-session limits (calls in flight, testaments). The WAMP
 // spec defines no URI for this and reserves the wamp. prefix, hence ours.
@@ -51,12 +62,37 @@ type guard struct {
 	// still counts, erring on the safe side.
 	testaments     map[string]int
 	testamentBytes map[string]int
+	// registrations and subscriptions are what the session holds in
+	// nexus, asked for or granted (see holdings).
+	registrations, subscriptions holdings
+}
+
+// holdings counts a session's registrations (or subscriptions): requests
+// awaiting their answer, ids granted, and UNREGISTER requests awaiting
+// theirs, each bounded by the limit.
+type holdings struct {
+	asked    map[wamp.ID]struct{} // REGISTER request ids
+	granted  map[wamp.ID]struct{} // registration ids
+	dropping map[wamp.ID]wamp.ID  // UNREGISTER request id → registration id
+}
+
+func newHoldings() holdings {
+	return holdings{asked: map[wamp.ID]struct{}{}, granted: map[wamp.ID]struct{}{}, dropping: map[wamp.ID]wamp.ID{}}
+}
+
+func (h *holdings) held() int { return len(h.asked) + len(h.granted) }
+
+func (h *holdings) clear() {
+	clear(h.asked)
+	clear(h.granted)
+	clear(h.dropping)
 }
 
 func newGuard(maxInFlight, maxTestaments, maxTestamentBytes int) *guard {
 	return &guard{
 		maxInFlight: maxInFlight, maxTestaments: maxTestaments, maxTestamentBytes: maxTestamentBytes,
 		inFlight: map[wamp.ID]struct{}{}, testaments: map[string]int{}, testamentBytes: map[string]int{},
+		registrations: newHoldings(), subscriptions: newHoldings(),
 	}
 }
 
@@ -95,6 +131,14 @@ func (g *guard) inbound(msg wamp.Message, size int) verdict {
 		if bad := badPPTOption(m.Options); bad != "" {
 			return abortWith(RejectInvalidOption, bad+" of a YIELD must be a string")
 		}
+	case *wamp.Register:
+		return g.ask(&g.registrations, wamp.REGISTER, m.Request, string(m.Procedure), MaxRegistrations, RejectRegistrations, "registrations")
+	case *wamp.Subscribe:
+		return g.ask(&g.subscriptions, wamp.SUBSCRIBE, m.Request, string(m.Topic), MaxSubscriptions, RejectSubscriptions, "subscriptions")
+	case *wamp.Unregister:
+		g.drop(&g.registrations, m.Request, m.Registration)
+	case *wamp.Unsubscribe:
+		g.drop(&g.subscriptions, m.Request, m.Subscription)
 	case *wamp.Publish:
 		if bad := badPPTOption(m.Options); bad != "" {
 			// Like nexus for an invalid topic: an ERROR only when the
@@ -108,6 +152,30 @@ func (g *guard) inbound(msg wamp.Message, size int) verdict {
 		}
 	}
 	return pass
+}
+
+// ask admits a REGISTER or SUBSCRIBE (of type typ) unless its URI is too
+// long (the spec's wamp.error.invalid_uri) or the session holds max already.
+func (g *guard) ask(h *holdings, typ wamp.MessageType, request wamp.ID, uri string, max int, reason, what string) verdict {
+	if len(uri) > MaxURILen {
+		return refuseRequest(typ, request, RejectURITooLong, wamp.ErrInvalidURI, fmt.Sprintf("URI longer than %d bytes", MaxURILen))
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if h.held() >= max {
+		return refuseRequest(typ, request, reason, ErrLimitExceeded, fmt.Sprintf("a session may hold %d %s", max, what))
+	}
+	h.asked[request] = struct{}{}
+	return pass
+}
+
+// drop notes an UNREGISTER or UNSUBSCRIBE of id, granted when answered.
+func (g *guard) drop(h *holdings, request, id wamp.ID) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := h.granted[id]; ok && len(h.dropping) < MaxRegistrations+MaxSubscriptions {
+		h.dropping[request] = id
+	}
 }
 
 // startCall admits a CALL unless the session has too many in flight.
@@ -172,11 +240,48 @@ func (g *guard) outbound(msg wamp.Message) {
 		}
 		g.endCall(m.Request)
 	case *wamp.Error:
-		if m.Type == wamp.CALL {
-			g.endCall(m.Request)
+		g.mu.Lock()
+		switch m.Type {
+		case wamp.CALL:
+			delete(g.inFlight, m.Request)
+		case wamp.REGISTER:
+			delete(g.registrations.asked, m.Request)
+		case wamp.SUBSCRIBE:
+			delete(g.subscriptions.asked, m.Request)
+		case wamp.UNREGISTER:
+			delete(g.registrations.dropping, m.Request)
+		case wamp.UNSUBSCRIBE:
+			delete(g.subscriptions.dropping, m.Request)
 		}
+		g.mu.Unlock()
+	case *wamp.Registered:
+		g.granted(&g.registrations, m.Request, m.Registration)
+	case *wamp.Subscribed:
+		g.granted(&g.subscriptions, m.Request, m.Subscription)
+	case *wamp.Unregistered:
+		g.dropped(&g.registrations, m.Request)
+	case *wamp.Unsubscribed:
+		g.dropped(&g.subscriptions, m.Request)
 	case *wamp.Welcome, *wamp.Goodbye, *wamp.Abort:
 		g.reset()
+	}
+}
+
+func (g *guard) granted(h *holdings, request, id wamp.ID) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := h.asked[request]; ok {
+		delete(h.asked, request)
+		h.granted[id] = struct{}{}
+	}
+}
+
+func (g *guard) dropped(h *holdings, request wamp.ID) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if id, ok := h.dropping[request]; ok {
+		delete(h.dropping, request)
+		delete(h.granted, id)
 	}
 }
 
@@ -191,6 +296,8 @@ func (g *guard) reset() {
 	clear(g.inFlight)
 	clear(g.testaments)
 	clear(g.testamentBytes)
+	g.registrations.clear()
+	g.subscriptions.clear()
 	g.mu.Unlock()
 }
 
@@ -205,6 +312,12 @@ func badPPTOption(options wamp.Dict) string {
 		}
 	}
 	return ""
+}
+
+func refuseRequest(typ wamp.MessageType, request wamp.ID, reason string, uri wamp.URI, why string) verdict {
+	return verdict{reason: reason, reply: &wamp.Error{
+		Type: typ, Request: request, Details: wamp.Dict{}, Error: uri, Arguments: wamp.List{why},
+	}}
 }
 
 func refuseCall(m *wamp.Call, reason string, uri wamp.URI, why string) verdict {

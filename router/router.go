@@ -84,6 +84,9 @@ const (
 	RejectConnections   = "too_many_connections"
 	RejectCallsInFlight = "calls_in_flight" // a CALL over the session's bound; answered with ErrLimitExceeded
 	RejectTestament     = "testament"       // an add_testament over the session's bound; ErrLimitExceeded
+	RejectRegistrations = "registrations"   // a REGISTER over MaxRegistrations; ErrLimitExceeded
+	RejectSubscriptions = "subscriptions"   // a SUBSCRIBE over MaxSubscriptions; ErrLimitExceeded
+	RejectURITooLong    = "uri_too_long"    // a REGISTER or SUBSCRIBE URI over MaxURILen; wamp.error.invalid_uri
 	RejectHost          = "host"            // a Host header not allowed on a loopback listener (HTTP 403)
 )
 
@@ -91,6 +94,7 @@ const (
 func RejectReasons() []string {
 	return []string{RejectOrigin, RejectSubprotocol, RejectHandshake, RejectJoin, RejectTooLarge, RejectUndecodable,
 		RejectInvalidOption, RejectSlowConsumer, RejectKeepAlive, RejectConnections, RejectCallsInFlight, RejectTestament,
+		RejectRegistrations, RejectSubscriptions, RejectURITooLong,
 		RejectHost}
 }
 

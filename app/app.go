@@ -175,9 +175,16 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 	if idle == 0 {
 		idle = DefaultIdleTimeout
 	}
+	// The WAMP port only upgrades: a connection that made another request
+	// is closed after its answer rather than kept alive, and the
+	// listener's bound evicts idlers first (see router.LimitListener).
+	wampListener := rtr.LimitListener(ls.WAMP)
+	wampServer := &http.Server{Handler: rtr, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle,
+		ConnState: wampListener.ConnState}
+	wampServer.SetKeepAlivesEnabled(false)
 	servers := []*namedServer{
-		{name: "WAMP", url: "ws://" + ls.WAMP.Addr().String() + "/", ln: rtr.LimitListener(ls.WAMP),
-			srv: &http.Server{Handler: rtr, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle}},
+		{name: "WAMP", url: "ws://" + ls.WAMP.Addr().String() + "/", ln: wampListener,
+			srv: wampServer},
 		{name: "metrics", url: "http://" + ls.Metrics.Addr().String() + "/metrics", ln: ls.Metrics,
 			srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
 				WriteTimeout: 30 * time.Second, IdleTimeout: idle}},

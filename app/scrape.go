@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -14,13 +15,20 @@ import (
 // 503 at once, so idle or storming scrapers cannot pile up.
 const MaxScrapesInFlight = 4
 
+// minScrapeInterval is the least time between the starts of two renders:
+// at most ten scrapes a second are rendered, whatever scrapers do, which
+// is plenty for several Prometheus servers and dashboards.
+const minScrapeInterval = 100 * time.Millisecond
+
 // scrapeGate renders one scrape at a time. A full router family is 1,000
 // procedures, several milliseconds of CPU and 1.3 MB of garbage to gather
 // and encode: many scrapers at once otherwise take the CPU the router's own
 // goroutines need, and the calls it times then look slower than they are
 // (measured: 100 scrapers made a caller's answered calls count as
-// timeouts). One at a time, a storm costs at most one core. Each scrape
-// gathers afresh, so it never shows figures older than its arrival.
+// timeouts). One at a time, and at most ten a second (minScrapeInterval), a
+// storm costs a few per cent of one core: a full family renders in about
+// 6 ms. Each scrape gathers afresh, so it never shows figures older than
+// its arrival.
 //
 // A scrape is rendered into memory and written after its turn ends, so a
 // scraper that reads slowly holds only its own place, not the turn. The
@@ -48,9 +56,16 @@ func (g *scrapeGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 		return
 	}
+	start := time.Now()
 	rendered := &renderedScrape{header: http.Header{}, status: http.StatusOK}
 	g.next.ServeHTTP(rendered, r)
-	<-g.turn
+	// The next render may start minScrapeInterval after this one did;
+	// this scrape is written meanwhile.
+	if wait := minScrapeInterval - time.Since(start); wait > 0 {
+		time.AfterFunc(wait, func() { <-g.turn })
+	} else {
+		<-g.turn
+	}
 	for k, v := range rendered.header {
 		w.Header()[k] = v
 	}

@@ -510,3 +510,48 @@ func TestRegistrationsAndSubscriptionsAreBoundedPerSession(t *testing.T) {
 		return rej.get(RejectURITooLong) == 1 && rej.get(RejectRegistrations) == 1 && rej.get(RejectSubscriptions) == 1
 	})
 }
+
+// At the bound, a new client takes the place of the oldest connection that
+// is neither a WAMP session nor in a request: idlers cannot lock clients
+// out. Only when every place is a session is it refused.
+func TestConnectionBoundEvictsIdlersFirst(t *testing.T) {
+	rej := &rejections{n: map[string]int{}}
+	r, err := New(Config{Realm: "realm1", Logger: quietLogger(), Rejected: rej.add, MaxConns: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	limited := r.LimitListener(ln)
+	hs := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, ConnState: limited.ConnState}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(limited) }()
+	defer func() { hs.Close(); <-served }()
+	url := "ws://" + ln.Addr().String() + "/"
+
+	first := joinRaw(t, url, thruwayHello)
+	for range 2 { // connected, and silent
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	waitUntil(t, "the idlers accepted", func() bool { return limited.open.Load() == 3 })
+	second := joinRaw(t, url, thruwayHello) // in place of an idler
+	third := joinRaw(t, url, thruwayHello)  // and of the other
+	for _, s := range []*rawClient{first, second, third} {
+		s.send(`[48,1,{},"nobody.registered"]`)
+		s.expect(8)
+	}
+	_, rsp, err := (&websocket.Dialer{Subprotocols: []string{"wamp.2.json"}}).Dial(url, nil)
+	if err == nil || rsp == nil || rsp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a fourth session: %v %v, want 503", rsp, err)
+	}
+	if n := rej.get(RejectConnections); n != 3 {
+		t.Errorf("counted %d, want 2 evictions and 1 refusal", n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,25 +20,68 @@ const DefaultMaxConns = 4096
 // refuseTimeout bounds how long a refused connection is kept to be told.
 const refuseTimeout = time.Second
 
-// limitListener accepts at most max connections at a time. A connection
-// over the bound is answered with HTTP 503 and closed, without reaching the
-// HTTP server, and counted.
-type limitListener struct {
+// LimitedListener accepts at most max connections at a time. At the bound,
+// a new connection takes the place of the oldest one that has not upgraded
+// and is not in a request (connected and silent, or idle between
+// requests): such idlers cost a file descriptor each and never get in the
+// way of real clients for long. Only when every connection is a WAMP
+// session or busy is the new one answered with HTTP 503 and closed,
+// without reaching the HTTP server. Both are counted.
+type LimitedListener struct {
 	net.Listener
 	max      int64
 	open     atomic.Int64
 	rejected func(string)
 	refusing sync.WaitGroup // connections being told 503
+
+	mu      sync.Mutex
+	waiting map[*limitedConn]time.Time // not upgraded, not in a request: since when
 }
 
 // LimitListener wraps the WAMP listener so that at most Config.MaxConns
 // connections are open at once (DefaultMaxConns when 0). Serve the Router
 // on what it returns; closing it waits for the refusals in progress.
-func (r *Router) LimitListener(ln net.Listener) net.Listener {
-	return &limitListener{Listener: ln, max: int64(r.maxConns), rejected: r.rejected}
+func (r *Router) LimitListener(ln net.Listener) *LimitedListener {
+	return &LimitedListener{Listener: ln, max: int64(r.maxConns), rejected: r.rejected, waiting: map[*limitedConn]time.Time{}}
 }
 
-func (l *limitListener) Accept() (net.Conn, error) {
+// ConnState is the http.Server.ConnState of the server on the listener: it
+// tells which connections are idlers.
+func (l *LimitedListener) ConnState(c net.Conn, state http.ConnState) {
+	lc, ok := c.(*limitedConn)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch state {
+	case http.StateNew, http.StateIdle:
+		l.waiting[lc] = time.Now()
+	default: // active, hijacked (a WAMP session), closed
+		delete(l.waiting, lc)
+	}
+}
+
+// evictIdler closes the oldest idler; false if there is none.
+func (l *LimitedListener) evictIdler() bool {
+	l.mu.Lock()
+	var oldest *limitedConn
+	var since time.Time
+	for c, t := range l.waiting {
+		if oldest == nil || t.Before(since) {
+			oldest, since = c, t
+		}
+	}
+	delete(l.waiting, oldest)
+	l.mu.Unlock()
+	if oldest == nil {
+		return false
+	}
+	oldest.Close() // gives its place back
+	return true
+}
+
+func (l *LimitedListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
@@ -48,11 +92,17 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		l.open.Add(-1)
 		l.rejected(RejectConnections)
+		if l.evictIdler() { // its Close gave its place back
+			if l.open.Add(1) <= l.max {
+				return &limitedConn{Conn: c, release: func() { l.open.Add(-1) }}, nil
+			}
+			l.open.Add(-1)
+		}
 		l.refusing.Go(func() { refuse(c) })
 	}
 }
 
-func (l *limitListener) Close() error {
+func (l *LimitedListener) Close() error {
 	err := l.Listener.Close()
 	l.refusing.Wait()
 	return err

@@ -305,7 +305,7 @@ func (p *wsPeer) enqueue(msg wamp.Message) {
 		p.drop(RejectSlowConsumer, "outbound queue full (bytes)")
 		return
 	}
-	if q := p.queuedBytes.Load(); q > 0 && p.cfg.queuedTotal.Load()+n > p.cfg.maxQueuedTotal {
+	if total := p.cfg.queuedTotal.Load(); total > 0 && total+n > p.cfg.maxQueuedTotal {
 		p.drop(RejectSlowConsumer, "outbound queues of all clients full (bytes)")
 		return
 	}

@@ -37,6 +37,7 @@ type Config struct {
 	Observe         bool          // false: bare nexus behind the same front
 	MaxLogLine      int           // longest log line accepted
 	MaxLogConns     int           // concurrent TCP log connections
+	LogIdle         time.Duration // TCP log connection idle timeout; < 0: none
 	MaxMessage      int64         // largest WebSocket message from a client
 	MaxPending      int           // pending calls over all sessions
 	MaxPendingPer   int           // pending calls of one session
@@ -123,7 +124,7 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 			return err
 		}
 		logListener, err = metrics.NewLogListener(reg, ls.Log, ingester, metrics.LogListenerOpts{
-			MaxLineLen: cfg.MaxLogLine, MaxConns: cfg.MaxLogConns, Logger: log,
+			MaxLineLen: cfg.MaxLogLine, MaxConns: cfg.MaxLogConns, IdleTimeout: cfg.LogIdle, Logger: log,
 		})
 		if err != nil {
 			return err

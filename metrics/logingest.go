@@ -37,12 +37,18 @@ type LogIngester struct {
 	familiesMu sync.Mutex
 	families   atomic.Pointer[[]*logFamily]
 
+	// registrationBytes is what all readers' senders charge for the
+	// procedure names they remember, against maxAllRegistrationBytes.
+	registrationBytes atomic.Int64
+
 	lines    *prometheus.CounterVec
 	badLines map[string]prometheus.Counter
 	// badLineKinds are the rate-limit kinds of bad lines, one per
 	// reason, built once so that a bad line does not allocate one.
 	badLineKinds map[string]string
 	senders      prometheus.Gauge
+	evicted      prometheus.Counter
+	dropped      prometheus.Counter
 }
 
 type logFamily struct {
@@ -60,7 +66,9 @@ type LogIngesterOpts struct {
 	// MaxFamilies bounds the protocol/direction pairs, since each makes
 	// metric families. Default 16.
 	MaxFamilies int
-	// MaxSenders bounds the senders one reader tracks at once. Default 10000.
+	// MaxSenders bounds the senders one reader tracks at once. Default
+	// 10000. A new sender beyond it takes the place of the one seen least
+	// recently (see LogReader.evictOldest).
 	MaxSenders int
 	// IdleAfter is how long a sender with no pending call is remembered
 	// after its last line. UDP has no close; this is it. Default 1m.
@@ -124,11 +132,19 @@ func NewLogIngester(reg prometheus.Registerer, opts LogIngesterOpts) (*LogIngest
 		Name: "wamp_observer_log_senders",
 		Help: "Log senders (UDP source addresses, TCP connections) currently tracked.",
 	})
+	in.evicted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wamp_observer_log_senders_evicted_total",
+		Help: "Log senders forgotten to make room for a new one, the least recently seen first, while a reader tracked the maximum.",
+	})
+	in.dropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wamp_observer_log_calls_dropped_total",
+		Help: "Calls of evicted log senders dropped without an outcome, as their deadline had not passed.",
+	})
 	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "wamp_observer_log_calls_pending",
 		Help: "Calls from log lines waiting for their answer or deadline, over all log families.",
 	}, in.pendingCalls)
-	for _, c := range []prometheus.Collector{in.lines, bad, in.senders, pending} {
+	for _, c := range []prometheus.Collector{in.lines, bad, in.senders, in.evicted, in.dropped, pending} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register log ingestion metrics: %w", err)
 		}
@@ -196,12 +212,14 @@ func (in *LogIngester) familyAt(fi int) *Family { return (*in.families.Load())[f
 // NewReader returns the state for one reading goroutine; transport labels
 // its lines ("udp", "tcp").
 func (in *LogIngester) NewReader(transport string) *LogReader {
-	return &LogReader{
+	r := &LogReader{
 		in:      in,
 		parser:  newLineParser(),
 		lines:   in.lines.WithLabelValues(transport),
 		senders: make(map[netip.AddrPort]*logSender),
 	}
+	r.recent.newer, r.recent.older = &r.recent, &r.recent
+	return r
 }
 
 // LogReader handles the lines of one reading goroutine: one UDP socket, or
@@ -213,21 +231,49 @@ type LogReader struct {
 	line    logLine
 	lines   prometheus.Counter
 	senders map[netip.AddrPort]*logSender
+	// recent is the sentinel of a ring of the senders by their last
+	// line: recent.older is the latest, recent.newer the one seen least
+	// recently. Moving a sender to the front costs a few pointer writes,
+	// so eviction and ForgetIdle never scan the whole table.
+	recent logSender
 }
 
 // logSender is one PHP process as seen by its lines: its sessions (per
 // family and view) and the registrations it announced.
 type logSender struct {
-	lastSeen int64
-	sessions [][2]*Session // [family index][view]
+	from         netip.AddrPort
+	lastSeen     int64
+	newer, older *logSender    // in LogReader.recent
+	sessions     [][2]*Session // [family index][view]
 	// Registrations learnt from REGISTER/REGISTERED lines, for INVOCATION
-	// lines that do not carry details.procedure. Bounded.
+	// lines that do not carry details.procedure. Bounded in bytes (see
+	// remember): regBytes is what they are charged.
 	registering   map[uint64]string
 	registrations map[uint64]string
+	regBytes      int64
 }
 
-// maxRegistrations bounds the registrations remembered per sender.
-const maxRegistrations = 1024
+// The procedure names a sender's REGISTER and REGISTERED lines teach are
+// bounded in bytes, per sender and over all senders, so that long names
+// cannot hold memory (1,024 REGISTERs of 60 KB held 63 MiB per sender):
+//
+//   - a name longer than maxRememberedProcedure is not remembered;
+//   - each remembered name is charged its length plus registrationOverhead
+//     (its map entry and string header, rounded up), against
+//     maxRegistrationBytes per sender (so at most 1,024 entries) and
+//     maxAllRegistrationBytes over all readers of an ingester.
+//
+// A registration not remembered costs only this: an INVOCATION line for it
+// without details.procedure is counted as no_procedure. (Routers send
+// details.procedure for pattern registrations; PHP's own lines of exact
+// registrations are what needs the memory.) The charge is given back when
+// the entry is overwritten or moves on, and when the sender is forgotten.
+const (
+	maxRememberedProcedure  = 1 << 10
+	registrationOverhead    = 64
+	maxRegistrationBytes    = 64 << 10
+	maxAllRegistrationBytes = 32 << 20
+)
 
 // HandleLine ingests one line (without its newline) from sender. A bad line
 // is counted by reason, logged at most once a second, and otherwise
@@ -256,12 +302,15 @@ func (r *LogReader) handleLine(now int64, from netip.AddrPort, line []byte) {
 	snd := r.senders[from]
 	if snd == nil {
 		if len(r.senders) >= r.in.maxSenders {
-			r.reject(ReasonTooManySenders, from, line)
-			return
+			r.evictOldest(now)
 		}
-		snd = &logSender{}
+		snd = &logSender{from: from}
 		r.senders[from] = snd
 		r.in.senders.Inc()
+		r.linkNewest(snd)
+	} else if r.recent.older != snd {
+		r.unlink(snd)
+		r.linkNewest(snd)
 	}
 	snd.lastSeen = now
 	timeout := min(l.timeout, r.in.maxTimeout)
@@ -300,10 +349,11 @@ func (r *LogReader) handleLine(now int64, from netip.AddrPort, line []byte) {
 			s.endAt(now, l.id, errorOutcome(l.errorURI))
 		}
 	case kindRegister:
-		if snd.registering == nil {
-			snd.registering = make(map[uint64]string)
-		}
-		if len(snd.registering) < maxRegistrations {
+		r.forgetRegistration(snd, snd.registering, l.id)
+		if r.charge(snd, len(l.procedure)) {
+			if snd.registering == nil {
+				snd.registering = make(map[uint64]string)
+			}
 			snd.registering[l.id] = string(l.procedure)
 		}
 	case kindRegistered:
@@ -311,15 +361,44 @@ func (r *LogReader) handleLine(now int64, from netip.AddrPort, line []byte) {
 		if !ok {
 			return
 		}
-		delete(snd.registering, l.id)
+		delete(snd.registering, l.id) // its charge moves with it
+		r.forgetRegistration(snd, snd.registrations, l.registration)
 		if snd.registrations == nil {
 			snd.registrations = make(map[uint64]string)
 		}
-		if len(snd.registrations) < maxRegistrations {
-			snd.registrations[l.registration] = p
-		}
+		snd.registrations[l.registration] = p
 		r.in.familyAt(fi).Declare(p, now)
 	}
+}
+
+// charge takes the place for remembering a procedure name of n bytes, if
+// the bounds allow (see maxRegistrationBytes).
+func (r *LogReader) charge(snd *logSender, n int) bool {
+	if n > maxRememberedProcedure {
+		return false
+	}
+	c := int64(n + registrationOverhead)
+	if snd.regBytes+c > maxRegistrationBytes {
+		return false
+	}
+	if r.in.registrationBytes.Add(c) > maxAllRegistrationBytes {
+		r.in.registrationBytes.Add(-c)
+		return false
+	}
+	snd.regBytes += c
+	return true
+}
+
+// forgetRegistration deletes m[id], if there, and gives its charge back.
+func (r *LogReader) forgetRegistration(snd *logSender, m map[uint64]string, id uint64) {
+	p, ok := m[id]
+	if !ok {
+		return
+	}
+	delete(m, id)
+	c := int64(len(p) + registrationOverhead)
+	snd.regBytes -= c
+	r.in.registrationBytes.Add(-c)
 }
 
 func (r *LogReader) reject(reason string, from netip.AddrPort, line []byte) {
@@ -369,14 +448,61 @@ func existing(snd *logSender, fi int, v view) *Session {
 }
 
 // ForgetIdle drops senders with no pending call whose last line is older
-// than the ingester's IdleAfter. UDP senders never say goodbye.
+// than the ingester's IdleAfter. UDP senders never say goodbye. It walks
+// from the sender seen least recently and stops at the first one seen
+// since the cutoff: its cost is the idle senders', not the table's.
 func (r *LogReader) ForgetIdle() {
 	cutoff := r.in.tracker.nanos() - int64(r.in.idleAfter)
-	for from, snd := range r.senders {
-		if snd.lastSeen < cutoff && !snd.hasPending() {
-			r.drop(from, snd)
+	for snd := r.recent.newer; snd != &r.recent && snd.lastSeen < cutoff; {
+		older := snd.older
+		if !snd.hasPending() {
+			r.drop(snd)
+		}
+		snd = older
+	}
+}
+
+// evictOldest makes room for a new sender by forgetting the one seen least
+// recently, so that senders that went quiet (a UDP sender has no close)
+// never lock new ones out: before, 10,000 source addresses with one
+// long-pending call each took every place for good. The rule never records
+// a wrong outcome. The evicted sender's calls whose deadline has passed are
+// timeouts, as any answer to them would now be; the others are dropped
+// without an outcome and counted in wamp_observer_log_calls_dropped_total,
+// as those of a WAMP caller that left (Session.Close): an answer may still
+// be logged, and it would then find no call, so recording them as timeouts
+// (Session.Abandon) could be wrong. As the timeout a line may ask for is
+// capped (MaxTimeout), a sender silent for longer than that plus
+// DealerBackstop loses no call to eviction.
+func (r *LogReader) evictOldest(now int64) {
+	snd := r.recent.newer
+	if snd == &r.recent {
+		return
+	}
+	var dropped int
+	for _, views := range snd.sessions {
+		for _, s := range views {
+			if s != nil {
+				dropped += s.closeAt(now)
+			}
 		}
 	}
+	snd.sessions = nil // drop does not abandon them again
+	r.in.dropped.Add(float64(dropped))
+	r.in.evicted.Inc()
+	r.drop(snd)
+}
+
+func (r *LogReader) linkNewest(snd *logSender) {
+	snd.newer, snd.older = &r.recent, r.recent.older
+	r.recent.older.newer = snd
+	r.recent.older = snd
+}
+
+func (r *LogReader) unlink(snd *logSender) {
+	snd.newer.older = snd.older
+	snd.older.newer = snd.newer
+	snd.newer, snd.older = nil, nil
 }
 
 func (snd *logSender) hasPending() bool {
@@ -394,7 +520,7 @@ func (snd *logSender) hasPending() bool {
 // arrive on this reader, end as timeouts at their deadlines, as in the
 // original tool: the PHP process made those calls and never logged an
 // answer. (A sender forgotten for being idle has none.)
-func (r *LogReader) drop(from netip.AddrPort, snd *logSender) {
+func (r *LogReader) drop(snd *logSender) {
 	for _, views := range snd.sessions {
 		for _, s := range views {
 			if s != nil {
@@ -402,14 +528,17 @@ func (r *LogReader) drop(from netip.AddrPort, snd *logSender) {
 			}
 		}
 	}
-	delete(r.senders, from)
+	r.in.registrationBytes.Add(-snd.regBytes)
+	snd.regBytes = 0
+	r.unlink(snd)
+	delete(r.senders, snd.from)
 	r.in.senders.Dec()
 }
 
 // Close forgets every sender (see drop): for a TCP reader, the connection
 // that was the sender has closed.
 func (r *LogReader) Close() {
-	for from, snd := range r.senders {
-		r.drop(from, snd)
+	for _, snd := range r.senders {
+		r.drop(snd)
 	}
 }

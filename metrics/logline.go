@@ -28,7 +28,6 @@ const (
 	ReasonTooManyFamilies = "too_many_families"    // a new protocol/direction pair beyond the bound
 	ReasonFamilyConflict  = "family_conflict"      // its metric names are taken (e.g. wamp/router)
 	ReasonNoProcedure     = "no_procedure"         // an INVOCATION whose procedure is not known
-	ReasonTooManySenders  = "too_many_senders"     // a new sender beyond the bound
 	ReasonEmpty           = "empty"                // a datagram without a line in it
 )
 
@@ -36,7 +35,7 @@ const (
 func BadLineReasons() []string {
 	return []string{ReasonNotJSON, ReasonBadName, ReasonBadMessage, ReasonUnknownType, ReasonWrongArity,
 		ReasonWrongType, ReasonBadID, ReasonInvalidUTF8, ReasonTooLong, ReasonTooManyFamilies,
-		ReasonFamilyConflict, ReasonNoProcedure, ReasonTooManySenders, ReasonEmpty}
+		ReasonFamilyConflict, ReasonNoProcedure, ReasonEmpty}
 }
 
 // msgKind is what a logged WAMP message means for call tracking.

@@ -888,6 +888,8 @@ type logTally struct {
 	senders   float64
 	negative  bool // some family's pending count is below zero
 	trackerPn int64
+	evicted   float64 // senders evicted for a new one
+	dropped   float64 // their calls dropped without an outcome
 }
 
 func writeMetric(t *testing.T, m prometheus.Metric) *dto.Metric {
@@ -924,6 +926,8 @@ func tallyLog(t *testing.T, in *LogIngester, r *LogReader) logTally {
 	}
 	tl.lines = writeMetric(t, r.lines).GetCounter().GetValue()
 	tl.senders = writeMetric(t, in.senders).GetGauge().GetValue()
+	tl.evicted = writeMetric(t, in.evicted).GetCounter().GetValue()
+	tl.dropped = writeMetric(t, in.dropped).GetCounter().GetValue()
 	return tl
 }
 
@@ -945,7 +949,8 @@ func readerPending(r *LogReader) int64 {
 }
 
 // The schedule byte for line i: bits 0-1 pick the sender (A, B, A, and a
-// third, C, that the MaxSenders bound of 2 may refuse); bits 2-6 advance
+// third, C, for which the MaxSenders bound of 2 evicts the sender seen
+// least recently); bits 2-6 advance
 // the clock by 0..31 × 20 ms before the line; bit 7 runs the sweeper
 // (Tracker.Expire) and LogReader.ForgetIdle after it.
 const (
@@ -1058,7 +1063,7 @@ func FuzzHandleLines(f *testing.F) {
 			case newBad > 1:
 				t.Fatalf("%s: one line, %v bad lines", step(), newBad)
 			case newBad == 1:
-				for _, ingesterReason := range []string{ReasonTooManyFamilies, ReasonFamilyConflict, ReasonNoProcedure, ReasonTooManySenders} {
+				for _, ingesterReason := range []string{ReasonTooManyFamilies, ReasonFamilyConflict, ReasonNoProcedure} {
 					newBad -= now.bad[ingesterReason] - prev.bad[ingesterReason]
 				}
 				if newBad != 0 {
@@ -1066,10 +1071,23 @@ func FuzzHandleLines(f *testing.F) {
 				}
 			}
 
-			// One line starts at most one call, or ends at most one.
-			started := now.pending - prev.pending + int64(now.recorded()-prev.recorded())
+			// One line starts at most one call, or ends at most one. A
+			// line from a new sender may first evict another: that one's
+			// calls past their deadline are timeouts, the others dropped
+			// and counted, and the line itself, its sender's first, answers
+			// nothing.
+			evicted := now.evicted - prev.evicted
+			dropped := int64(now.dropped - prev.dropped)
+			started := now.pending - prev.pending + int64(now.recorded()-prev.recorded()) + dropped
 			ended := now.recorded() - prev.recorded()
 			switch {
+			case evicted < 0 || evicted > 1 || dropped < 0 || evicted == 0 && dropped != 0:
+				t.Fatalf("%s: evicted %v senders, dropping %d calls", step(), evicted, dropped)
+			case evicted == 1 && (started < 0 || started > 1 || now.count[Response] != prev.count[Response] || now.count[Error] != prev.count[Error]):
+				t.Fatalf("%s: an eviction with pending %d → %d, recorded %v → %v, dropped %d", step(), prev.pending, now.pending, prev.count, now.count, dropped)
+			case evicted == 1:
+				// Its timeouts are the evicted sender's; the checks of a
+				// line's own answer do not apply.
 			case started < 0 || started > 1 || ended > 1:
 				t.Fatalf("%s: pending %d → %d, recorded %d → %d", step(), prev.pending, now.pending, prev.recorded(), now.recorded())
 			case started == 1 && !starts:

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -28,10 +29,12 @@ type LogListener struct {
 	tcp        *net.TCPListener
 	maxLineLen int
 	maxConns   int
+	idle       time.Duration
 	log        *slog.Logger
 
-	conns    prometheus.Gauge
-	refusals prometheus.Counter
+	conns      prometheus.Gauge
+	refusals   prometheus.Counter
+	idleClosed prometheus.Counter
 
 	mu   sync.Mutex
 	open map[net.Conn]struct{}
@@ -44,8 +47,22 @@ type LogListenerOpts struct {
 	MaxLineLen int
 	// MaxConns bounds concurrent TCP connections. Default 1024.
 	MaxConns int
-	Logger   *slog.Logger
+	// IdleTimeout closes a TCP connection that delivered no byte for
+	// that long, so that idle connections cannot hold every one of the
+	// MaxConns places: 1,024 of them locked every sender out for good.
+	// Its sender is gone then, as on any close: its pending calls end as
+	// timeouts at their deadlines. Counted in
+	// wamp_observer_log_tcp_idle_closed_total. Default
+	// DefaultLogIdleTimeout; negative turns it off.
+	IdleTimeout time.Duration
+	Logger      *slog.Logger
 }
+
+// DefaultLogIdleTimeout is LogListenerOpts.IdleTimeout's default. The
+// original class keeps its connection open between requests of a PHP-FPM
+// worker, which may be quiet for a while; a minute is long enough for that
+// and short enough that an idle flood wears off.
+const DefaultLogIdleTimeout = time.Minute
 
 // udpReadBuffer is the socket receive buffer asked for: bursts from many
 // PHP processes queue there while the reader catches up. The kernel caps
@@ -103,6 +120,9 @@ func NewLogListener(reg prometheus.Registerer, socks *LogSockets, in *LogIngeste
 	if opts.MaxConns == 0 {
 		opts.MaxConns = 1024
 	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = DefaultLogIdleTimeout
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -112,6 +132,7 @@ func NewLogListener(reg prometheus.Registerer, socks *LogSockets, in *LogIngeste
 		tcp:        socks.TCP,
 		maxLineLen: opts.MaxLineLen,
 		maxConns:   opts.MaxConns,
+		idle:       opts.IdleTimeout,
 		log:        opts.Logger,
 		open:       map[net.Conn]struct{}{},
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -122,9 +143,13 @@ func NewLogListener(reg prometheus.Registerer, socks *LogSockets, in *LogIngeste
 			Name: "wamp_observer_log_tcp_refused_total",
 			Help: "TCP log connections closed at once because the maximum was open.",
 		}),
+		idleClosed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wamp_observer_log_tcp_idle_closed_total",
+			Help: "TCP log connections closed because they delivered nothing for the idle timeout.",
+		}),
 	}
 	drops := newUDPDropsCollector(l.udp.LocalAddr().(*net.UDPAddr).AddrPort())
-	for _, c := range []prometheus.Collector{l.conns, l.refusals, drops} {
+	for _, c := range []prometheus.Collector{l.conns, l.refusals, l.idleClosed, drops} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register log listener metrics: %w", err)
 		}
@@ -269,7 +294,7 @@ func (l *LogListener) readTCP(c net.Conn) {
 	r := l.ingester.NewReader("tcp")
 	defer r.Close()
 	from, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-	stamped := &stampedReader{conn: c, clock: l.ingester.tracker.nanos}
+	stamped := &stampedReader{conn: c, clock: l.ingester.tracker.nanos, idle: l.idle}
 	br := bufio.NewReaderSize(stamped, l.maxLineLen)
 	for {
 		line, err := br.ReadSlice('\n')
@@ -280,13 +305,21 @@ func (l *LogListener) readTCP(c net.Conn) {
 			}
 		case errors.Is(err, bufio.ErrBufferFull):
 			r.RejectTooLong(from, line)
-			if !discardLine(br) {
+			if err := discardLine(br); err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					l.idleClosed.Inc()
+				}
 				return
 			}
 		default:
-			// A last line without its newline is still a line.
-			if len(line) > 0 && errors.Is(err, io.EOF) {
+			// A last line without its newline is still a line; so is
+			// one cut off by the idle timeout, which is a close.
+			idle := errors.Is(err, os.ErrDeadlineExceeded)
+			if len(line) > 0 && (idle || errors.Is(err, io.EOF)) {
 				r.handleLine(stamped.at, from, line)
+			}
+			if idle {
+				l.idleClosed.Inc()
 			}
 			return
 		}
@@ -298,27 +331,38 @@ func (l *LogListener) readTCP(c net.Conn) {
 // is buffered, so every line it hands out was completed by the latest read.
 // Reading the clock before the blocking read instead would stamp a line
 // with the moment the connection went idle.
+//
+// It also arms the idle timeout before each read: bufio reads only when it
+// needs more, so every read's deadline is the idle timeout after the
+// previous read returned.
 type stampedReader struct {
 	conn  net.Conn
 	clock func() int64
-	at    int64 // Tracker.nanos when the latest read returned
+	idle  time.Duration // <= 0: none
+	at    int64         // Tracker.nanos when the latest read returned
 }
 
 func (s *stampedReader) Read(p []byte) (int, error) {
+	if s.idle > 0 {
+		if err := s.conn.SetReadDeadline(time.Now().Add(s.idle)); err != nil {
+			return 0, err
+		}
+	}
 	n, err := s.conn.Read(p)
 	s.at = s.clock()
 	return n, err
 }
 
-// discardLine skips the rest of an over-long line; false at end of stream.
-func discardLine(br *bufio.Reader) bool {
+// discardLine skips the rest of an over-long line; the read error that
+// ends the stream first, if one does.
+func discardLine(br *bufio.Reader) error {
 	for {
 		_, err := br.ReadSlice('\n')
 		if err == nil {
-			return true
+			return nil
 		}
 		if !errors.Is(err, bufio.ErrBufferFull) {
-			return false
+			return err
 		}
 	}
 }

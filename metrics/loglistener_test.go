@@ -28,6 +28,13 @@ func startLogListener(t *testing.T, timeout time.Duration, maxLineLen int) *logF
 // clock now (time.Now when nil).
 func startLogListenerWithClock(t *testing.T, timeout time.Duration, maxLineLen int, now func() time.Time) *logFixture {
 	t.Helper()
+	return startLogListenerWith(t, timeout, now, LogListenerOpts{MaxLineLen: maxLineLen})
+}
+
+// startLogListenerWith is startLogListenerWithClock with the listener's
+// options (their Logger is set here).
+func startLogListenerWith(t *testing.T, timeout time.Duration, now func() time.Time, opts LogListenerOpts) *logFixture {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	tracker, err := NewTracker(TrackerOpts{DefaultTimeout: timeout, Now: now})
 	if err != nil {
@@ -45,7 +52,8 @@ func startLogListenerWithClock(t *testing.T, timeout time.Duration, maxLineLen i
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := NewLogListener(reg, socks, in, LogListenerOpts{MaxLineLen: maxLineLen, Logger: quietLog()})
+	opts.Logger = quietLog()
+	l, err := NewLogListener(reg, socks, in, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,4 +311,45 @@ func TestOriginalWriterLinesCountExactly(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Idle TCP connections used to hold every place for good (1,024 of them
+// locked every sender out). A connection that delivers nothing for the
+// idle timeout is closed and counted; its pending call then ends as a
+// timeout, as on any close. A connection that keeps logging stays open,
+// and once the idlers are gone new connections are served.
+func TestIdleTCPConnectionsAreClosed(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	f := startLogListenerWith(t, 100*time.Millisecond, nil, LogListenerOpts{MaxConns: 8, IdleTimeout: idle})
+	active := f.dial(t, "tcp")
+	send(t, active, wrap("wamp", "out", `[48,1,{},"busy"]`), wrap("wamp", "out", `[50,1,{},[]]`))
+	f.waitFor(t, 1, "wamp_out_responses_seconds", "message", "busy")
+	idlers := make([]net.Conn, 7)
+	for i := range idlers {
+		idlers[i] = f.dial(t, "tcp")
+	}
+	send(t, idlers[0], wrap("wamp", "out", `[48,1,{},"idler"]`)) // then silence
+	f.waitFor(t, 8, "wamp_observer_log_tcp_connections")
+	f.dial(t, "tcp") // all places taken
+	f.waitFor(t, 1, "wamp_observer_log_tcp_refused_total")
+
+	// The active sender writes well within the idle timeout, for more
+	// than twice its length, while the idlers time out.
+	tick := time.NewTicker(idle / 4)
+	defer tick.Stop()
+	for id := 2; id < 2+10; id++ {
+		<-tick.C
+		send(t, active, wrap("wamp", "out", fmt.Sprintf(`[48,%d,{},"busy"]`, id)), wrap("wamp", "out", fmt.Sprintf(`[50,%d,{},[]]`, id)))
+	}
+	f.waitFor(t, 7, "wamp_observer_log_tcp_idle_closed_total")
+	f.waitFor(t, 1, "wamp_observer_log_tcp_connections")
+	f.waitFor(t, 11, "wamp_out_responses_seconds", "message", "busy")
+	f.waitFor(t, 1, "wamp_out_timeouts_seconds", "message", "idler")
+
+	late := f.dial(t, "tcp")
+	send(t, late, wrap("wamp", "out", `[48,1,{},"late"]`), wrap("wamp", "out", `[50,1,{},[]]`))
+	f.waitFor(t, 1, "wamp_out_responses_seconds", "message", "late")
+	f.waitFor(t, 1, "wamp_observer_log_tcp_refused_total")
+	f.waitFor(t, 7, "wamp_observer_log_tcp_idle_closed_total")
+	f.waitFor(t, 0, "wamp_out_calls_in_flight")
 }

@@ -15,6 +15,18 @@ import (
 // Pending calls live in Sessions, one per WAMP connection or log sender, each
 // with its own lock, so that reporting a call never takes a lock shared by
 // all connections. A single sweeper (Run) ends calls whose deadline passed.
+//
+// The sweeper must not visit every session: 10,000 log senders in 16
+// families are 160,000 sessions, and visiting them all every SweepInterval
+// took a whole core. So the tracker keeps a min-heap of the sessions that
+// have pending calls, keyed by a lower bound of each one's earliest
+// deadline (Session.sched), and a sweep pops only the sessions whose key
+// is due: its cost is proportional to what expires (and to answered calls'
+// leftover deadline entries), not to how many sessions exist. A call takes
+// the tracker's lock only when it moves its session's key earlier: the
+// first call of a session with nothing pending, or a call whose deadline
+// is before every other one pending there. Lock order: Session.mu, then
+// Tracker.mu.
 type Tracker struct {
 	now                  func() time.Time
 	epoch                time.Time
@@ -25,8 +37,8 @@ type Tracker struct {
 
 	pending atomic.Int64 // over all sessions, against maxPending
 
-	mu       sync.Mutex
-	sessions map[*Session]struct{}
+	mu  sync.Mutex
+	due sessionHeap // sessions with pending calls, by Session.sched
 }
 
 // TrackerOpts configures a Tracker.
@@ -77,7 +89,6 @@ func NewTracker(opts TrackerOpts) (*Tracker, error) {
 		sweepInterval:        opts.SweepInterval,
 		maxPending:           int64(opts.MaxPending),
 		maxPendingPerSession: opts.MaxPendingPerSession,
-		sessions:             make(map[*Session]struct{}),
 	}, nil
 }
 
@@ -101,21 +112,54 @@ func (t *Tracker) Run(ctx context.Context) {
 }
 
 // Expire ends, as timeouts, every pending call whose deadline has passed.
-// buf is reused for the list of sessions to avoid an allocation per sweep;
-// the (possibly grown) buffer is returned.
+// It visits only the sessions whose earliest deadline is due (see
+// Tracker). buf is reused for the list of those sessions to avoid an
+// allocation per sweep; the (possibly grown) buffer is returned.
 func (t *Tracker) Expire(buf []*Session) []*Session {
+	now := t.nanos()
 	t.mu.Lock()
-	for s := range t.sessions {
-		buf = append(buf, s)
+	for len(t.due) > 0 && t.due[0].sched < now {
+		buf = append(buf, t.due.pop())
 	}
 	t.mu.Unlock()
-	now := t.nanos()
+	// A popped session is out of the heap until its expire reschedules
+	// it; a call meanwhile sees its old, earlier key and leaves the heap
+	// alone, which is right, as that expire reads the call's deadline.
 	for _, s := range buf {
 		s.expire(now)
 	}
 	clear(buf) // drop references to closed sessions
 	return buf
 }
+
+// scheduled returns the number of sessions the sweeper has to look at.
+func (t *Tracker) scheduled() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.due)
+}
+
+// scheduleLocked sets the key of s in the heap of due sessions to at, or
+// takes s out of it for noDeadline. The caller holds s.mu, so that a call
+// cannot move the session's earliest deadline meanwhile.
+func (t *Tracker) scheduleLocked(s *Session, at int64) {
+	t.mu.Lock()
+	s.sched = at
+	switch {
+	case at == noDeadline && s.dueIdx >= 0:
+		t.due.remove(s.dueIdx)
+	case at == noDeadline:
+	case s.dueIdx >= 0:
+		t.due.fix(s.dueIdx)
+	default:
+		t.due.push(s)
+	}
+	t.mu.Unlock()
+}
+
+// noDeadline is the key of a session with no deadline to wait for: no
+// pending call, or only calls whose deadline saturated (never due).
+const noDeadline = math.MaxInt64
 
 // reserve takes a place for one pending call under MaxPending.
 func (t *Tracker) reserve() bool {
@@ -126,16 +170,16 @@ func (t *Tracker) reserve() bool {
 	return true
 }
 
-// Open starts a session whose calls are recorded in family.
+// Open starts a session whose calls are recorded in family. The tracker
+// holds on to it only while it has calls pending.
 func (t *Tracker) Open(family *Family) *Session {
 	s := &Session{
 		tracker: t,
 		family:  family,
 		calls:   make(map[uint64]pendingCall),
+		sched:   noDeadline,
+		dueIdx:  -1,
 	}
-	t.mu.Lock()
-	t.sessions[s] = struct{}{}
-	t.mu.Unlock()
 	family.sessions.Inc()
 	return s
 }
@@ -154,6 +198,15 @@ type Session struct {
 	registered []registration
 	closed     bool // by Close or Abandon: no new calls or answers
 	abandoned  bool // by Abandon: pending calls still expire
+
+	// sched is the session's key in Tracker.due: no later than the
+	// deadline of any pending call, or noDeadline. Written with both
+	// s.mu and Tracker.mu held, so either lock suffices to read it.
+	// After Expire pops the session it is stale (due) until the
+	// session's expire sets it again.
+	sched int64
+	// dueIdx is the session's index in Tracker.due, or -1; Tracker.mu.
+	dueIdx int
 }
 
 type pendingCall struct {
@@ -229,6 +282,9 @@ func (s *Session) startAt(now int64, id uint64, series *procedureSeries, timeout
 	c := pendingCall{series: series, start: now, deadline: deadline, limit: int64(timeout), seq: s.seq}
 	s.calls[id] = c
 	s.deadlines.push(deadlineEntry{deadline: c.deadline, id: id, seq: c.seq})
+	if deadline < s.sched { // rarely: most calls' deadlines come later
+		s.tracker.scheduleLocked(s, deadline)
+	}
 	s.mu.Unlock()
 	s.family.pending.Add(1)
 }
@@ -348,12 +404,16 @@ func (s *Session) Pending() int {
 // passed are timeouts, whether or not the sweeper got to them: the caller
 // waited that long in vain. The others are dropped without an outcome: a
 // caller that left cannot receive their answers.
-func (s *Session) Close() {
-	s.expire(s.tracker.nanos())
+func (s *Session) Close() { s.closeAt(s.tracker.nanos()) }
+
+// closeAt is Close at now (Tracker.nanos); it returns the number of calls
+// dropped without an outcome.
+func (s *Session) closeAt(now int64) int {
+	s.expire(now)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return
+		return 0
 	}
 	s.closed = true
 	dropped := len(s.calls)
@@ -363,12 +423,13 @@ func (s *Session) Close() {
 	s.calls = nil
 	s.deadlines = nil
 	s.releaseRegistrationsLocked()
+	s.tracker.scheduleLocked(s, noDeadline)
 	s.mu.Unlock()
 
-	s.tracker.forget(s)
 	s.tracker.pending.Add(-int64(dropped))
 	s.family.pending.Add(-int64(dropped))
 	s.family.sessions.Dec()
+	return dropped
 }
 
 // Abandon ends the session of a log sender that went away (its TCP
@@ -384,19 +445,9 @@ func (s *Session) Abandon() {
 	}
 	s.closed = true
 	s.abandoned = true
-	empty := len(s.calls) == 0
 	s.releaseRegistrationsLocked()
 	s.mu.Unlock()
-	if empty {
-		s.tracker.forget(s)
-	}
 	s.family.sessions.Dec()
-}
-
-func (t *Tracker) forget(s *Session) {
-	t.mu.Lock()
-	delete(t.sessions, s)
-	t.mu.Unlock()
 }
 
 // expire ends the calls whose deadline is before now.
@@ -416,11 +467,15 @@ func (s *Session) expire(now int64) {
 		delete(s.calls, e.id)
 		ended = append(ended, expired{c.series, c.limit})
 	}
-	done := s.abandoned && len(s.calls) == 0
-	s.mu.Unlock()
-	if done {
-		s.tracker.forget(s)
+	// The earliest entry left may be an answered call's: a lower bound
+	// is all the key needs to be. With no call left, the tracker lets go
+	// of the session (an abandoned one is then forgotten for good).
+	next := int64(noDeadline)
+	if len(s.calls) > 0 && len(s.deadlines) > 0 {
+		next = s.deadlines[0].deadline
 	}
+	s.tracker.scheduleLocked(s, next)
+	s.mu.Unlock()
 	s.tracker.pending.Add(-int64(len(ended)))
 	for _, e := range ended {
 		s.family.pending.Add(-1)
@@ -501,6 +556,81 @@ func (h deadlineHeap) down(i int) {
 			return
 		}
 		h[smallest], h[i] = h[i], h[smallest]
+		i = smallest
+	}
+}
+
+// sessionHeap is a min-heap of sessions by Session.sched, each knowing its
+// index (Session.dueIdx) so that its key can move. Tracker.mu guards it.
+type sessionHeap []*Session
+
+func (h *sessionHeap) push(s *Session) {
+	s.dueIdx = len(*h)
+	*h = append(*h, s)
+	h.up(s.dueIdx)
+}
+
+func (h *sessionHeap) pop() *Session {
+	top := (*h)[0]
+	h.remove(0)
+	return top
+}
+
+func (h *sessionHeap) remove(i int) {
+	old := *h
+	n := len(old) - 1
+	gone := old[i]
+	if i != n {
+		old[i] = old[n]
+		old[i].dueIdx = i
+	}
+	old[n] = nil
+	*h = old[:n]
+	if i != n {
+		h.fix(i)
+	}
+	gone.dueIdx = -1
+}
+
+// fix restores the order after h[i]'s key changed. When down moved it,
+// up is a no-op: what rose to i came from below, where keys are no less
+// than i's parent's.
+func (h sessionHeap) fix(i int) {
+	h.down(i)
+	h.up(i)
+}
+
+func (h sessionHeap) swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].dueIdx = i
+	h[j].dueIdx = j
+}
+
+func (h sessionHeap) up(i int) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if h[parent].sched <= h[i].sched {
+			return
+		}
+		h.swap(parent, i)
+		i = parent
+	}
+}
+
+func (h sessionHeap) down(i int) {
+	n := len(h)
+	for {
+		smallest, l, r := i, 2*i+1, 2*i+2
+		if l < n && h[l].sched < h[smallest].sched {
+			smallest = l
+		}
+		if r < n && h[r].sched < h[smallest].sched {
+			smallest = r
+		}
+		if smallest == i {
+			return
+		}
+		h.swap(smallest, i)
 		i = smallest
 	}
 }

@@ -265,7 +265,7 @@ func TestAbandonedSessionTimesOutItsCalls(t *testing.T) {
 	f.tracker.Expire(nil)
 	f.expectCall(t, Timeout, "orphan", 1, 300*time.Millisecond)
 	f.expectCall(t, Response, "orphan", 1, 100*time.Millisecond)
-	if n := len(f.tracker.sessions); n != 0 {
+	if n := f.tracker.scheduled(); n != 0 {
 		t.Errorf("tracker holds %d sessions, want 0", n)
 	}
 }
@@ -285,6 +285,9 @@ func TestClosedSessionDropsPendingCallsWithoutOutcome(t *testing.T) {
 	}
 	s.Close()
 	s.Close() // idempotent
+	if n := f.tracker.scheduled(); n != 1 {
+		t.Errorf("tracker holds %d sessions, want 1 (the other one)", n)
+	}
 	f.clock.Advance(time.Second)
 	f.tracker.Expire(nil)
 	s.Result(1)
@@ -297,8 +300,8 @@ func TestClosedSessionDropsPendingCallsWithoutOutcome(t *testing.T) {
 	if got := testutil.ToFloat64(f.family.sessions); got != 1 {
 		t.Errorf("sessions %v, want 1", got)
 	}
-	if n := len(f.tracker.sessions); n != 1 {
-		t.Errorf("tracker holds %d sessions, want 1", n)
+	if n := f.tracker.scheduled(); n != 0 {
+		t.Errorf("tracker holds %d sessions, want 0: none has a call pending", n)
 	}
 }
 
@@ -375,6 +378,52 @@ func TestDeadlineHeapStaysBoundedWithLongTimeouts(t *testing.T) {
 		t.Errorf("deadline heap holds %d entries for 0 pending calls", n)
 	}
 	f.expectCall(t, Response, "fast", 100_000, 0)
+}
+
+// A sweep visits only the sessions with a call due, however many others
+// wait: 10,000 sessions with a call a minute out cost nothing to sweep
+// (Expire hands back the sessions it visited in its buffer). Calls with a
+// short deadline, in sessions of their own and among the idle ones, time
+// out exactly; a call that moves its session's deadline earlier is
+// honoured; answered calls' sessions are visited at most once more.
+func TestExpireVisitsOnlySessionsWithACallDue(t *testing.T) {
+	f := newFixture(t, 10)
+	const idle = 10_000
+	idlers := make([]*Session, idle)
+	for i := range idlers {
+		idlers[i] = f.tracker.Open(f.family)
+		idlers[i].Call(1, "slow", time.Minute)
+	}
+	busy := f.tracker.Open(f.family)
+	busy.Call(1, "fast", 0)      // 300ms
+	busy.Call(2, "fast", 0)      // answered below
+	idlers[7].Call(2, "fast", 0) // earlier than that session's minute
+	f.clock.Advance(10 * time.Millisecond)
+	if visited := len(f.tracker.Expire(nil)); visited != 0 {
+		t.Errorf("a sweep with nothing due visited %d sessions, want 0", visited)
+	}
+	busy.Result(2)
+	f.clock.Advance(291 * time.Millisecond)
+	if visited := len(f.tracker.Expire(nil)); visited != 2 {
+		t.Errorf("a sweep with 2 sessions due visited %d, want 2", visited)
+	}
+	f.expectCall(t, Timeout, "fast", 2, 600*time.Millisecond)
+	f.expectCall(t, Response, "fast", 1, 10*time.Millisecond)
+	f.expectCall(t, Timeout, "slow", 0, 0)
+	if n := f.tracker.scheduled(); n != idle {
+		t.Errorf("tracker holds %d sessions, want the %d with a call pending", n, idle)
+	}
+	f.clock.Advance(time.Minute + DealerBackstop) // a timeout option's backstop
+	if visited := len(f.tracker.Expire(nil)); visited != idle {
+		t.Errorf("the minute's sweep visited %d sessions, want %d", visited, idle)
+	}
+	f.expectCall(t, Timeout, "slow", idle, idle*time.Minute)
+	if n := f.tracker.scheduled(); n != 0 {
+		t.Errorf("tracker holds %d sessions, want 0", n)
+	}
+	if got := testutil.ToFloat64(f.family.inFlight); got != 0 {
+		t.Errorf("calls in flight %v, want 0", got)
+	}
 }
 
 func TestExpireEndsCallsInDeadlineOrder(t *testing.T) {

@@ -160,6 +160,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 			return nil
 		})
 	fs.IntVar(&s.cfg.MaxLogConns, "max-log-conns", 1024, "concurrent TCP log connections; further ones are closed at once")
+	fs.DurationVar(&s.cfg.LogIdle, "log-idle-timeout", metrics.DefaultLogIdleTimeout,
+		"close a TCP log connection that sent nothing for this long (its pending calls then time out); 0 or negative turns it off")
 	fs.Int64Var(&s.cfg.MaxMessage, "max-message", router.DefaultMaxMessageSize,
 		"largest WebSocket message a client may send, in bytes; a larger one closes its connection")
 	fs.IntVar(&s.cfg.MaxPending, "max-pending", 1_000_000,
@@ -195,5 +197,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 			}
 		}
 	})
+	if s.cfg.LogIdle == 0 { // the flag's "off"; a zero Config means the default
+		s.cfg.LogIdle = -1
+	}
 	return s, envErr
 }

@@ -30,8 +30,29 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.wampAddr != "127.0.0.1:9090" || s.metricsAddr != ":8080" || s.cfg.Realm != "realm1" ||
-		s.cfg.Timeout != 300*time.Millisecond || s.cfg.OutQueue != 1024 || s.cfg.MaxProcedures != 1000 || !s.cfg.Observe {
+		s.cfg.Timeout != 300*time.Millisecond || s.cfg.OutQueue != 1024 || s.cfg.MaxProcedures != 1000 || !s.cfg.Observe ||
+		s.cfg.LogIdle != time.Minute {
 		t.Errorf("defaults: %+v", s)
+	}
+}
+
+func TestLogIdleTimeoutFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want time.Duration
+	}{
+		{nil, map[string]string{"WAMP_OBSERVER_LOG_IDLE_TIMEOUT": "5s"}, 5 * time.Second},
+		{[]string{"-log-idle-timeout", "250ms"}, map[string]string{"WAMP_OBSERVER_LOG_IDLE_TIMEOUT": "5s"}, 250 * time.Millisecond},
+		{[]string{"-log-idle-timeout", "0"}, nil, -1}, // off
+	} {
+		s, err := parseFlags(tc.args, env(tc.env), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.cfg.LogIdle != tc.want {
+			t.Errorf("%q %v: log idle timeout %v, want %v", tc.args, tc.env, s.cfg.LogIdle, tc.want)
+		}
 	}
 }
 

@@ -1,0 +1,254 @@
+package metrics
+
+import (
+	"fmt"
+	"net/netip"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// ingestFixture is an ingester and one UDP reader on a fake clock, driven
+// line by line without a socket.
+type ingestFixture struct {
+	reg     *prometheus.Registry
+	clock   *fakeClock
+	tracker *Tracker
+	in      *LogIngester
+	r       *LogReader
+}
+
+func newIngestFixture(t *testing.T, opts LogIngesterOpts) *ingestFixture {
+	t.Helper()
+	f := &ingestFixture{reg: prometheus.NewRegistry(), clock: newFakeClock()}
+	var err error
+	if f.tracker, err = NewTracker(TrackerOpts{DefaultTimeout: 300 * time.Millisecond, Now: f.clock.Now}); err != nil {
+		t.Fatal(err)
+	}
+	opts.Tracker, opts.Logger = f.tracker, quietLog()
+	if opts.MaxProcedures == 0 {
+		opts.MaxProcedures = 100
+	}
+	if f.in, err = NewLogIngester(f.reg, opts); err != nil {
+		t.Fatal(err)
+	}
+	f.r = f.in.NewReader("udp")
+	t.Cleanup(f.r.Close)
+	return f
+}
+
+func (f *ingestFixture) line(from netip.AddrPort, msg string) {
+	f.r.HandleLine(from, []byte(wrap("php", "out", msg)))
+}
+
+// count is the count of php_out_<outcome>_seconds{message=procedure}.
+func (f *ingestFixture) count(t *testing.T, outcome Outcome, procedure string) uint64 {
+	t.Helper()
+	m := findMetric(t, f.reg, "php_out_"+outcome.String()+"_seconds", "message", procedure)
+	if m == nil {
+		return 0
+	}
+	return m.GetSummary().GetSampleCount()
+}
+
+func (f *ingestFixture) sum(t *testing.T, outcome Outcome, procedure string) float64 {
+	t.Helper()
+	m := findMetric(t, f.reg, "php_out_"+outcome.String()+"_seconds", "message", procedure)
+	if m == nil {
+		return 0
+	}
+	return m.GetSummary().GetSampleSum()
+}
+
+// value is the value of a counter or gauge without labels; 0 when absent.
+func (f *ingestFixture) value(t *testing.T, name string) float64 {
+	t.Helper()
+	m := findMetric(t, f.reg, name)
+	switch {
+	case m == nil:
+		return 0
+	case m.GetCounter() != nil:
+		return m.GetCounter().GetValue()
+	}
+	return m.GetGauge().GetValue()
+}
+
+func sender(i int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 40000)
+}
+
+// One CALL with a 10^12 ms timeout from each of 10,000 source addresses
+// used to take every place in the sender table for good. Now a new sender
+// takes the place of the one seen least recently: a sender that keeps
+// logging is never evicted and its calls count exactly, senders arriving
+// after the flood are served, and every attacker call ends exactly once:
+// dropped (evicted before its deadline) or a timeout of the capped minute.
+func TestSenderFloodLocksNoSenderOut(t *testing.T) {
+	f := newIngestFixture(t, LogIngesterOpts{})
+	const attackers, extra = 10_000, 500 // extra: past the table's 10,000
+	steady := netip.MustParseAddrPort("127.0.0.1:50000")
+	id, steadyCalls := 0, 0
+	for i := range attackers + extra {
+		f.line(sender(i), `[48,1,{"timeout":1000000000000},"pin"]`)
+		if i%100 == 0 {
+			id++
+			steadyCalls++
+			f.line(steady, fmt.Sprintf(`[48,%d,{},"steady"]`, id))
+			f.clock.Advance(time.Millisecond)
+			f.line(steady, fmt.Sprintf(`[50,%d,{},[]]`, id))
+		}
+	}
+	late := netip.MustParseAddrPort("127.0.0.1:50001")
+	f.line(late, `[48,1,{},"late"]`)
+	f.clock.Advance(2 * time.Millisecond)
+	f.line(late, `[50,1,{},[]]`)
+
+	if got := f.count(t, Response, "steady"); got != uint64(steadyCalls) {
+		t.Errorf("steady sender: %d responses, want %d", got, steadyCalls)
+	}
+	if got := f.count(t, Response, "late"); got != 1 {
+		t.Errorf("sender after the flood: %d responses, want 1", got)
+	}
+	if got := f.value(t, "wamp_observer_log_senders"); got != 10_000 {
+		t.Errorf("senders %v, want the table's 10,000", got)
+	}
+	evicted := f.value(t, "wamp_observer_log_senders_evicted_total")
+	if want := float64(extra + 2); evicted != want { // the flood's excess, and places for steady and late
+		t.Errorf("evicted %v senders, want %v", evicted, want)
+	}
+	dropped := f.value(t, "wamp_observer_log_calls_dropped_total")
+	if dropped != evicted { // one call each, none past its deadline yet
+		t.Errorf("dropped %v calls, want %v", dropped, evicted)
+	}
+	f.clock.Advance(DefaultMaxLogTimeout + DealerBackstop + time.Millisecond)
+	f.tracker.Expire(nil)
+	timeouts := f.count(t, Timeout, "pin")
+	if float64(timeouts)+dropped != attackers+extra {
+		t.Errorf("attacker calls: %d timeouts + %v dropped, want %d in all", timeouts, dropped, attackers+extra)
+	}
+	if got, want := f.sum(t, Timeout, "pin"), float64(timeouts)*DefaultMaxLogTimeout.Seconds(); got != want {
+		t.Errorf("timeouts sum %gs, want %gs: each the capped minute", got, want)
+	}
+	if got := f.tracker.pending.Load(); got != 0 {
+		t.Errorf("%d calls still pending", got)
+	}
+}
+
+// An evicted sender's calls past their deadline are timeouts, as any
+// answer to them would be; those not yet due are dropped, not recorded:
+// their answer, logged later, finds no call and changes no count.
+func TestEvictionNeverRecordsAWrongOutcome(t *testing.T) {
+	f := newIngestFixture(t, LogIngesterOpts{MaxSenders: 2})
+	a, b, c := sender(1), sender(2), sender(3)
+	f.line(a, `[48,1,{},"p"]`) // 300ms deadline
+	f.line(a, `[48,2,{"timeout":10000},"p"]`)
+	f.line(b, `[48,1,{},"p"]`)
+	f.clock.Advance(400 * time.Millisecond)
+	f.line(c, `[48,1,{},"p"]`) // evicts a, seen least recently
+	f.line(a, `[50,2,{},[]]`)  // a is new again (evicting b): answers nothing
+	f.line(a, `[50,1,{},[]]`)
+	if got := f.count(t, Timeout, "p"); got != 2 { // a's call 1 and b's, both past their deadline
+		t.Errorf("timeouts %d, want 2", got)
+	}
+	if got := f.count(t, Response, "p"); got != 0 {
+		t.Errorf("responses %d, want 0", got)
+	}
+	if got := f.value(t, "wamp_observer_log_calls_dropped_total"); got != 1 { // a's call 2
+		t.Errorf("dropped %v, want 1", got)
+	}
+	if got := f.value(t, "wamp_observer_log_senders_evicted_total"); got != 2 {
+		t.Errorf("evicted %v, want 2", got)
+	}
+	f.line(c, `[50,1,{},[]]`) // c was never evicted
+	if got := f.count(t, Response, "p"); got != 1 {
+		t.Errorf("responses %d, want 1", got)
+	}
+}
+
+// heapAfterGC is the live heap.
+func heapAfterGC() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// A sender with one pinned call and 1,024 REGISTER lines of 60 KB held
+// 63 MiB. Names too long to remember, or beyond a sender's byte budget,
+// are not remembered; a well-behaved callee alongside still has its
+// INVOCATIONs timed.
+func TestRegistrationsAreBoundedInBytes(t *testing.T) {
+	f := newIngestFixture(t, LogIngesterOpts{})
+	callee := sender(0)
+	f.line(callee, `[64,1,{},"hello1"]`)
+	f.line(callee, `[65,1,77]`)
+	before := heapAfterGC()
+	for _, size := range []int{60 << 10, maxRememberedProcedure} {
+		name := strings.Repeat("x", size)
+		for s := 1; s <= 2; s++ {
+			f.line(sender(s), `[48,1,{},"pin"]`)
+			for i := range 1024 {
+				f.line(sender(s), fmt.Sprintf(`[64,%d,{},"%s"]`, i+1, name))
+				f.line(sender(s), fmt.Sprintf(`[65,%d,%d]`, i+1, 2*size+i))
+			}
+		}
+	}
+	grown := int64(heapAfterGC()) - int64(before)
+	if limit := int64(2 * 2 * maxRegistrationBytes); grown > limit {
+		t.Errorf("two senders' registrations hold %d bytes, want at most %d", grown, limit)
+	}
+	f.line(callee, `[68,5,77,{},[]]`) // no details.procedure: learnt from REGISTERED
+	f.clock.Advance(3 * time.Millisecond)
+	f.line(callee, `[70,5,{},[]]`)
+	if got := f.count(t, Response, "hello1"); got != 1 {
+		t.Errorf("callee's hello1: %d responses, want 1", got)
+	}
+	f.line(sender(1), fmt.Sprintf(`[68,1,%d,{},[]]`, 2*60<<10)) // its first 60 KB registration was not remembered
+	if got := testutil.ToFloat64(f.in.badLines[ReasonNoProcedure]); got != 1 {
+		t.Errorf("no_procedure %v, want 1", got)
+	}
+	runtime.KeepAlive(f.r)
+}
+
+// The byte budgets hold per sender and over all senders, and what a
+// sender was charged is given back when it is forgotten or overwrites an
+// entry.
+func TestRegistrationChargesAreGivenBack(t *testing.T) {
+	f := newIngestFixture(t, LogIngesterOpts{})
+	name := strings.Repeat("y", 100)
+	for s := range 3 {
+		for i := range 2000 {
+			f.line(sender(s), fmt.Sprintf(`[64,%d,{},"%s"]`, i%1000, name)) // half overwrite
+			if i%2 == 0 {
+				f.line(sender(s), fmt.Sprintf(`[65,%d,%d]`, i%1000, i%700))
+			}
+		}
+		if snd := f.r.senders[sender(s)]; snd.regBytes > maxRegistrationBytes || snd.regBytes <= maxRegistrationBytes-(100+registrationOverhead) {
+			t.Errorf("sender %d charged %d bytes, want the budget of %d, nearly full", s, snd.regBytes, maxRegistrationBytes)
+		}
+	}
+	var sum int64
+	for _, snd := range f.r.senders {
+		var held int64
+		for _, m := range []map[uint64]string{snd.registering, snd.registrations} {
+			for _, p := range m {
+				held += int64(len(p) + registrationOverhead)
+			}
+		}
+		if held != snd.regBytes {
+			t.Errorf("a sender holds %d bytes of names, charged %d", held, snd.regBytes)
+		}
+		sum += held
+	}
+	if got := f.in.registrationBytes.Load(); got != sum {
+		t.Errorf("ingester charged %d bytes, its senders %d", got, sum)
+	}
+	f.r.Close()
+	if got := f.in.registrationBytes.Load(); got != 0 {
+		t.Errorf("after the senders left, %d bytes still charged", got)
+	}
+}

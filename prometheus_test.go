@@ -123,6 +123,69 @@ func TestScrapePassesPromtoolCheckMetrics(t *testing.T) {
 	}
 }
 
+// Log senders choose protocol/direction, which become metric names. One
+// datagram ["php","ms",…] used to make promtool check metrics fail
+// (php_ms_responses_seconds: an abbreviated unit). Pairs whose names the
+// linter rejects are refused as lint_name, once each however many lines
+// they send; the pairs the README names, and others, are served, and the
+// scrape passes promtool with all of them sent.
+func TestLogFamilyNamesKeepTheScrapeLintClean(t *testing.T) {
+	promtool := lookTool(t, "promtool")
+	in, logAddr := startInstanceWithLog(t, app.Config{Timeout: time.Second})
+	conn, err := net.Dial("udp", logAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	refused := [][2]string{
+		{"php", "ms"}, {"php", "sec"}, {"php", "us"}, {"php", "ns"}, {"php", "kb"},
+		{"php", "milliseconds"}, {"php", "counter"}, {"php", "d"},
+	}
+	// The README's pairs, and two the linter accepts as it reads the first
+	// name part as a namespace, not a unit or type.
+	valid := [][2]string{{"wamp", "in"}, {"wamp", "out"}, {"wamp", "v1"}, {"php", "out"}, {"s", "out"}, {"gauge", "out"}}
+	line := func(pair [2]string, msg string) string {
+		return logLine(pair[0], pair[1], msg) + "\n"
+	}
+	for round := range 3 {
+		for _, p := range refused {
+			if _, err := conn.Write([]byte(line(p, `[48,1,{},"x"]`))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, p := range valid {
+			id := round + 1
+			if _, err := conn.Write([]byte(line(p, fmt.Sprintf(`[48,%d,{},"x"]`, id)) + line(p, fmt.Sprintf(`[50,%d,{},[]]`, id)))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := float64(3 * len(refused))
+	waitFor(t, "the refused lines", func() bool {
+		return scrapeResult(in.scrape(t, "/metrics")).counter("wamp_observer_log_bad_lines_total", "reason", "lint_name") == want
+	})
+	s := scrapeResult(in.scrape(t, "/metrics"))
+	if got := s.badLines(); got != want {
+		t.Errorf("%v bad lines, want %v, all lint_name", got, want)
+	}
+	for _, p := range valid {
+		if got := s.count(p[0]+"_"+p[1]+"_responses_seconds", "x"); got != 3 {
+			t.Errorf("%s/%s: %d responses, want 3", p[0], p[1], got)
+		}
+	}
+	_, body := in.get(t, "/metrics", "")
+	for _, p := range refused {
+		if bytes.Contains(body, []byte("\n"+p[0]+"_"+p[1]+"_")) {
+			t.Errorf("the scrape has %s_%s_ families", p[0], p[1])
+		}
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
 // Every format the router offers passes a strict parser of that format:
 // OpenMetrics the Python client's strict parser (client_golang's Go
 // collector alone would fail it, issue #829), the protobuf format

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/php-wamp-observer/php-wamp-observer/ratelog"
 )
@@ -36,6 +37,11 @@ type LogIngester struct {
 	// stable, and readers look families up without locking.
 	familiesMu sync.Mutex
 	families   atomic.Pointer[[]*logFamily]
+	// lintRefused holds pairs whose names fail the linter, so that each is
+	// linted once (see lintFamilyNames). They take no family place, or an
+	// attacker could spend all of them; bounded by maxLintRefused.
+	// familiesMu.
+	lintRefused map[string]struct{}
 
 	// registrationBytes is what all readers' senders charge for the
 	// procedure names they remember, against maxAllRegistrationBytes.
@@ -113,6 +119,7 @@ func NewLogIngester(reg prometheus.Registerer, opts LogIngesterOpts) (*LogIngest
 		maxTimeout:    opts.MaxTimeout,
 		log:           ratelog.New(opts.Logger, time.Second, nil),
 		badLines:      map[string]prometheus.Counter{},
+		lintRefused:   map[string]struct{}{},
 	}
 	in.families.Store(&[]*logFamily{})
 	in.lines = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -184,8 +191,20 @@ func (in *LogIngester) family(protocol, direction []byte) (int, string) {
 			return i, ""
 		}
 	}
+	prefix := string(protocol) + "_" + string(direction)
+	if _, refused := in.lintRefused[prefix]; refused {
+		return 0, ReasonLintName
+	}
 	if len(current) >= in.maxFamilies {
 		return 0, ReasonTooManyFamilies
+	}
+	if err := lintFamilyNames(prefix); err != nil {
+		if len(in.lintRefused) >= maxLintRefused {
+			clear(in.lintRefused) // then each is linted once more
+		}
+		in.lintRefused[prefix] = struct{}{}
+		in.log.Warn("log family refused", slog.String("prefix", prefix), slog.Any("err", err))
+		return 0, ReasonLintName
 	}
 	lf := &logFamily{protocol: string(protocol), direction: string(direction)}
 	fam, err := NewFamily(in.reg, FamilyOpts{
@@ -204,6 +223,38 @@ func (in *LogIngester) family(protocol, direction []byte) (int, string) {
 		return 0, ReasonFamilyConflict
 	}
 	return len(next) - 1, ""
+}
+
+// maxLintRefused bounds the remembered pairs whose names fail the linter:
+// at most 256 × 66 bytes of names.
+const maxLintRefused = 256
+
+// lintFamilyNames checks the names of a family with prefix against
+// Prometheus's own linter (promlint, as promtool check metrics runs it),
+// so that no protocol/direction pair a log sender picks can break the
+// scrape's lint, and the rule cannot drift from the linter's: e.g. "ms" in
+// php_ms_responses_seconds is an abbreviated unit. It builds the family in
+// a throwaway registry, with one series so that every name is exposed. It
+// runs once per new pair (tens of microseconds), never per line.
+func lintFamilyNames(prefix string) error {
+	reg := prometheus.NewRegistry()
+	f, err := NewFamily(reg, FamilyOpts{Prefix: prefix, MaxProcedures: 1})
+	if err != nil {
+		return err
+	}
+	f.Declare("lint")
+	mfs, err := reg.Gather()
+	if err != nil {
+		return err
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("metric names fail the linter: %s: %s", problems[0].Metric, problems[0].Text)
+	}
+	return nil
 }
 
 // familyAt returns the family at index fi, which family() handed out.

@@ -252,3 +252,40 @@ func TestRegistrationChargesAreGivenBack(t *testing.T) {
 		t.Errorf("after the senders left, %d bytes still charged", got)
 	}
 }
+
+// A pair whose names fail the linter is linted once: its further lines
+// are refused from memory, at the cost of a map lookup, not of building
+// and linting a family (hundreds of allocations); it takes no family
+// place, so such pairs cannot lock valid ones out.
+func TestLintRefusedPairIsLintedOnce(t *testing.T) {
+	f := newIngestFixture(t, LogIngesterOpts{MaxFamilies: 2})
+	bad := []byte(wrap("php", "ms", `[48,1,{},"x"]`))
+	from := sender(1)
+	f.r.HandleLine(from, bad)
+	perLine := testing.AllocsPerRun(100, func() { f.r.HandleLine(from, bad) })
+	lint := testing.AllocsPerRun(10, func() { _ = lintFamilyNames("php_ms") })
+	if perLine*10 > lint {
+		t.Errorf("a refused pair's line allocates %v times, linting %v: linted again?", perLine, lint)
+	}
+	for _, dir := range []string{"sec", "us", "ns", "kb"} {
+		f.r.HandleLine(from, []byte(wrap("php", dir, `[48,1,{},"x"]`)))
+	}
+	if got, want := testutil.ToFloat64(f.in.badLines[ReasonLintName]), float64(2+100+4); got != want {
+		t.Errorf("lint_name %v, want %v", got, want)
+	}
+	f.line(from, `[48,1,{},"ok"]`) // php/out: a family place was still free
+	f.line(from, `[50,1,{},[]]`)
+	if got := f.count(t, Response, "ok"); got != 1 {
+		t.Errorf("php/out: %d responses, want 1", got)
+	}
+}
+
+// Every pair the README names, and the router's own prefix, pass the
+// linter.
+func TestDocumentedPairsPassTheLinter(t *testing.T) {
+	for _, prefix := range []string{"wamp_in", "wamp_out", "wamp_v1", "wamp_router", "php_out"} {
+		if err := lintFamilyNames(prefix); err != nil {
+			t.Errorf("%s: %v", prefix, err)
+		}
+	}
+}

@@ -27,6 +27,7 @@ const (
 	ReasonTooLong         = "too_long"             // over the maximum line length
 	ReasonTooManyFamilies = "too_many_families"    // a new protocol/direction pair beyond the bound
 	ReasonFamilyConflict  = "family_conflict"      // its metric names are taken (e.g. wamp/router)
+	ReasonLintName        = "lint_name"            // its metric names fail Prometheus's linter (e.g. php/ms: an abbreviated unit)
 	ReasonNoProcedure     = "no_procedure"         // an INVOCATION whose procedure is not known
 	ReasonEmpty           = "empty"                // a datagram without a line in it
 )
@@ -35,7 +36,7 @@ const (
 func BadLineReasons() []string {
 	return []string{ReasonNotJSON, ReasonBadName, ReasonBadMessage, ReasonUnknownType, ReasonWrongArity,
 		ReasonWrongType, ReasonBadID, ReasonInvalidUTF8, ReasonTooLong, ReasonTooManyFamilies,
-		ReasonFamilyConflict, ReasonNoProcedure, ReasonEmpty}
+		ReasonFamilyConflict, ReasonLintName, ReasonNoProcedure, ReasonEmpty}
 }
 
 // msgKind is what a logged WAMP message means for call tracking.

@@ -92,3 +92,14 @@ func BenchmarkExpireIdleSenders(b *testing.B) {
 		buf = tracker.Expire(buf[:0])
 	}
 }
+
+// BenchmarkLintFamilyNames is what a new protocol/direction pair costs
+// once: its family built in a throwaway registry and linted.
+func BenchmarkLintFamilyNames(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := lintFamilyNames("php_out"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

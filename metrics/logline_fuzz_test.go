@@ -1063,7 +1063,7 @@ func FuzzHandleLines(f *testing.F) {
 			case newBad > 1:
 				t.Fatalf("%s: one line, %v bad lines", step(), newBad)
 			case newBad == 1:
-				for _, ingesterReason := range []string{ReasonTooManyFamilies, ReasonFamilyConflict, ReasonNoProcedure} {
+				for _, ingesterReason := range []string{ReasonTooManyFamilies, ReasonFamilyConflict, ReasonLintName, ReasonNoProcedure} {
 					newBad -= now.bad[ingesterReason] - prev.bad[ingesterReason]
 				}
 				if newBad != 0 {

@@ -204,7 +204,7 @@ func TestTCPLinesLongLinesAndBadLines(t *testing.T) {
 func TestTooManyFamilies(t *testing.T) {
 	f := startLogListener(t, 300*time.Millisecond, 0)
 	c := f.dial(t, "udp")
-	for _, dir := range []string{"a", "b", "c", "d", "e", "f"} { // the fixture allows 4
+	for _, dir := range []string{"one", "two", "three", "four", "five", "six"} { // the fixture allows 4
 		send(t, c, wrap("wamp", dir, `[48,1,{},"p"]`))
 	}
 	f.waitFor(t, 2, "wamp_observer_log_bad_lines_total", "reason", ReasonTooManyFamilies)

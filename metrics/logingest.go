@@ -242,7 +242,7 @@ func lintFamilyNames(prefix string) error {
 	if err != nil {
 		return err
 	}
-	f.Declare("lint")
+	f.Declare("lint", 0)
 	mfs, err := reg.Gather()
 	if err != nil {
 		return err

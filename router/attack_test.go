@@ -555,3 +555,36 @@ func TestConnectionBoundEvictsIdlersFirst(t *testing.T) {
 		t.Errorf("counted %d, want 2 evictions and 1 refusal", n)
 	}
 }
+
+// The per-session bounds hold over all sessions too, and what a session
+// held goes back when it leaves, however it leaves.
+func TestCallsAndURIsAreBoundedOverAllSessions(t *testing.T) {
+	rej := &rejections{n: map[string]int{}}
+	srv := startRouter(t, Config{Rejected: rej.add, MaxCallsInFlightTotal: 4, MaxHeldURIBytesTotal: 10})
+	r := srv.Config.Handler.(*Router)
+	callee := joinRaw(t, wsURL(srv), thruwayHello)
+	callee.send(`[64,1,{},"hold"]`) // 4 bytes
+	callee.expect(65)
+	a, b := joinRaw(t, wsURL(srv), thruwayHello), joinRaw(t, wsURL(srv), thruwayHello)
+	for id := 1; id <= 2; id++ {
+		a.send(fmt.Sprintf(`[48,%d,{},"hold",[]]`, id))
+		b.send(fmt.Sprintf(`[48,%d,{},"hold",[]]`, id))
+	}
+	for range 4 {
+		callee.expect(68)
+	}
+	a.send(`[48,3,{},"hold",[]]`)
+	if e := a.expect(8); e[4] != string(ErrLimitExceeded) {
+		t.Fatalf("a fifth call in flight answered %v", e)
+	}
+	b.send(`[64,9,{},"toolong"]`) // 7 more bytes: 11 > 10
+	if e := b.expect(8); e[4] != string(ErrLimitExceeded) {
+		t.Fatalf("a REGISTER over the bytes answered %v", e)
+	}
+	a.conn.Close() // leaves without GOODBYE: its two calls go back
+	waitUntil(t, "a's calls given back", func() bool { return r.peer.totals.calls.Load() == 2 })
+	b.send(`[48,4,{},"hold",[]]`)
+	callee.expect(68)
+	callee.conn.Close()
+	waitUntil(t, "the registration given back", func() bool { return r.peer.totals.uriBytes.Load() == 0 })
+}

@@ -3,6 +3,7 @@ package router
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gammazero/nexus/v3/wamp"
 )
@@ -32,6 +33,21 @@ const (
 	MaxSubscriptions = 1000
 	MaxURILen        = 4096
 )
+
+// DefaultMaxCallsInFlightTotal and DefaultMaxHeldURIBytesTotal bound the
+// same over all sessions: per-session bounds alone let -max-conns sessions
+// hold -max-conns times as much (4,096 × 1,000 calls; 4,096 × 2,000 URIs
+// of 4 KiB, 32 GiB).
+const (
+	DefaultMaxCallsInFlightTotal = 100_000
+	DefaultMaxHeldURIBytesTotal  = 64 << 20
+)
+
+// guardTotals are what every session's guard holds together.
+type guardTotals struct {
+	maxCalls, maxURIBytes int64
+	calls, uriBytes       atomic.Int64
+}
 
 // ErrLimitExceeded answers a CALL the front refuses because the session is
 // over one of its per-session limits (calls in flight, testaments). The WAMP
@@ -65,27 +81,37 @@ type guard struct {
 	// registrations and subscriptions are what the session holds in
 	// nexus, asked for or granted (see holdings).
 	registrations, subscriptions holdings
+	totals                       *guardTotals // shared by the router's sessions
 }
 
 // holdings counts a session's registrations (or subscriptions): requests
 // awaiting their answer, ids granted, and UNREGISTER requests awaiting
 // theirs, each bounded by the limit.
 type holdings struct {
-	asked    map[wamp.ID]struct{} // REGISTER request ids
-	granted  map[wamp.ID]struct{} // registration ids
-	dropping map[wamp.ID]wamp.ID  // UNREGISTER request id → registration id
+	asked    map[wamp.ID]int     // REGISTER request id → URI bytes
+	granted  map[wamp.ID]int     // registration id → URI bytes
+	dropping map[wamp.ID]wamp.ID // UNREGISTER request id → registration id
 }
 
 func newHoldings() holdings {
-	return holdings{asked: map[wamp.ID]struct{}{}, granted: map[wamp.ID]struct{}{}, dropping: map[wamp.ID]wamp.ID{}}
+	return holdings{asked: map[wamp.ID]int{}, granted: map[wamp.ID]int{}, dropping: map[wamp.ID]wamp.ID{}}
 }
 
 func (h *holdings) held() int { return len(h.asked) + len(h.granted) }
 
-func (h *holdings) clear() {
+// clear forgets everything and returns the URI bytes that were held.
+func (h *holdings) clear() int {
+	n := 0
+	for _, b := range h.asked {
+		n += b
+	}
+	for _, b := range h.granted {
+		n += b
+	}
 	clear(h.asked)
 	clear(h.granted)
 	clear(h.dropping)
+	return n
 }
 
 func newGuard(maxInFlight, maxTestaments, maxTestamentBytes int) *guard {
@@ -93,7 +119,14 @@ func newGuard(maxInFlight, maxTestaments, maxTestamentBytes int) *guard {
 		maxInFlight: maxInFlight, maxTestaments: maxTestaments, maxTestamentBytes: maxTestamentBytes,
 		inFlight: map[wamp.ID]struct{}{}, testaments: map[string]int{}, testamentBytes: map[string]int{},
 		registrations: newHoldings(), subscriptions: newHoldings(),
+		totals: &guardTotals{maxCalls: DefaultMaxCallsInFlightTotal, maxURIBytes: DefaultMaxHeldURIBytesTotal},
 	}
+}
+
+// sharing makes g count against totals shared with other sessions.
+func (g *guard) sharing(totals *guardTotals) *guard {
+	g.totals = totals
+	return g
 }
 
 // verdict is what the front does with a message from the client.
@@ -162,10 +195,17 @@ func (g *guard) ask(h *holdings, typ wamp.MessageType, request wamp.ID, uri stri
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if _, dup := h.asked[request]; dup {
+		return pass // nexus answers the client's mistake
+	}
 	if h.held() >= max {
 		return refuseRequest(typ, request, reason, ErrLimitExceeded, fmt.Sprintf("a session may hold %d %s", max, what))
 	}
-	h.asked[request] = struct{}{}
+	if n := int64(len(uri)); g.totals.uriBytes.Add(n) > g.totals.maxURIBytes {
+		g.totals.uriBytes.Add(-n)
+		return refuseRequest(typ, request, reason, ErrLimitExceeded, "the router holds all the "+what+" it may")
+	}
+	h.asked[request] = len(uri)
 	return pass
 }
 
@@ -182,9 +222,16 @@ func (g *guard) drop(h *holdings, request, id wamp.ID) {
 func (g *guard) startCall(m *wamp.Call) verdict {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if _, dup := g.inFlight[m.Request]; !dup && len(g.inFlight) >= g.maxInFlight {
+	if _, dup := g.inFlight[m.Request]; dup {
+		return pass // a progressive call's continuation
+	}
+	if len(g.inFlight) >= g.maxInFlight {
 		return refuseCall(m, RejectCallsInFlight, ErrLimitExceeded,
 			fmt.Sprintf("more than %d calls of this session in flight", g.maxInFlight))
+	}
+	if g.totals.calls.Add(1) > g.totals.maxCalls {
+		g.totals.calls.Add(-1)
+		return refuseCall(m, RejectCallsInFlight, ErrLimitExceeded, "the router has all the calls in flight it may")
 	}
 	g.inFlight[m.Request] = struct{}{}
 	return pass
@@ -243,11 +290,11 @@ func (g *guard) outbound(msg wamp.Message) {
 		g.mu.Lock()
 		switch m.Type {
 		case wamp.CALL:
-			delete(g.inFlight, m.Request)
+			g.endCallLocked(m.Request)
 		case wamp.REGISTER:
-			delete(g.registrations.asked, m.Request)
+			g.unask(&g.registrations, m.Request)
 		case wamp.SUBSCRIBE:
-			delete(g.subscriptions.asked, m.Request)
+			g.unask(&g.subscriptions, m.Request)
 		case wamp.UNREGISTER:
 			delete(g.registrations.dropping, m.Request)
 		case wamp.UNSUBSCRIBE:
@@ -270,9 +317,12 @@ func (g *guard) outbound(msg wamp.Message) {
 func (g *guard) granted(h *holdings, request, id wamp.ID) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if _, ok := h.asked[request]; ok {
+	if n, ok := h.asked[request]; ok {
 		delete(h.asked, request)
-		h.granted[id] = struct{}{}
+		if old, dup := h.granted[id]; dup { // nexus reuses an id: the bytes once
+			g.totals.uriBytes.Add(-int64(old))
+		}
+		h.granted[id] = n
 	}
 }
 
@@ -281,23 +331,39 @@ func (g *guard) dropped(h *holdings, request wamp.ID) {
 	defer g.mu.Unlock()
 	if id, ok := h.dropping[request]; ok {
 		delete(h.dropping, request)
+		g.totals.uriBytes.Add(-int64(h.granted[id]))
 		delete(h.granted, id)
+	}
+}
+
+// unask forgets a refused REGISTER or SUBSCRIBE; g.mu is held.
+func (g *guard) unask(h *holdings, request wamp.ID) {
+	if n, ok := h.asked[request]; ok {
+		delete(h.asked, request)
+		g.totals.uriBytes.Add(-int64(n))
 	}
 }
 
 func (g *guard) endCall(id wamp.ID) {
 	g.mu.Lock()
-	delete(g.inFlight, id)
+	g.endCallLocked(id)
 	g.mu.Unlock()
+}
+
+func (g *guard) endCallLocked(id wamp.ID) {
+	if _, ok := g.inFlight[id]; ok {
+		delete(g.inFlight, id)
+		g.totals.calls.Add(-1)
+	}
 }
 
 func (g *guard) reset() {
 	g.mu.Lock()
-	clear(g.inFlight)
 	clear(g.testaments)
 	clear(g.testamentBytes)
-	g.registrations.clear()
-	g.subscriptions.clear()
+	g.totals.calls.Add(-int64(len(g.inFlight)))
+	clear(g.inFlight)
+	g.totals.uriBytes.Add(-int64(g.registrations.clear() + g.subscriptions.clear()))
 	g.mu.Unlock()
 }
 

@@ -24,6 +24,7 @@ type peerConfig struct {
 	writeTimeout, keepAlive time.Duration // keepAlive 0: no pings
 
 	maxInFlight, maxTestaments, maxTestamentBytes int
+	totals                                        guardTotals // over all sessions
 
 	rejected func(string)
 	shutdown *atomic.Bool    // the router is closing
@@ -104,7 +105,7 @@ func newWSPeer(conn *websocket.Conn, serializer serialize.Serializer, payloadTyp
 		serializer:  serializer,
 		payloadType: payloadType,
 		obs:         obs,
-		guard:       newGuard(cfg.maxInFlight, cfg.maxTestaments, cfg.maxTestamentBytes),
+		guard:       newGuard(cfg.maxInFlight, cfg.maxTestaments, cfg.maxTestamentBytes).sharing(&cfg.totals),
 		cfg:         cfg,
 		rd:          make(chan wamp.Message),
 		wr:          make(chan wamp.Message, cfg.outQueue),
@@ -143,6 +144,7 @@ func (p *wsPeer) Close() {
 		if p.obs != nil {
 			p.obs.endSession()
 		}
+		p.guard.reset() // what the session held over all sessions goes back
 	})
 }
 

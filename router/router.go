@@ -124,6 +124,11 @@ type Config struct {
 	// MaxTestaments and MaxTestamentBytes bound a session's testaments
 	// per scope; DefaultMaxTestaments and DefaultMaxTestamentBytes when 0.
 	MaxTestaments, MaxTestamentBytes int
+	// MaxCallsInFlightTotal and MaxHeldURIBytesTotal bound, over all
+	// sessions, the unanswered CALLs and the URI bytes of registrations
+	// and subscriptions nexus holds; DefaultMaxCallsInFlightTotal and
+	// DefaultMaxHeldURIBytesTotal when 0.
+	MaxCallsInFlightTotal, MaxHeldURIBytesTotal int
 	// AllowOrigins are glob patterns (path.Match syntax, case-insensitive)
 	// for the host[:port] of browser Origins to accept beyond the default
 	// policy. See originPolicy.
@@ -210,6 +215,8 @@ func New(cfg Config) (*Router, error) {
 		{"max calls in flight", &cfg.MaxCallsInFlight, DefaultMaxCallsInFlight},
 		{"max testaments", &cfg.MaxTestaments, DefaultMaxTestaments},
 		{"max testament bytes", &cfg.MaxTestamentBytes, DefaultMaxTestamentBytes},
+		{"max calls in flight in all", &cfg.MaxCallsInFlightTotal, DefaultMaxCallsInFlightTotal},
+		{"max held URI bytes in all", &cfg.MaxHeldURIBytesTotal, DefaultMaxHeldURIBytesTotal},
 	} {
 		if *d.field == 0 {
 			*d.field = d.def
@@ -280,6 +287,7 @@ func New(cfg Config) (*Router, error) {
 		maxInFlight:       cfg.MaxCallsInFlight,
 		maxTestaments:     cfg.MaxTestaments,
 		maxTestamentBytes: cfg.MaxTestamentBytes,
+		totals:            guardTotals{maxCalls: int64(cfg.MaxCallsInFlightTotal), maxURIBytes: int64(cfg.MaxHeldURIBytesTotal)},
 		rejected:          cfg.Rejected,
 		shutdown:          &r.closing,
 		log:               r.refusals,

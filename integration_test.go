@@ -609,4 +609,3 @@ func TestScrapeStormDoesNotDistortTimings(t *testing.T) {
 		t.Errorf("the caller got %d of %d answers; the router counted %d responses and %d timeouts", answered, calls, responses, timeouts)
 	}
 }
-

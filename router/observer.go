@@ -82,8 +82,11 @@ func (o *connObserver) fromClient(msg wamp.Message) {
 		// registrations get ERROR) leaves entries behind; bound them, in
 		// number and bytes (a registration not remembered only loses its
 		// zero-count series and its hold on a slot).
-		if _, dup := o.registering[m.Request]; !dup && len(o.registering) < maxRegistering &&
-			o.uriBytes+len(m.Procedure) <= maxRegistrationBytes {
+		if old, dup := o.registering[m.Request]; dup { // the latest REGISTER with an id counts
+			delete(o.registering, m.Request)
+			o.uriBytes -= len(old)
+		}
+		if len(o.registering) < maxRegistering && o.uriBytes+len(m.Procedure) <= maxRegistrationBytes {
 			o.registering[m.Request] = m.Procedure
 			o.uriBytes += len(m.Procedure)
 		}

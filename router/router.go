@@ -1,12 +1,13 @@
 // Package router embeds a nexus WAMP router behind a WebSocket front that
-// observes every call.
+// observes every call and keeps hostile clients from harming anyone else.
 //
 // The front upgrades HTTP connections with gorilla/websocket, applies an
-// origin policy that lets non-browser clients such as Thruway in, and hands
-// each connection to nexus through an observing serializer: nexus decodes
-// and encodes every message through it, so the observer sees both
-// directions inline, with no extra goroutine. What the observer sees goes to
-// a CallSession; this package never imports Prometheus.
+// origin and host policy that lets non-browser clients such as Thruway in,
+// and attaches each connection to nexus as a peer of its own (see wsPeer):
+// it refuses what nexus cannot digest or must not pile up (guard), bounds
+// what waits for a client in messages and bytes, and shows every message,
+// inline, to the connection's observer. What the observer sees goes to a
+// CallSession; this package never imports Prometheus.
 package router
 
 import (

@@ -147,14 +147,19 @@ func (o *connObserver) toClient(msg wamp.Message) {
 		procedure, ok := o.registering[m.Request]
 		delete(o.registering, m.Request)
 		if ok {
+			// Remembered for UNREGISTERED while the bound allows; reported
+			// either way.
 			if o.registrations == nil {
 				o.registrations = make(map[wamp.ID]wamp.URI)
 			}
-			if _, dup := o.registrations[m.Registration]; dup || len(o.registrations) >= maxRegistering {
-				o.uriBytes -= len(procedure)
-				ok = false
-			} else {
+			if old, dup := o.registrations[m.Registration]; dup {
+				o.uriBytes -= len(old)
+				delete(o.registrations, m.Registration)
+			}
+			if len(o.registrations) < maxRegistering {
 				o.registrations[m.Registration] = procedure
+			} else {
+				o.uriBytes -= len(procedure)
 			}
 		}
 		o.mu.Unlock()

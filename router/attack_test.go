@@ -588,3 +588,48 @@ func TestCallsAndURIsAreBoundedOverAllSessions(t *testing.T) {
 	callee.conn.Close()
 	waitUntil(t, "the registration given back", func() bool { return r.peer.totals.uriBytes.Load() == 0 })
 }
+
+// A callee that reads, but slower than a caller floods it, is pushed back
+// on, not disconnected: over half its queue, further INVOCATIONs are
+// answered for it with wamp.error.network_failure ("callee blocked"), as
+// nexus does, and the callee keeps serving everyone.
+func TestAFloodedCalleeIsPushedBackNotDropped(t *testing.T) {
+	rej := &rejections{n: map[string]int{}}
+	srv := startRouter(t, Config{Rejected: rej.add, OutQueueBytes: 256 << 10})
+	callee := connectClient(t, wsURL(srv))
+	if err := callee.Register("slow.echo", func(_ context.Context, inv *wamp.Invocation) client.InvokeResult {
+		time.Sleep(time.Millisecond)
+		return client.InvokeResult{Args: wamp.List{len(inv.Arguments)}}
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	flooder := joinRaw(t, wsURL(srv), thruwayHello)
+	payload := strings.Repeat("x", 64<<10)
+	const calls = 200
+	for id := 1; id <= calls; id++ {
+		flooder.send(fmt.Sprintf(`[48,%d,{},"slow.echo",["%s"]]`, id, payload))
+	}
+	results, blocked := 0, 0
+	for range calls {
+		flooder.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		m := flooder.recv()
+		switch {
+		case fmt.Sprint(m[0]) == "50":
+			results++
+		case fmt.Sprint(m[0]) == "8" && m[4] == string(wamp.ErrNetworkFailure):
+			blocked++
+		default:
+			t.Fatalf("the flooder got %v", m)
+		}
+	}
+	if blocked == 0 || results == 0 || rej.get(RejectSlowConsumer) != 0 {
+		t.Fatalf("%d results, %d callee blocked, %d slow consumers: want some of each of the first two and none dropped",
+			results, blocked, rej.get(RejectSlowConsumer))
+	}
+	other := connectClient(t, wsURL(srv)) // the callee still serves others
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := other.Call(ctx, "slow.echo", nil, wamp.List{"hi"}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+}

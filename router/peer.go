@@ -88,6 +88,11 @@ type wsPeer struct {
 	// or a GOODBYE read.
 	inSession atomic.Bool
 
+	// rdMu and rdClosed let the encoder answer for the client on rd
+	// (see refuseInvocation) without racing receive's close of it.
+	rdMu     sync.Mutex
+	rdClosed bool
+
 	closing   chan struct{} // closed by Close
 	flushBy   time.Time     // set before closing is closed
 	closeOnce sync.Once
@@ -178,7 +183,7 @@ func (p *wsPeer) heard() {
 // or the peer closes.
 func (p *wsPeer) receive() {
 	defer close(p.recvDone)
-	defer close(p.rd) // tells the router the client is gone
+	defer p.closeRecv() // tells the router the client is gone
 	if p.cfg.keepAlive > 0 {
 		p.conn.SetPongHandler(func(string) error { p.heard(); return nil })
 	}
@@ -291,6 +296,34 @@ func (p *wsPeer) encode() {
 	}
 }
 
+func (p *wsPeer) closeRecv() {
+	p.rdMu.Lock()
+	p.rdClosed = true
+	close(p.rd)
+	p.rdMu.Unlock()
+}
+
+// refuseInvocation answers an INVOCATION for a callee whose queue is
+// half full, as nexus does for one whose channel is full: ERROR
+// wamp.error.network_failure ("callee blocked"), which nexus passes on to
+// the caller. A callee that reads, but slower than its callers send, is
+// thus not a slow consumer: its callers get pushed back instead. It blocks
+// until nexus takes the answer, the client is gone, or the peer closes.
+func (p *wsPeer) refuseInvocation(inv *wamp.Invocation) {
+	p.cfg.rejected(RejectCalleeBlocked)
+	answer := &wamp.Error{Type: wamp.INVOCATION, Request: inv.Request, Details: wamp.Dict{},
+		Error: wamp.ErrNetworkFailure, Arguments: wamp.List{"callee blocked - cannot call procedure"}}
+	p.rdMu.Lock()
+	defer p.rdMu.Unlock()
+	if p.rdClosed {
+		return
+	}
+	select {
+	case p.rd <- answer:
+	case <-p.closing:
+	}
+}
+
 // enqueue encodes one message and queues the frame, or drops the client
 // as a slow consumer if its queue is full in frames or bytes. One frame
 // larger than the byte bound still goes to an empty queue.
@@ -303,6 +336,12 @@ func (p *wsPeer) enqueue(msg wamp.Message) {
 		return
 	}
 	n := int64(len(b))
+	if inv, ok := msg.(*wamp.Invocation); ok {
+		if q := p.queuedBytes.Load(); q > 0 && (q+n > int64(p.cfg.outQueueBytes)/2 || len(p.frames) > cap(p.frames)/2) {
+			p.refuseInvocation(inv)
+			return
+		}
+	}
 	if q := p.queuedBytes.Load(); q > 0 && q+n > int64(p.cfg.outQueueBytes) {
 		p.drop(RejectSlowConsumer, "outbound queue full (bytes)")
 		return

@@ -86,6 +86,7 @@ const (
 	RejectCallsInFlight = "calls_in_flight" // a CALL over the session's bound; answered with ErrLimitExceeded
 	RejectTestament     = "testament"       // an add_testament over the session's bound; ErrLimitExceeded
 	RejectRegistrations = "registrations"   // a REGISTER over MaxRegistrations; ErrLimitExceeded
+	RejectCalleeBlocked = "callee_blocked"  // an INVOCATION for a callee whose queue is half full; its caller gets wamp.error.network_failure
 	RejectSubscriptions = "subscriptions"   // a SUBSCRIBE over MaxSubscriptions; ErrLimitExceeded
 	RejectURITooLong    = "uri_too_long"    // a REGISTER or SUBSCRIBE URI over MaxURILen; wamp.error.invalid_uri
 	RejectHost          = "host"            // a Host header not allowed on a loopback listener (HTTP 403)
@@ -95,7 +96,7 @@ const (
 func RejectReasons() []string {
 	return []string{RejectOrigin, RejectSubprotocol, RejectHandshake, RejectJoin, RejectTooLarge, RejectUndecodable,
 		RejectInvalidOption, RejectSlowConsumer, RejectKeepAlive, RejectConnections, RejectCallsInFlight, RejectTestament,
-		RejectRegistrations, RejectSubscriptions, RejectURITooLong,
+		RejectRegistrations, RejectSubscriptions, RejectURITooLong, RejectCalleeBlocked,
 		RejectHost}
 }
 

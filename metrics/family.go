@@ -108,6 +108,15 @@ type procedureSeries struct {
 	lastUsed      atomic.Int64
 }
 
+// touch notes a use of s at now. It writes only when a second has passed
+// since the last write: the idle rule has no finer grain, and a store per
+// call would bounce the cache line between cores for a busy procedure.
+func (s *procedureSeries) touch(now int64) {
+	if now-s.lastUsed.Load() >= int64(time.Second) {
+		s.lastUsed.Store(now)
+	}
+}
+
 // retired is the pending count of a reclaimed series: far below zero, so
 // that increments by racing calls keep it negative.
 const retired = math.MinInt64 / 2
@@ -252,7 +261,7 @@ func (f *Family) acquire(procedure string, now int64) *procedureSeries {
 func (f *Family) acquireBytes(procedure []byte, now int64) *procedureSeries {
 	s := f.lookupBytes(procedure, now)
 	if s.pending.Add(1) > 0 { // the common case, without a string(procedure)
-		s.lastUsed.Store(now)
+		s.touch(now)
 		return s
 	}
 	s.pending.Add(-1)
@@ -266,7 +275,7 @@ func (f *Family) hold(s *procedureSeries, procedure string, now int64) *procedur
 		s.pending.Add(-1)
 		s = f.add(procedure, now) // after the reclaim that retired s
 	}
-	s.lastUsed.Store(now)
+	s.touch(now)
 	return s
 }
 
@@ -399,6 +408,6 @@ func (f *Family) record(s *procedureSeries, outcome Outcome, d time.Duration, no
 	secs := d.Seconds()
 	s.observers[outcome].Observe(secs)
 	f.histograms[outcome].Observe(secs)
-	s.lastUsed.Store(now)
+	s.touch(now)
 	s.pending.Add(-1) // after the observation, so it is never lost to a reclaim
 }

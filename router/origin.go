@@ -23,16 +23,9 @@ import (
 //     (path.Match globs, case-insensitive), e.g. "*.example.com:*" or
 //     "app.example.com:8443". "*" accepts every origin.
 func originPolicy(patterns []string) (func(*http.Request) bool, error) {
-	lowered := make([]string, 0, len(patterns))
-	for _, p := range patterns {
-		p = strings.ToLower(strings.TrimSpace(p))
-		if p == "" {
-			continue
-		}
-		if _, err := path.Match(p, ""); err != nil {
-			return nil, fmt.Errorf("allowed origin pattern %q: %w", p, err)
-		}
-		lowered = append(lowered, p)
+	matches, err := globs("origin", patterns)
+	if err != nil {
+		return nil, err
 	}
 	return func(r *http.Request) bool {
 		origin := r.Header.Get("Origin")
@@ -46,9 +39,29 @@ func originPolicy(patterns []string) (func(*http.Request) bool, error) {
 		if strings.EqualFold(u.Hostname(), hostname(r.Host)) {
 			return true
 		}
-		host := strings.ToLower(u.Host)
+		return matches(u.Host)
+	}, nil
+}
+
+// globs compiles patterns (path.Match globs, case-insensitive, blank ones
+// skipped) into a check that a host[:port] matches one of them; what names
+// the kind of pattern in errors.
+func globs(what string, patterns []string) (func(hostport string) bool, error) {
+	lowered := make([]string, 0, len(patterns))
+	for _, p := range patterns {
+		p = strings.ToLower(strings.TrimSpace(p))
+		if p == "" {
+			continue
+		}
+		if _, err := path.Match(p, ""); err != nil {
+			return nil, fmt.Errorf("allowed %s pattern %q: %w", what, p, err)
+		}
+		lowered = append(lowered, p)
+	}
+	return func(hostport string) bool {
+		hostport = strings.ToLower(hostport)
 		for _, p := range lowered {
-			if ok, _ := path.Match(p, host); ok {
+			if ok, _ := path.Match(p, hostport); ok {
 				return true
 			}
 		}
@@ -73,16 +86,9 @@ func hostname(hostport string) string {
 // globs, case-insensitive, against host[:port]) allow. On other listeners,
 // and when listenAddr is empty, every Host is accepted.
 func hostPolicy(listenAddr string, patterns []string) (func(*http.Request) bool, error) {
-	lowered := make([]string, 0, len(patterns))
-	for _, p := range patterns {
-		p = strings.ToLower(strings.TrimSpace(p))
-		if p == "" {
-			continue
-		}
-		if _, err := path.Match(p, ""); err != nil {
-			return nil, fmt.Errorf("allowed host pattern %q: %w", p, err)
-		}
-		lowered = append(lowered, p)
+	matches, err := globs("host", patterns)
+	if err != nil {
+		return nil, err
 	}
 	if listenAddr == "" || !isLoopback(hostname(listenAddr)) {
 		return func(*http.Request) bool { return true }, nil
@@ -91,13 +97,7 @@ func hostPolicy(listenAddr string, patterns []string) (func(*http.Request) bool,
 		if isLoopback(hostname(r.Host)) {
 			return true
 		}
-		host := strings.ToLower(r.Host)
-		for _, p := range lowered {
-			if ok, _ := path.Match(p, host); ok {
-				return true
-			}
-		}
-		return false
+		return matches(r.Host)
 	}, nil
 }
 

@@ -381,9 +381,16 @@ func (r *LogReader) handleLine(now int64, from netip.AddrPort, line []byte) {
 			}
 			procedure = []byte(p)
 		}
-		// An INVOCATION's timeout (forward_timeout) is the callee's own
-		// deadline: past it, the callee's view has a timeout.
-		r.session(snd, fi, l.view).startAt(now, l.id, r.in.familyAt(fi).acquireBytes(procedure, now), timeout, false)
+		// The callee's view is what the callee did and was sent: its
+		// YIELD or ERROR, or the dealer's INTERRUPT when the caller's
+		// timeout passed (the callee is not told that timeout, unless
+		// forwarded). Its own deadline, the forwarded timeout or the
+		// default, is then only a backstop, DealerBackstop later, as for
+		// a CALL with a timeout option.
+		if timeout <= 0 {
+			timeout = r.in.tracker.defaultTimeout
+		}
+		r.session(snd, fi, l.view).startAt(now, l.id, r.in.familyAt(fi).acquireBytes(procedure, now), timeout, true)
 	case kindResult, kindYield:
 		if s := existing(snd, fi, l.view); s != nil {
 			s.endAt(now, l.id, Response)

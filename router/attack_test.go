@@ -633,3 +633,28 @@ func TestAFloodedCalleeIsPushedBackNotDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A CALL the front refuses must not end the call in flight with the same
+// id (it used to free that call's place in the bounds, so a client could
+// pile up calls in nexus without limit): the client is aborted instead.
+func TestARefusedCallReusingAnIDInFlightIsAborted(t *testing.T) {
+	rej := &rejections{n: map[string]int{}}
+	rec := newRecorder()
+	srv := startRouter(t, Config{OpenSession: rec.open(), Rejected: rej.add, MaxCallsInFlight: 2})
+	r := srv.Config.Handler.(*Router)
+	callee := joinRaw(t, wsURL(srv), thruwayHello)
+	callee.send(`[64,1,{},"hold"]`)
+	callee.expect(65)
+	caller := joinRaw(t, wsURL(srv), pptHello)
+	caller.send(`[48,7,{},"hold",[]]`)
+	callee.expect(68)
+	caller.send(`[48,7,{"ppt_scheme":"x","ppt_serializer":1},"hold",[]]`)
+	if a := caller.expect(3); a[2] != string(wamp.ErrProtocolViolation) {
+		t.Fatalf("got %v, want ABORT", a)
+	}
+	caller.expectClosed(5 * time.Second)
+	waitUntil(t, "the caller's call given back", func() bool { return r.peer.totals.calls.Load() == 0 })
+	if slices.Contains(rec.snapshot(), "error 7 "+string(wamp.ErrInvalidArgument)) {
+		t.Errorf("the call in flight was ended by the refusal: %q", rec.snapshot())
+	}
+}

@@ -148,18 +148,15 @@ var pass = verdict{}
 func (g *guard) inbound(msg wamp.Message, size int) verdict {
 	switch m := msg.(type) {
 	case *wamp.Call:
-		if bad := badPPTOption(m.Options); bad != "" {
-			return refuseCall(m, RejectInvalidOption, wamp.ErrInvalidArgument, bad+" must be a string")
+		v := g.admitCall(m, size)
+		if !v.passed() && g.inFlightNow(m.Request) {
+			// Our ERROR for this CALL would end the call in flight with
+			// the same id, in our counts and the caller's eyes: a
+			// client that reuses the id of a pending call for a CALL we
+			// refuse is aborted instead.
+			return abortWith(v.reason, "a refused CALL reused the id of a call in flight")
 		}
-		switch m.Procedure {
-		case wamp.MetaProcSessionAddTestament:
-			if v := g.addTestament(m, size); !v.passed() {
-				return v
-			}
-		case wamp.MetaProcSessionFlushTestaments:
-			g.flushTestaments(m)
-		}
-		return g.startCall(m)
+		return v
 	case *wamp.Yield:
 		if bad := badPPTOption(m.Options); bad != "" {
 			return abortWith(RejectInvalidOption, bad+" of a YIELD must be a string")
@@ -185,6 +182,30 @@ func (g *guard) inbound(msg wamp.Message, size int) verdict {
 		}
 	}
 	return pass
+}
+
+// admitCall decides on a CALL: its options, the meta procedures that
+// make nexus store something, and the bounds on calls in flight.
+func (g *guard) admitCall(m *wamp.Call, size int) verdict {
+	if bad := badPPTOption(m.Options); bad != "" {
+		return refuseCall(m, RejectInvalidOption, wamp.ErrInvalidArgument, bad+" must be a string")
+	}
+	switch m.Procedure {
+	case wamp.MetaProcSessionAddTestament:
+		if v := g.addTestament(m, size); !v.passed() {
+			return v
+		}
+	case wamp.MetaProcSessionFlushTestaments:
+		g.flushTestaments(m)
+	}
+	return g.startCall(m)
+}
+
+func (g *guard) inFlightNow(id wamp.ID) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.inFlight[id]
+	return ok
 }
 
 // ask admits a REGISTER or SUBSCRIBE (of type typ) unless its URI is too

@@ -240,7 +240,8 @@ func (p *wsPeer) decode(b []byte) (msg wamp.Message, end bool) {
 		if v.reply == nil {
 			return nil, false
 		}
-		if _, call := msg.(*wamp.Call); call && p.obs != nil {
+		_, call := msg.(*wamp.Call)
+		if _, answered := v.reply.(*wamp.Error); call && answered && p.obs != nil {
 			// The caller gets an ERROR for its CALL, as from nexus:
 			// that is an error answer, counted like any other.
 			p.obs.fromClient(msg)

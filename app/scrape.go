@@ -56,21 +56,29 @@ func (g *scrapeGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 		return
 	}
-	start := time.Now()
-	rendered := &renderedScrape{header: http.Header{}, status: http.StatusOK}
-	g.next.ServeHTTP(rendered, r)
-	// The next render may start minScrapeInterval after this one did;
-	// this scrape is written meanwhile.
-	if wait := minScrapeInterval - time.Since(start); wait > 0 {
-		time.AfterFunc(wait, func() { <-g.turn })
-	} else {
-		<-g.turn
-	}
+	rendered := g.render(r)
 	for k, v := range rendered.header {
 		w.Header()[k] = v
 	}
 	w.WriteHeader(rendered.status)
 	_, _ = w.Write(rendered.body.Bytes())
+}
+
+// render renders one scrape into memory in the turn it holds, and gives
+// the turn back: minScrapeInterval after it started, and also if a
+// collector panics (net/http recovers that), so the turn is never kept.
+func (g *scrapeGate) render(r *http.Request) *renderedScrape {
+	start := time.Now()
+	defer func() {
+		if wait := minScrapeInterval - time.Since(start); wait > 0 {
+			time.AfterFunc(wait, func() { <-g.turn })
+		} else {
+			<-g.turn
+		}
+	}()
+	rendered := &renderedScrape{header: http.Header{}, status: http.StatusOK}
+	g.next.ServeHTTP(rendered, r)
+	return rendered
 }
 
 // renderedScrape is an http.ResponseWriter into memory.

@@ -17,8 +17,12 @@ import (
 // idlers.
 const DefaultMaxConns = 4096
 
-// refuseTimeout bounds how long a refused connection is kept to be told.
-const refuseTimeout = time.Second
+// refuseTimeout bounds how long a refused connection is kept to be told,
+// and maxTelling how many are told at once.
+const (
+	refuseTimeout = time.Second
+	maxTelling    = 256
+)
 
 // LimitedListener accepts at most max connections at a time. At the bound,
 // a new connection takes the place of the oldest one that has not upgraded
@@ -33,6 +37,7 @@ type LimitedListener struct {
 	open     atomic.Int64
 	rejected func(string)
 	refusing sync.WaitGroup // connections being told 503
+	telling  atomic.Int64   // how many, at most maxTelling
 
 	mu      sync.Mutex
 	waiting map[*limitedConn]time.Time // not upgraded, not in a request: since when
@@ -98,7 +103,17 @@ func (l *LimitedListener) Accept() (net.Conn, error) {
 			}
 			l.open.Add(-1)
 		}
-		l.refusing.Go(func() { refuse(c) })
+		// Telling a refused client why takes up to refuseTimeout and a
+		// descriptor; a flood of them is closed at once instead.
+		if l.telling.Add(1) > maxTelling {
+			l.telling.Add(-1)
+			c.Close()
+			continue
+		}
+		l.refusing.Go(func() {
+			defer l.telling.Add(-1)
+			refuse(c)
+		})
 	}
 }
 

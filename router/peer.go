@@ -88,10 +88,13 @@ type wsPeer struct {
 	// or a GOODBYE read.
 	inSession atomic.Bool
 
-	// rdMu and rdClosed let the encoder answer for the client on rd
-	// (see refuseInvocation) without racing receive's close of it.
+	// refusals are the front's answers for the client to nexus (see
+	// refuseInvocation), which pump hands over on rd; rdMu and rdClosed
+	// keep it from racing receive's close of rd.
+	refusals chan wamp.Message
 	rdMu     sync.Mutex
 	rdClosed bool
+	pumpDone chan struct{}
 
 	closing   chan struct{} // closed by Close
 	flushBy   time.Time     // set before closing is closed
@@ -119,10 +122,13 @@ func newWSPeer(conn *websocket.Conn, serializer serialize.Serializer, payloadTyp
 		recvDone:    make(chan struct{}),
 		encDone:     make(chan struct{}),
 		sendDone:    make(chan struct{}),
+		refusals:    make(chan wamp.Message, refusalQueue),
+		pumpDone:    make(chan struct{}),
 	}
 	p.heard()
 	go p.receive()
 	go p.encode()
+	go p.pump()
 	go p.send()
 	return p
 }
@@ -146,6 +152,7 @@ func (p *wsPeer) Close() {
 		stuck.Stop()
 		p.conn.Close()
 		<-p.recvDone
+		<-p.pumpDone
 		if p.obs != nil {
 			p.obs.endSession()
 		}
@@ -308,20 +315,42 @@ func (p *wsPeer) closeRecv() {
 // half full, as nexus does for one whose channel is full: ERROR
 // wamp.error.network_failure ("callee blocked"), which nexus passes on to
 // the caller. A callee that reads, but slower than its callers send, is
-// thus not a slow consumer: its callers get pushed back instead. It blocks
-// until nexus takes the answer, the client is gone, or the peer closes.
+// thus not a slow consumer: its callers get pushed back instead. It never
+// blocks: the answer is queued for pump, because nexus's goroutine for this
+// session may itself be busy for a while (it retries a RESULT to a blocked
+// caller), and the encoder must keep draining. A callee with refusalQueue
+// answers still waiting is far behind: a slow consumer.
 func (p *wsPeer) refuseInvocation(inv *wamp.Invocation) {
 	p.cfg.rejected(RejectCalleeBlocked)
 	answer := &wamp.Error{Type: wamp.INVOCATION, Request: inv.Request, Details: wamp.Dict{},
 		Error: wamp.ErrNetworkFailure, Arguments: wamp.List{"callee blocked - cannot call procedure"}}
-	p.rdMu.Lock()
-	defer p.rdMu.Unlock()
-	if p.rdClosed {
-		return
-	}
 	select {
-	case p.rd <- answer:
-	case <-p.closing:
+	case p.refusals <- answer:
+	default:
+		p.drop(RejectSlowConsumer, "too many refused invocations waiting for the router")
+	}
+}
+
+// refusalQueue bounds the front's answers waiting for nexus per client.
+const refusalQueue = 64
+
+// pump hands the front's answers for the client to nexus, until Close.
+func (p *wsPeer) pump() {
+	defer close(p.pumpDone)
+	for {
+		select {
+		case m := <-p.refusals:
+			p.rdMu.Lock()
+			if !p.rdClosed {
+				select {
+				case p.rd <- m:
+				case <-p.closing:
+				}
+			}
+			p.rdMu.Unlock()
+		case <-p.closing:
+			return
+		}
 	}
 }
 

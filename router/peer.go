@@ -122,7 +122,7 @@ func newWSPeer(conn *websocket.Conn, serializer serialize.Serializer, payloadTyp
 		recvDone:    make(chan struct{}),
 		encDone:     make(chan struct{}),
 		sendDone:    make(chan struct{}),
-		refusals:    make(chan wamp.Message, refusalQueue),
+		refusals:    make(chan wamp.Message, cfg.outQueue),
 		pumpDone:    make(chan struct{}),
 	}
 	p.heard()
@@ -311,14 +311,14 @@ func (p *wsPeer) closeRecv() {
 	p.rdMu.Unlock()
 }
 
-// refuseInvocation answers an INVOCATION for a callee whose queue is
-// half full, as nexus does for one whose channel is full: ERROR
+// refuseInvocation answers an INVOCATION for a callee whose queue is half
+// full in bytes, or full in frames, as nexus does for one whose channel is full: ERROR
 // wamp.error.network_failure ("callee blocked"), which nexus passes on to
 // the caller. A callee that reads, but slower than its callers send, is
 // thus not a slow consumer: its callers get pushed back instead. It never
 // blocks: the answer is queued for pump, because nexus's goroutine for this
 // session may itself be busy for a while (it retries a RESULT to a blocked
-// caller), and the encoder must keep draining. A callee with refusalQueue
+// caller), and the encoder must keep draining. A callee with -out-queue
 // answers still waiting is far behind: a slow consumer.
 func (p *wsPeer) refuseInvocation(inv *wamp.Invocation) {
 	p.cfg.rejected(RejectCalleeBlocked)
@@ -330,9 +330,6 @@ func (p *wsPeer) refuseInvocation(inv *wamp.Invocation) {
 		p.drop(RejectSlowConsumer, "too many refused invocations waiting for the router")
 	}
 }
-
-// refusalQueue bounds the front's answers waiting for nexus per client.
-const refusalQueue = 64
 
 // pump hands the front's answers for the client to nexus, until Close.
 func (p *wsPeer) pump() {
@@ -367,7 +364,7 @@ func (p *wsPeer) enqueue(msg wamp.Message) {
 	}
 	n := int64(len(b))
 	if inv, ok := msg.(*wamp.Invocation); ok {
-		if q := p.queuedBytes.Load(); q > 0 && (q+n > int64(p.cfg.outQueueBytes)/2 || len(p.frames) > cap(p.frames)/2) {
+		if q := p.queuedBytes.Load(); q > 0 && (q+n > int64(p.cfg.outQueueBytes)/2 || len(p.frames) == cap(p.frames)) {
 			p.refuseInvocation(inv)
 			return
 		}

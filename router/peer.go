@@ -379,9 +379,12 @@ func (p *wsPeer) enqueue(msg wamp.Message) {
 	}
 	p.queuedBytes.Add(n)
 	p.cfg.queuedTotal.Add(n)
+	// Observed before the frame is queued: once queued, the writer may
+	// send it at once, and the client's answer to a WELCOME (its first
+	// CALL) must find the session open.
+	p.observe(msg)
 	select {
 	case p.frames <- b:
-		p.observe(msg)
 	default:
 		p.queuedBytes.Add(-n)
 		p.cfg.queuedTotal.Add(-n)
@@ -469,8 +472,9 @@ func (p *wsPeer) marshal(msg wamp.Message) ([]byte, bool) {
 	return b, true
 }
 
-// observe shows the observer a message once its frame is queued for the
-// client: an answer dropped with a slow consumer is no answer received.
+// observe shows the observer a message whose frame passed the queue's
+// bounds: an answer dropped with a slow consumer over them is no answer
+// received.
 func (p *wsPeer) observe(msg wamp.Message) {
 	if p.obs != nil {
 		p.obs.toClient(msg)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command. It installs what the tests need when it is missing
-# (php-cli, phpunit, prometheus with promtool, nodejs and npm, and
-# python3-prometheus-client for its strict OpenMetrics parser, from Debian;
+# (php-cli, phpunit, prometheus with promtool, nodejs and npm,
+# python3-prometheus-client for its strict OpenMetrics parser, and systemd for
+# systemd-analyze, from Debian;
 # Autobahn|JS from npm), then runs
 # every check: PHP syntax, PHPUnit, gofmt, go vet, and every Go test with the
 # race detector (some start PHP processes and a real Prometheus). A fresh Debian
@@ -18,6 +19,9 @@ command -v phpunit >/dev/null || missing+=(phpunit)
 command -v node >/dev/null || missing+=(nodejs npm)
 # The strict OpenMetrics parser the scrape test uses, for Debian's python3.
 /usr/bin/python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null || missing+=(python3-prometheus-client)
+# systemd-analyze checks the shipped unit (deploy/systemd); only the tool is
+# used, no service is started.
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 if ((${#missing[@]})); then
   echo "test.sh: installing ${missing[*]}" >&2
   sudo=""
@@ -42,6 +46,9 @@ phpunit -c php/phpunit.xml
 unformatted=$(gofmt -l .)
 [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted" >&2; exit 1; }
 go vet ./...
+# Tests that need an external tool (systemd-analyze) skip without it when run
+# on their own; here, where it was installed above, its absence fails them.
+export WAMP_OBSERVER_REQUIRE_TOOLS=1
 go test -race -count=1 ./...
 # Each fuzz target briefly (./fuzz.sh runs them long); their seed corpora
 # in testdata/fuzz already ran above as plain tests.

@@ -42,6 +42,8 @@ fi
 # PHP: every file parses, and the unit tests pass.
 find php -name '*.php' -print0 | xargs -0 -n1 php -l >/dev/null
 phpunit -c php/phpunit.xml
+# The PHP 7 WampObserver (php/php7) through the same observer tests, on PHP 8.
+phpunit -c php/phpunit-php7.xml
 
 unformatted=$(gofmt -l .)
 [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted" >&2; exit 1; }

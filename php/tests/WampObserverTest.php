@@ -9,6 +9,11 @@ use Wamp\Tests\Support\UdpReceiver;
 
 require_once __DIR__ . '/Support/UdpReceiver.php';
 
+/**
+ * The observer class. phpunit.xml runs these tests against the PHP 8 class
+ * (../WampObserver.php), phpunit-php7.xml against the PHP 7 one
+ * (../php7/WampObserver.php).
+ */
 final class WampObserverTest extends TestCase
 {
     private const FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE;
@@ -348,6 +353,9 @@ final class WampObserverTest extends TestCase
      */
     private static function runPhp(array $options, string $code, array $env): array
     {
+        // The WampObserver under test: the PHP 8 class, or the PHP 7 one
+        // under phpunit-php7.xml.
+        $observer = var_export((new \ReflectionClass(\WampObserver::class))->getFileName(), true);
         $autoload = var_export(dirname(__DIR__) . '/autoload.php', true);
         // Through env(1): proc_open would leave out a variable set to "".
         $command = ['env', '-u', 'WAMP_OBSERVER_ADDR'];
@@ -355,7 +363,7 @@ final class WampObserverTest extends TestCase
             $command[] = "$name=$value";
         }
         array_push($command, PHP_BINARY, ...$options);
-        array_push($command, '-r', "require $autoload; $code");
+        array_push($command, '-r', "require $observer; require $autoload; $code");
         $process = proc_open($command, [1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes);
         $stdout = stream_get_contents($pipes[1]);
         $stderr = stream_get_contents($pipes[2]);

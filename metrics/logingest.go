@@ -163,7 +163,7 @@ func (in *LogIngester) pendingCalls() float64 {
 	var n int64
 	for _, f := range *in.families.Load() {
 		if f.family != nil {
-			n += f.family.pending.Load()
+			n += f.family.Pending()
 		}
 	}
 	return float64(n)
@@ -330,7 +330,7 @@ const (
 // is counted by reason, logged at most once a second, and otherwise
 // ignored.
 func (r *LogReader) HandleLine(from netip.AddrPort, line []byte) {
-	r.handleLine(r.in.tracker.nanos(), from, line)
+	r.handleLine(r.in.tracker.Now(), from, line)
 }
 
 // handleLine is HandleLine with the clock read by the caller: the lines of
@@ -370,7 +370,7 @@ func (r *LogReader) handleLine(now int64, from netip.AddrPort, line []byte) {
 	case kindCall:
 		// A CALL's timeout option is the dealer's to enforce, as for the
 		// router (Session.Call); v1 calls have none.
-		r.session(snd, fi, l.view).startAt(now, l.id, r.in.familyAt(fi).acquireBytes(l.procedure, now), timeout, true)
+		r.session(snd, fi, l.view).StartAt(now, l.id, l.procedure, timeout)
 	case kindInvocation:
 		procedure := l.procedure
 		if len(procedure) == 0 {
@@ -388,23 +388,23 @@ func (r *LogReader) handleLine(now int64, from netip.AddrPort, line []byte) {
 		// default, is then only a backstop, DealerBackstop later, as for
 		// a CALL with a timeout option.
 		if timeout <= 0 {
-			timeout = r.in.tracker.defaultTimeout
+			timeout = r.in.tracker.DefaultTimeout()
 		}
-		r.session(snd, fi, l.view).startAt(now, l.id, r.in.familyAt(fi).acquireBytes(procedure, now), timeout, true)
+		r.session(snd, fi, l.view).StartAt(now, l.id, procedure, timeout)
 	case kindResult, kindYield:
 		if s := existing(snd, fi, l.view); s != nil {
-			s.endAt(now, l.id, Response)
+			s.EndAt(now, l.id, Response)
 		}
 	case kindError:
 		if s := existing(snd, fi, l.view); s != nil {
-			s.endAt(now, l.id, errorOutcome(l.errorURI))
+			s.EndAt(now, l.id, ErrorOutcome(l.errorURI))
 		}
 	case kindInterrupt:
 		// The dealer interrupts the callee when the call timed out or the
 		// caller canceled; the router counts those as a timeout and an
 		// error, and so does the callee's view.
 		if s := existing(snd, fi, l.view); s != nil {
-			s.endAt(now, l.id, errorOutcome(l.errorURI))
+			s.EndAt(now, l.id, ErrorOutcome(l.errorURI))
 		}
 	case kindRegister:
 		r.forgetRegistration(snd, snd.registering, l.id)
@@ -510,7 +510,7 @@ func existing(snd *logSender, fi int, v view) *Session {
 // from the sender seen least recently and stops at the first one seen
 // since the cutoff: its cost is the idle senders', not the table's.
 func (r *LogReader) ForgetIdle() {
-	cutoff := r.in.tracker.nanos() - int64(r.in.idleAfter)
+	cutoff := r.in.tracker.Now() - int64(r.in.idleAfter)
 	for snd := r.recent.newer; snd != &r.recent && snd.lastSeen < cutoff; {
 		older := snd.older
 		if !snd.hasPending() {
@@ -541,7 +541,7 @@ func (r *LogReader) evictOldest(now int64) {
 	for _, views := range snd.sessions {
 		for _, s := range views {
 			if s != nil {
-				dropped += s.closeAt(now)
+				dropped += s.CloseAt(now)
 			}
 		}
 	}

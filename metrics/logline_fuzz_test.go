@@ -903,21 +903,21 @@ func writeMetric(t *testing.T, m prometheus.Metric) *dto.Metric {
 
 func tallyLog(t *testing.T, in *LogIngester, r *LogReader) logTally {
 	t.Helper()
-	tl := logTally{bad: map[string]float64{}, trackerPn: in.tracker.pending.Load()}
+	tl := logTally{bad: map[string]float64{}, trackerPn: in.tracker.Pending()}
 	for _, lf := range *in.families.Load() {
 		f := lf.family
 		if f == nil {
 			continue
 		}
-		n := f.pending.Load()
+		n := f.Pending()
 		tl.negative = tl.negative || n < 0
 		tl.pending += n
-		for o := range numOutcomes {
-			h := writeMetric(t, f.histograms[o]).GetHistogram()
-			tl.count[o] += h.GetSampleCount()
-			tl.sum[o] += h.GetSampleSum()
+		totals := f.Totals()
+		for o := range tl.count {
+			tl.count[o] += totals.Calls[o]
+			tl.sum[o] += totals.Seconds[o]
 		}
-		tl.sessions += writeMetric(t, f.sessions).GetGauge().GetValue()
+		tl.sessions += float64(totals.Sessions)
 	}
 	for reason, c := range in.badLines {
 		v := writeMetric(t, c).GetCounter().GetValue()

@@ -218,7 +218,7 @@ func (l *LogListener) readUDP(ctx context.Context) {
 			l.log.Warn("reading log datagrams", slog.Any("err", err))
 			continue
 		}
-		now := l.ingester.tracker.nanos() // the batch arrived together
+		now := l.ingester.tracker.Now() // the batch arrived together
 		for _, m := range msgs[:n] {
 			var from netip.AddrPort
 			if ua, ok := m.Addr.(*net.UDPAddr); ok {
@@ -294,7 +294,7 @@ func (l *LogListener) readTCP(c net.Conn) {
 	r := l.ingester.NewReader("tcp")
 	defer r.Close()
 	from, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-	stamped := &stampedReader{conn: c, clock: l.ingester.tracker.nanos, idle: l.idle}
+	stamped := &stampedReader{conn: c, clock: l.ingester.tracker.Now, idle: l.idle}
 	br := bufio.NewReaderSize(stamped, l.maxLineLen)
 	for {
 		line, err := br.ReadSlice('\n')
@@ -339,7 +339,7 @@ type stampedReader struct {
 	conn  net.Conn
 	clock func() int64
 	idle  time.Duration // <= 0: none
-	at    int64         // Tracker.nanos when the latest read returned
+	at    int64         // Tracker.Now when the latest read returned
 }
 
 func (s *stampedReader) Read(p []byte) (int, error) {

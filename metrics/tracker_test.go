@@ -206,7 +206,7 @@ func TestDealerEnforcedTimeoutHasABackstop(t *testing.T) {
 // startStrict starts a call whose deadline the tracker enforces itself,
 // as for a logged INVOCATION's timeout.
 func startStrict(s *Session, id uint64, procedure string, timeout time.Duration) {
-	now := s.tracker.nanos()
+	now := s.tracker.Now()
 	s.startAt(now, id, s.family.acquire(procedure, now), timeout, false)
 }
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 	"github.com/php-wamp-observer/php-wamp-observer/router"
+	"github.com/php-wamp-observer/php-wamp-observer/wamplog"
 )
 
 // Config is everything the program can be told.
@@ -69,7 +70,7 @@ const ScrapeTimeout = 10 * time.Second
 type Listeners struct {
 	WAMP    net.Listener
 	Metrics net.Listener
-	Log     *metrics.LogSockets // nil: no log listener
+	Log     *wamplog.Sockets // nil: no log listener
 }
 
 // httpGrace is how long each HTTP server's handlers get to finish on the
@@ -112,18 +113,18 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 		return err
 	}
 	var (
-		logListener *metrics.LogListener
-		ingester    *metrics.LogIngester
+		logListener *wamplog.Listener
+		ingester    *wamplog.Ingester
 	)
 	if ls.Log != nil {
-		ingester, err = metrics.NewLogIngester(reg, metrics.LogIngesterOpts{
+		ingester, err = wamplog.NewIngester(reg, wamplog.IngesterOpts{
 			Tracker: tracker, MaxProcedures: cfg.MaxProcedures, MaxProcedureLen: cfg.MaxProcedureLen,
 			ProcedureIdle: cfg.ProcedureIdle, Logger: log,
 		})
 		if err != nil {
 			return err
 		}
-		logListener, err = metrics.NewLogListener(reg, ls.Log, ingester, metrics.LogListenerOpts{
+		logListener, err = wamplog.NewListener(reg, ls.Log, ingester, wamplog.ListenerOpts{
 			MaxLineLen: cfg.MaxLogLine, MaxConns: cfg.MaxLogConns, IdleTimeout: cfg.LogIdle, Logger: log,
 		})
 		if err != nil {

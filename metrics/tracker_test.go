@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 )
 
 // fakeClock is a clock tests move by hand.
@@ -690,47 +688,4 @@ func TestReclaimRacingCallsLosesNothing(t *testing.T) {
 	if got := testutil.ToFloat64(f.family.inFlight); got != 0 {
 		t.Errorf("calls in flight %v, want 0", got)
 	}
-}
-
-// worstCaseFamilyBytes is the README's stated bound on one family's part
-// of a text scrape with default limits: 1,000 procedures of 256 bytes
-// under the longest prefix a log sender may choose.
-const worstCaseFamilyBytes = 2_300_000
-
-func TestWorstCaseScrapeSizeOfAFamily(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	prefix := strings.Repeat("p", maxNameLen) + "_" + strings.Repeat("d", maxNameLen)
-	family, err := NewFamily(reg, FamilyOpts{Prefix: prefix, MaxProcedures: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock := newFakeClock()
-	tracker, err := NewTracker(TrackerOpts{DefaultTimeout: time.Second, Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := tracker.Open(family)
-	for i := range 1001 { // one more than the bound: the overflow shows too
-		p := fmt.Sprintf("%0*d", DefaultMaxProcedureLen, i)
-		for o := range numOutcomes {
-			id := uint64(i)*3 + uint64(o)
-			s.Call(id, p, 0)
-			clock.Advance(123456789 * time.Nanosecond)
-			s.End(id, o)
-		}
-	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	for _, mf := range mfs {
-		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if buf.Len() > worstCaseFamilyBytes {
-		t.Errorf("a full family scrapes as %d bytes, over the stated %d", buf.Len(), worstCaseFamilyBytes)
-	}
-	t.Logf("a full family scrapes as %d bytes", buf.Len())
 }

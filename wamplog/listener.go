@@ -148,7 +148,7 @@ func NewListener(reg prometheus.Registerer, socks *Sockets, in *Ingester, opts L
 			Help: "TCP log connections closed because they delivered nothing for the idle timeout.",
 		}),
 	}
-	drops := newUDPDropsCollector(l.udp.LocalAddr().(*net.UDPAddr).AddrPort())
+	drops := newUDPDropsCollector(l.udp)
 	for _, c := range []prometheus.Collector{l.conns, l.refusals, l.idleClosed, drops} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register log listener metrics: %w", err)

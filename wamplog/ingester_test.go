@@ -336,3 +336,23 @@ func TestWorstCaseScrapeSizeOfAFamily(t *testing.T) {
 	}
 	t.Logf("a full family scrapes as %d bytes", buf.Len())
 }
+
+// TestHugeTimeoutIsALongOneNotNone: a CALL asking for more than a Duration
+// holds (uint64 max, as a client may send for "wait as long as it takes")
+// asked for a long wait, so the dealer's answer decides, as for the
+// router; before, the log path took it for no timeout and recorded a
+// timeout at the default 300 ms.
+func TestHugeTimeoutIsALongOneNotNone(t *testing.T) {
+	f := newIngestFixture(t, IngesterOpts{})
+	from := sender(1)
+	f.line(from, `[48,1,{"timeout":18446744073709551615},"slow"]`)
+	f.clock.Advance(time.Second)
+	f.tracker.Expire(nil)
+	f.line(from, `[50,1,{}]`)
+	if got := f.count(t, metrics.Timeout, "slow"); got != 0 {
+		t.Errorf("%d timeouts, want 0", got)
+	}
+	if got := f.count(t, metrics.Response, "slow"); got != 1 {
+		t.Errorf("%d responses, want 1", got)
+	}
+}

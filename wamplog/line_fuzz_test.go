@@ -752,18 +752,30 @@ func refMessage(msg []byte) refResult {
 	return w
 }
 
-// refTimeout reads the timeout option (CALL options, INVOCATION details):
-// whole milliseconds; anything else (a string, a fraction, a negative
-// number, too large to be a Duration) means none. Duplicate keys: JSON
-// leaves it open.
+// refTimeout reads the timeout option (CALL options, INVOCATION details)
+// as milliseconds: a positive number is a timeout in whole milliseconds
+// (a fraction dropped), clamped to the longest Duration; anything else (a
+// string, zero, a negative number, below one) means none. Duplicate keys:
+// JSON leaves it open.
 func (w *refResult) refTimeout(keys []string, vals []json.RawMessage) {
+	const maxMillis = math.MaxInt64 / int64(time.Millisecond)
 	switch v, n := member(keys, vals, "timeout"); n {
 	case 0:
 		w.checkTimeout = true
 	case 1:
 		w.checkTimeout = true
-		if ms, ok := plainUint(v); ok && ms > 0 && ms < uint64(math.MaxInt64/int64(time.Millisecond)) {
-			w.timeout = time.Duration(ms) * time.Millisecond
+		if ms, ok := plainUint(v); ok {
+			if ms > 0 {
+				w.timeout = time.Duration(min(ms, uint64(maxMillis))) * time.Millisecond
+			}
+		} else if isJSONNumber(v) {
+			f, _ := strconv.ParseFloat(string(v), 64) // ±Inf beyond a float64
+			switch {
+			case f >= float64(maxMillis):
+				w.timeout = time.Duration(maxMillis) * time.Millisecond
+			case f >= 1:
+				w.timeout = time.Duration(int64(f)) * time.Millisecond
+			}
 		}
 	}
 }

@@ -689,3 +689,33 @@ func TestReclaimRacingCallsLosesNothing(t *testing.T) {
 		t.Errorf("calls in flight %v, want 0", got)
 	}
 }
+
+// TestTotalsAreWhatTheFamilyRecorded: the counts the program logs on its
+// way out are the histograms' counts, per outcome, and the sessions open.
+func TestTotalsAreWhatTheFamilyRecorded(t *testing.T) {
+	f := newFixture(t, 10)
+	if got := f.family.Name(); got != "wamp_router" {
+		t.Errorf("name %q, want wamp_router", got)
+	}
+	s := f.tracker.Open(f.family)
+	f.tracker.Open(f.family)
+	s.Call(1, "p", 0)
+	s.Call(2, "p", 0)
+	s.Call(3, "q", 0)
+	s.Call(4, "q", 0)
+	f.clock.Advance(100 * time.Millisecond)
+	s.Result(1)
+	s.Error(2, "app.error")
+	s.Error(3, "wamp.error.timeout")
+	got := f.family.Totals()
+	want := Totals{Calls: [numOutcomes]uint64{Response: 1, Error: 1, Timeout: 1}, Sessions: 2}
+	if got.Calls != want.Calls || got.Sessions != want.Sessions {
+		t.Errorf("totals %+v, want %+v", got, want)
+	}
+	if got.Seconds[Response] != 0.1 {
+		t.Errorf("responses took %v s, want 0.1", got.Seconds[Response])
+	}
+	if got := f.family.Pending(); got != 1 {
+		t.Errorf("pending %d, want 1", got)
+	}
+}

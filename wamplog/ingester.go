@@ -258,6 +258,18 @@ func lintFamilyNames(prefix string) error {
 	return nil
 }
 
+// Families returns the families log lines created so far, in the order
+// they were created: for the final counts the program logs on its way out.
+func (in *Ingester) Families() []*metrics.Family {
+	var fs []*metrics.Family
+	for _, f := range *in.families.Load() {
+		if f.family != nil {
+			fs = append(fs, f.family)
+		}
+	}
+	return fs
+}
+
 // familyAt returns the family at index fi, which family() handed out.
 func (in *Ingester) familyAt(fi int) *metrics.Family { return (*in.families.Load())[fi].family }
 

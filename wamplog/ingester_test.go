@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -354,5 +355,24 @@ func TestHugeTimeoutIsALongOneNotNone(t *testing.T) {
 	}
 	if got := f.count(t, metrics.Response, "slow"); got != 1 {
 		t.Errorf("%d responses, want 1", got)
+	}
+}
+
+// TestFamiliesAreThoseLinesCreated: the families listed for the final
+// counts are the pairs accepted, in order, and no refused one.
+func TestFamiliesAreThoseLinesCreated(t *testing.T) {
+	f := newIngestFixture(t, IngesterOpts{})
+	if _, err := metrics.NewFamily(f.reg, metrics.FamilyOpts{Prefix: "wamp_router", MaxProcedures: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, pair := range [][2]string{{"php", "out"}, {"wamp", "router"}, {"php", "ms"}, {"wamp", "in"}, {"php", "out"}} {
+		f.r.HandleLine(sender(1), []byte(wrap(pair[0], pair[1], `[48,1,{},"p"]`)))
+	}
+	var names []string
+	for _, fam := range f.in.Families() {
+		names = append(names, fam.Name())
+	}
+	if want := []string{"php_out", "wamp_in"}; !slices.Equal(names, want) {
+		t.Errorf("families %q, want %q", names, want)
 	}
 }

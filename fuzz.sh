@@ -14,8 +14,8 @@ cd "$(dirname "$0")"
 
 duration=${1:-10m}
 targets=(
-	"FuzzParseLine ./metrics"
-	"FuzzHandleLines ./metrics"
+	"FuzzParseLine ./wamplog"
+	"FuzzHandleLines ./wamplog"
 	"FuzzObserver ./router"
 	"FuzzNexus ./router"
 )

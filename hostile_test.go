@@ -18,8 +18,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/php-wamp-observer/php-wamp-observer/app"
-	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 	"github.com/php-wamp-observer/php-wamp-observer/router"
+	"github.com/php-wamp-observer/php-wamp-observer/wamplog"
 )
 
 // logLine builds the line WampObserver sends.
@@ -52,26 +52,26 @@ func udpHostile() []hostileInput {
 		return func(i int) []byte { return []byte(logLine("wamp", "out", fmt.Sprintf(msg, i))) }
 	}
 	return []hostileInput{
-		{metrics.ReasonEmpty, func(int) []byte { return nil }},
-		{metrics.ReasonEmpty, func(int) []byte { return []byte("\n\n") }},
-		{metrics.ReasonNotJSON, func(i int) []byte { return fmt.Appendf(nil, "GET / HTTP/1.1 %d", i) }},
-		{metrics.ReasonNotJSON, func(i int) []byte { return fmt.Appendf(nil, `["wamp","out"]%d`, i) }},
-		{metrics.ReasonNotJSON, func(i int) []byte { return fmt.Appendf(nil, `{"wamp":%d}`, i) }},
-		{metrics.ReasonNotJSON, func(i int) []byte { return []byte(strings.Repeat("x", 65000)) }}, // 64 KiB datagrams
-		{metrics.ReasonBadName, func(i int) []byte { return []byte(logLine("WAMP", "out", `[48,1,{},"p"]`)) }},
-		{metrics.ReasonBadName, func(i int) []byte { return []byte(logLine("wamp", fmt.Sprintf("out_%d", i), `[48,1,{},"p"]`)) }},
-		{metrics.ReasonBadName, func(i int) []byte { return []byte(logLine(strings.Repeat("a", 40), "out", `[48,1,{},"p"]`)) }},
-		{metrics.ReasonBadMessage, wamp(`{"type":%d}`)},
-		{metrics.ReasonBadMessage, wamp(`[%d`)},
-		{metrics.ReasonWrongArity, wamp(`[48,%d,{}]`)},
-		{metrics.ReasonWrongType, wamp(`[48,%d,[],"p"]`)},
-		{metrics.ReasonWrongType, wamp(`[48,%d,{},{"procedure":"p"}]`)},
-		{metrics.ReasonBadID, wamp(`[48,%d.5,{},"p"]`)},
-		{metrics.ReasonBadID, wamp(`[48,-%d,{},"p"]`)},
-		{metrics.ReasonBadID, wamp(`[48,{"id":%d},{},"p"]`)},
-		{metrics.ReasonBadID, wamp(`[50,"%d",{}]`)},
-		{metrics.ReasonUnknownType, wamp(`[1%d99,1,{}]`)},
-		{metrics.ReasonInvalidUTF8, func(i int) []byte {
+		{wamplog.ReasonEmpty, func(int) []byte { return nil }},
+		{wamplog.ReasonEmpty, func(int) []byte { return []byte("\n\n") }},
+		{wamplog.ReasonNotJSON, func(i int) []byte { return fmt.Appendf(nil, "GET / HTTP/1.1 %d", i) }},
+		{wamplog.ReasonNotJSON, func(i int) []byte { return fmt.Appendf(nil, `["wamp","out"]%d`, i) }},
+		{wamplog.ReasonNotJSON, func(i int) []byte { return fmt.Appendf(nil, `{"wamp":%d}`, i) }},
+		{wamplog.ReasonNotJSON, func(i int) []byte { return []byte(strings.Repeat("x", 65000)) }}, // 64 KiB datagrams
+		{wamplog.ReasonBadName, func(i int) []byte { return []byte(logLine("WAMP", "out", `[48,1,{},"p"]`)) }},
+		{wamplog.ReasonBadName, func(i int) []byte { return []byte(logLine("wamp", fmt.Sprintf("out_%d", i), `[48,1,{},"p"]`)) }},
+		{wamplog.ReasonBadName, func(i int) []byte { return []byte(logLine(strings.Repeat("a", 40), "out", `[48,1,{},"p"]`)) }},
+		{wamplog.ReasonBadMessage, wamp(`{"type":%d}`)},
+		{wamplog.ReasonBadMessage, wamp(`[%d`)},
+		{wamplog.ReasonWrongArity, wamp(`[48,%d,{}]`)},
+		{wamplog.ReasonWrongType, wamp(`[48,%d,[],"p"]`)},
+		{wamplog.ReasonWrongType, wamp(`[48,%d,{},{"procedure":"p"}]`)},
+		{wamplog.ReasonBadID, wamp(`[48,%d.5,{},"p"]`)},
+		{wamplog.ReasonBadID, wamp(`[48,-%d,{},"p"]`)},
+		{wamplog.ReasonBadID, wamp(`[48,{"id":%d},{},"p"]`)},
+		{wamplog.ReasonBadID, wamp(`[50,"%d",{}]`)},
+		{wamplog.ReasonUnknownType, wamp(`[1%d99,1,{}]`)},
+		{wamplog.ReasonInvalidUTF8, func(i int) []byte {
 			return fmt.Appendf(nil, "[\"wamp\",\"out\",\"[48,%d,{},\\\"p\xff\xfe\\\"]\"]", i)
 		}},
 	}
@@ -155,12 +155,12 @@ func TestHostileInputLeavesValidCountsExact(t *testing.T) {
 	tcpBad := dialT(t, "tcp", logAddr)
 	for i := range 1000 {
 		fmt.Fprintf(tcpBad, "not a line %d\n", i)
-		want[metrics.ReasonNotJSON]++
+		want[wamplog.ReasonNotJSON]++
 		inputs++
 	}
 	fmt.Fprintf(tcpBad, "%s", strings.Repeat("y", 1<<20)) // 1 MiB, no newline yet
 	fmt.Fprintf(tcpBad, "\n%s\n", logLine("wamp", "out", `[48,1000001,{},"hello2"]`))
-	want[metrics.ReasonTooLong]++
+	want[wamplog.ReasonTooLong]++
 	inputs++
 	slow := dialT(t, "tcp", logAddr)
 	pair := logLine("wamp", "out", `[48,2000001,{},"hello2"]`) + "\n" + logLine("wamp", "out", `[50,2000001,{}]`) + "\n"

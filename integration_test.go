@@ -25,6 +25,7 @@ import (
 
 	"github.com/php-wamp-observer/php-wamp-observer/app"
 	"github.com/php-wamp-observer/php-wamp-observer/metrics"
+	"github.com/php-wamp-observer/php-wamp-observer/wamplog"
 )
 
 func TestMain(m *testing.M) {
@@ -43,7 +44,7 @@ func startInstance(t *testing.T, cfg app.Config) *instance {
 }
 
 // startInstanceOn is startInstance with a log listener on socks, if any.
-func startInstanceOn(t *testing.T, cfg app.Config, socks *metrics.LogSockets) *instance {
+func startInstanceOn(t *testing.T, cfg app.Config, socks *wamplog.Sockets) *instance {
 	t.Helper()
 	listen := func() net.Listener {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

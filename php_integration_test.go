@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/php-wamp-observer/php-wamp-observer/app"
-	"github.com/php-wamp-observer/php-wamp-observer/metrics"
+	"github.com/php-wamp-observer/php-wamp-observer/wamplog"
 )
 
 // process is a program run by the test (a PHP script, a Node script); it
@@ -122,7 +122,7 @@ func (p *process) exitsCleanly() {
 // loopback port; it returns the address PHP should log to.
 func startInstanceWithLog(t *testing.T, cfg app.Config) (*instance, string) {
 	t.Helper()
-	socks, err := metrics.ListenLogSockets("127.0.0.1:0")
+	socks, err := wamplog.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,7 @@ export WAMP_OBSERVER_REQUIRE_TOOLS=1
 go test -race -count=1 ./...
 # Each fuzz target briefly (./fuzz.sh runs them long); their seed corpora
 # in testdata/fuzz already ran above as plain tests.
-for target in "FuzzParseLine ./metrics" "FuzzHandleLines ./metrics" "FuzzObserver ./router" "FuzzNexus ./router"; do
+for target in "FuzzParseLine ./wamplog" "FuzzHandleLines ./wamplog" "FuzzObserver ./router" "FuzzNexus ./router"; do
   set -- $target
   go test -run '^$' -fuzz "^$1\$" -fuzztime 10s "$2"
 done

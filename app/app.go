@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,10 +20,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 	"github.com/php-wamp-observer/php-wamp-observer/router"
+	"github.com/php-wamp-observer/php-wamp-observer/wamplog"
 )
 
 // Config is everything the program can be told.
@@ -69,7 +70,7 @@ const ScrapeTimeout = 10 * time.Second
 type Listeners struct {
 	WAMP    net.Listener
 	Metrics net.Listener
-	Log     *metrics.LogSockets // nil: no log listener
+	Log     *wamplog.Sockets // nil: no log listener
 }
 
 // httpGrace is how long each HTTP server's handlers get to finish on the
@@ -112,18 +113,18 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 		return err
 	}
 	var (
-		logListener *metrics.LogListener
-		ingester    *metrics.LogIngester
+		logListener *wamplog.Listener
+		ingester    *wamplog.Ingester
 	)
 	if ls.Log != nil {
-		ingester, err = metrics.NewLogIngester(reg, metrics.LogIngesterOpts{
+		ingester, err = wamplog.NewIngester(reg, wamplog.IngesterOpts{
 			Tracker: tracker, MaxProcedures: cfg.MaxProcedures, MaxProcedureLen: cfg.MaxProcedureLen,
 			ProcedureIdle: cfg.ProcedureIdle, Logger: log,
 		})
 		if err != nil {
 			return err
 		}
-		logListener, err = metrics.NewLogListener(reg, ls.Log, ingester, metrics.LogListenerOpts{
+		logListener, err = wamplog.NewListener(reg, ls.Log, ingester, wamplog.ListenerOpts{
 			MaxLineLen: cfg.MaxLogLine, MaxConns: cfg.MaxLogConns, IdleTimeout: cfg.LogIdle, Logger: log,
 		})
 		if err != nil {
@@ -236,10 +237,12 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 	shutdown(servers[1])
 	stop()
 	wg.Wait()
+	families := []*metrics.Family{family}
 	if ingester != nil {
 		ingester.Close() // what its log rate limit held back
+		families = append(families, ingester.Families()...)
 	}
-	logFinalCounts(log, reg)
+	logFinalCounts(log, families)
 	return runErr
 }
 
@@ -266,33 +269,18 @@ func rejectionCounter(reg prometheus.Registerer) (func(string), error) {
 
 // logFinalCounts logs, once everything has stopped, the totals of every
 // call family: a scrape taken before the signal can miss the last calls,
-// the log line cannot.
-func logFinalCounts(log *slog.Logger, g prometheus.Gatherer) {
-	mfs, err := g.Gather()
-	if err != nil {
-		log.Error("gathering final counts", slog.Any("err", err))
-		return
-	}
-	totals := map[string][]slog.Attr{}
-	var prefixes []string
-	for _, mf := range mfs {
-		name := mf.GetName()
-		if mf.GetType() != dto.MetricType_HISTOGRAM || !strings.HasSuffix(name, "_total_seconds") {
-			continue
+// the log line cannot. Families and their outcomes come in the order of
+// their metric names, as a scrape lists them (php_out2_… before php_out_…).
+func logFinalCounts(log *slog.Logger, families []*metrics.Family) {
+	families = slices.Clone(families)
+	slices.SortFunc(families, func(a, b *metrics.Family) int { return strings.Compare(a.Name()+"_", b.Name()+"_") })
+	for _, f := range families {
+		totals := f.Totals()
+		attrs := []slog.Attr{slog.String("family", f.Name())}
+		for _, o := range []metrics.Outcome{metrics.Error, metrics.Response, metrics.Timeout} { // errors, responses, timeouts
+			attrs = append(attrs, slog.Uint64(o.String(), totals.Calls[o]))
 		}
-		trimmed := strings.TrimSuffix(name, "_total_seconds")
-		i := strings.LastIndexByte(trimmed, '_')
-		if i < 0 || len(mf.GetMetric()) != 1 {
-			continue
-		}
-		prefix, outcome := trimmed[:i], trimmed[i+1:]
-		if _, ok := totals[prefix]; !ok {
-			prefixes = append(prefixes, prefix)
-		}
-		totals[prefix] = append(totals[prefix], slog.Uint64(outcome, mf.GetMetric()[0].GetHistogram().GetSampleCount()))
-	}
-	for _, p := range prefixes {
-		log.LogAttrs(context.Background(), slog.LevelInfo, "final counts", append([]slog.Attr{slog.String("family", p)}, totals[p]...)...)
+		log.LogAttrs(context.Background(), slog.LevelInfo, "final counts", attrs...)
 	}
 }
 

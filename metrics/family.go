@@ -1,7 +1,8 @@
 // Package metrics turns observed WAMP calls into Prometheus metrics.
 //
-// It knows nothing of nexus or WebSockets: the router's observer and the PHP
-// log listener both report calls to a Tracker, which times them against a
+// It knows nothing of nexus, WebSockets or log lines: the router's observer
+// and the PHP log path (package wamplog) both report calls to a Tracker,
+// which times them against a
 // deadline and records each outcome in a Family of collectors named in the
 // original php-wamp-observer's shape, <prefix>_<outcome>_seconds.
 package metrics
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Outcome is how a call ended. The set is fixed: label values and family
@@ -66,9 +68,10 @@ func DefaultBuckets() []float64 {
 //	<prefix>_other_calls_total        counter of calls recorded under OtherProcedure
 //	<prefix>_untracked_calls_total    counter of calls over the pending limits
 type Family struct {
+	name            string
 	maxProcedures   int
 	maxProcedureLen int
-	idleAfter       int64 // Tracker.nanos
+	idleAfter       int64 // Tracker.Now
 
 	summaries  [numOutcomes]*prometheus.SummaryVec
 	histograms [numOutcomes]prometheus.Histogram
@@ -87,11 +90,67 @@ type Family struct {
 	// only in invalid UTF-8 share one label value, so they share one
 	// series, and a series is deleted only when none of them uses it.
 	byLabel     map[string]*procedureSeries
-	lastReclaim int64 // Tracker.nanos of the last reclaim pass
+	lastReclaim int64 // Tracker.Now of the last reclaim pass
 
 	// pending backs the calls_in_flight gauge, and lets the log path sum
-	// its families' pending calls.
+	// its families' pending calls (Pending).
 	pending atomic.Int64
+}
+
+// Name returns the family's prefix, e.g. "wamp_router" or "php_out".
+func (f *Family) Name() string { return f.name }
+
+// Pending returns the calls of the family waiting for an answer or their
+// deadline, as <prefix>_calls_in_flight shows them: the log path sums its
+// families' into wamp_observer_log_calls_pending.
+func (f *Family) Pending() int64 { return f.pending.Load() }
+
+// Totals are what a family has recorded so far, read from its collectors.
+// Calls and Seconds are indexed by Outcome.
+type Totals struct {
+	Calls    [numOutcomes]uint64  // calls ended, as <prefix>_<outcome>_total_seconds counts them
+	Seconds  [numOutcomes]float64 // the sum of their durations
+	Sessions int64                // sessions open now (<prefix>_sessions)
+}
+
+// Totals returns the family's totals: for the final counts the program
+// logs on its way out, and for tests that check invariants without a
+// Gather. It reads the collectors, so it is not for a hot path.
+func (f *Family) Totals() Totals {
+	var t Totals
+	var m dto.Metric
+	for o := Outcome(0); o < numOutcomes; o++ {
+		m.Reset()
+		if f.histograms[o].Write(&m) == nil {
+			t.Calls[o] = m.GetHistogram().GetSampleCount()
+			t.Seconds[o] = m.GetHistogram().GetSampleSum()
+		}
+	}
+	m.Reset()
+	if f.sessions.Write(&m) == nil {
+		t.Sessions = int64(m.GetGauge().GetValue())
+	}
+	return t
+}
+
+// What the tracker reports to the family, the only way it touches the
+// family's collectors: sessions opening and closing, calls starting, not
+// tracked, dropped without an outcome, and ending with one. The tracker
+// times calls; the family turns what it reports into metrics.
+
+func (f *Family) sessionOpened() { f.sessions.Inc() }
+func (f *Family) sessionClosed() { f.sessions.Dec() }
+func (f *Family) callStarted()   { f.pending.Add(1) }
+func (f *Family) callUntracked() { f.untracked.Inc() }
+
+// callsDropped ends n pending calls without an outcome; their series were
+// released.
+func (f *Family) callsDropped(n int) { f.pending.Add(-int64(n)) }
+
+// callEnded ends a pending call on series with outcome after d, at now.
+func (f *Family) callEnded(series *procedureSeries, outcome Outcome, d time.Duration, now int64) {
+	f.pending.Add(-1)
+	f.record(series, outcome, d, now)
 }
 
 type procedureSeries struct {
@@ -100,7 +159,7 @@ type procedureSeries struct {
 	label     string
 
 	// What keeps the series' slot: calls pending on it, registrations of
-	// it by sessions still open, and its last use (Tracker.nanos). A
+	// it by sessions still open, and its last use (Tracker.Now). A
 	// reclaimed series has pending set to retired, so that a call that
 	// looked it up just before sees that and looks again.
 	pending       atomic.Int64
@@ -164,6 +223,7 @@ func NewFamily(reg prometheus.Registerer, opts FamilyOpts) (*Family, error) {
 	}
 	title := strings.ReplaceAll(opts.Prefix, "_", " ")
 	f := &Family{
+		name:            opts.Prefix,
 		maxProcedures:   opts.MaxProcedures,
 		maxProcedureLen: opts.MaxProcedureLen,
 		idleAfter:       int64(opts.ProcedureIdle),
@@ -229,7 +289,7 @@ func (f *Family) newSeries(label string) *procedureSeries {
 }
 
 // lookup returns the series for procedure, creating them while the bound
-// allows, else the OtherProcedure series. now is Tracker.nanos.
+// allows, else the OtherProcedure series. now is Tracker.Now.
 func (f *Family) lookup(procedure string, now int64) *procedureSeries {
 	if len(procedure) > f.maxProcedureLen {
 		return f.overflow()
@@ -397,7 +457,7 @@ func (f *Family) unregister(s *procedureSeries, now int64) {
 }
 
 // record adds one call that ended with outcome after d to its series,
-// at now (Tracker.nanos): the end of a call is a use of its procedure.
+// at now (Tracker.Now): the end of a call is a use of its procedure.
 func (f *Family) record(s *procedureSeries, outcome Outcome, d time.Duration, now int64) {
 	if outcome >= numOutcomes {
 		return

@@ -92,9 +92,22 @@ func NewTracker(opts TrackerOpts) (*Tracker, error) {
 	}, nil
 }
 
-// nanos is the clock reading as nanoseconds since the tracker started: a
-// plain int64 keeps pending entries small and comparisons cheap.
-func (t *Tracker) nanos() int64 { return int64(t.now().Sub(t.epoch)) }
+// Now is the tracker's clock: nanoseconds since the tracker started. A
+// plain int64 keeps pending entries small and comparisons cheap. It is
+// exported for callers that report many calls at one moment (the log path
+// reads it once per socket read, not once per line, as the clock is a large
+// part of handling a line) and pass it to StartAt and EndAt.
+func (t *Tracker) Now() int64 { return int64(t.now().Sub(t.epoch)) }
+
+// DefaultTimeout is the deadline of a call that carries no timeout of its
+// own (TrackerOpts.DefaultTimeout). The log path gives it to the calls of a
+// callee's view, whose deadline is only a backstop (see StartAt).
+func (t *Tracker) DefaultTimeout() time.Duration { return t.defaultTimeout }
+
+// Pending returns the number of calls pending over all sessions, which
+// MaxPending bounds. Tests check that the families' calls_in_flight add
+// up to it.
+func (t *Tracker) Pending() int64 { return t.pending.Load() }
 
 // Run ends calls past their deadline every SweepInterval until ctx is done.
 func (t *Tracker) Run(ctx context.Context) {
@@ -116,7 +129,7 @@ func (t *Tracker) Run(ctx context.Context) {
 // Tracker). buf is reused for the list of those sessions to avoid an
 // allocation per sweep; the (possibly grown) buffer is returned.
 func (t *Tracker) Expire(buf []*Session) []*Session {
-	now := t.nanos()
+	now := t.Now()
 	t.mu.Lock()
 	for len(t.due) > 0 && t.due[0].sched < now {
 		buf = append(buf, t.due.pop())
@@ -180,7 +193,7 @@ func (t *Tracker) Open(family *Family) *Session {
 		sched:   noDeadline,
 		dueIdx:  -1,
 	}
-	family.sessions.Inc()
+	family.sessionOpened()
 	return s
 }
 
@@ -211,7 +224,7 @@ type Session struct {
 
 type pendingCall struct {
 	series *procedureSeries // looked up once, when the call starts
-	start  int64            // Tracker.nanos
+	start  int64            // Tracker.Now
 	// deadline is when the tracker gives up on an answer; limit is the
 	// duration a timeout records. They differ for a call whose timeout the
 	// dealer enforces: its deadline is only a backstop.
@@ -241,15 +254,24 @@ const DealerBackstop = 5 * time.Second
 // (progressive call invocations) or a client bug, and either way the first
 // start is the one that counts.
 func (s *Session) Call(id uint64, procedure string, timeout time.Duration) {
-	now := s.tracker.nanos()
+	now := s.tracker.Now()
 	s.startAt(now, id, s.family.acquire(procedure, now), timeout, timeout > 0)
 }
 
-// startAt starts a call at now (Tracker.nanos): the log path reads the
-// clock once per read, not once per line, as time.Now is a large part of
-// handling a line. A timeout <= 0 means the tracker's default. When
-// byDealer, the timeout is the dealer's to enforce and the deadline is
-// DealerBackstop after it; otherwise the deadline is the timeout.
+// StartAt is Call at now (Tracker.Now), for a procedure still in a read
+// buffer: the log path starts its calls through it, without converting the
+// procedure to a string (the lookup does not allocate) and with the clock
+// read once for all the lines of one read. As for Call, a positive timeout
+// is the dealer's to enforce, so the deadline is DealerBackstop after it,
+// and timeout <= 0 means the tracker's default, enforced by the tracker.
+func (s *Session) StartAt(now int64, id uint64, procedure []byte, timeout time.Duration) {
+	s.startAt(now, id, s.family.acquireBytes(procedure, now), timeout, timeout > 0)
+}
+
+// startAt starts a call at now (Tracker.Now). A timeout <= 0 means the
+// tracker's default. When byDealer, the timeout is the dealer's to enforce
+// and the deadline is DealerBackstop after it; otherwise the deadline is
+// the timeout.
 //
 // series was acquired for the call (Family.acquire); startAt releases it
 // when the call does not start.
@@ -271,7 +293,7 @@ func (s *Session) startAt(now int64, id uint64, series *procedureSeries, timeout
 	if len(s.calls) >= s.tracker.maxPendingPerSession || !s.tracker.reserve() {
 		s.mu.Unlock()
 		s.family.release(series)
-		s.family.untracked.Inc()
+		s.family.callUntracked()
 		return
 	}
 	s.seq++
@@ -286,7 +308,7 @@ func (s *Session) startAt(now int64, id uint64, series *procedureSeries, timeout
 		s.tracker.scheduleLocked(s, deadline)
 	}
 	s.mu.Unlock()
-	s.family.pending.Add(1)
+	s.family.callStarted()
 }
 
 // saturatingAdd is a+b for b >= 0, or MaxInt64 where that overflows: a
@@ -304,11 +326,14 @@ func (s *Session) Result(id uint64) { s.End(id, Response) }
 // Error ends call id with an ERROR whose URI is errorURI. The dealer
 // answers wamp.error.timeout when it enforces the call's timeout option:
 // that is a timeout, not an error.
-func (s *Session) Error(id uint64, errorURI string) { s.End(id, errorOutcome(errorURI)) }
+func (s *Session) Error(id uint64, errorURI string) { s.End(id, ErrorOutcome(errorURI)) }
 
-// errorOutcome is generic so that the log path can pass a []byte from its
-// read buffer without converting it.
-func errorOutcome[T string | []byte](errorURI T) Outcome {
+// ErrorOutcome is the outcome of a call answered by an ERROR with
+// errorURI: wamp.error.timeout, which the dealer answers when it enforces
+// the call's timeout option, is a timeout, anything else an error. It is
+// generic so that the log path can pass a []byte from its read buffer
+// without converting it.
+func ErrorOutcome[T string | []byte](errorURI T) Outcome {
 	if string(errorURI) == "wamp.error.timeout" {
 		return Timeout
 	}
@@ -319,11 +344,11 @@ func errorOutcome[T string | []byte](errorURI T) Outcome {
 // series exist from now on, with zero counts, and keep their slot while
 // the registration lasts (until Unregistered or the session's end).
 func (s *Session) Registered(procedure string) {
-	series := s.family.register(procedure, s.tracker.nanos())
+	series := s.family.register(procedure, s.tracker.Now())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || len(s.registered) >= maxRegistrationsPerSession {
-		s.family.unregister(series, s.tracker.nanos()) // not held: the slot may go when idle
+		s.family.unregister(series, s.tracker.Now()) // not held: the slot may go when idle
 		return
 	}
 	s.registered = append(s.registered, registration{procedure, series})
@@ -337,7 +362,7 @@ func (s *Session) Unregistered(procedure string) {
 	for i, r := range s.registered {
 		if r.procedure == procedure {
 			s.registered = slices.Delete(s.registered, i, i+1)
-			s.family.unregister(r.series, s.tracker.nanos())
+			s.family.unregister(r.series, s.tracker.Now())
 			return
 		}
 	}
@@ -356,7 +381,7 @@ type registration struct {
 // releaseRegistrationsLocked gives back the slots the session's
 // registrations held.
 func (s *Session) releaseRegistrationsLocked() {
-	now := s.tracker.nanos()
+	now := s.tracker.Now()
 	for _, r := range s.registered {
 		s.family.unregister(r.series, now)
 	}
@@ -367,9 +392,11 @@ func (s *Session) releaseRegistrationsLocked() {
 // timeout of exactly the call's timeout, whether or not the sweeper got
 // there first; an answer for a call that is not pending (never made,
 // already answered or already timed out) is ignored.
-func (s *Session) End(id uint64, outcome Outcome) { s.endAt(s.tracker.nanos(), id, outcome) }
+func (s *Session) End(id uint64, outcome Outcome) { s.EndAt(s.tracker.Now(), id, outcome) }
 
-func (s *Session) endAt(now int64, id uint64, outcome Outcome) {
+// EndAt is End at now (Tracker.Now), for the log path's lines of one read
+// (see StartAt).
+func (s *Session) EndAt(now int64, id uint64, outcome Outcome) {
 	s.mu.Lock()
 	if s.closed { // an abandoned session's calls wait for their deadline
 		s.mu.Unlock()
@@ -389,8 +416,7 @@ func (s *Session) endAt(now int64, id uint64, outcome Outcome) {
 		outcome, elapsed = Timeout, c.limit
 	}
 	s.tracker.pending.Add(-1)
-	s.family.pending.Add(-1)
-	s.family.record(c.series, outcome, time.Duration(elapsed), now)
+	s.family.callEnded(c.series, outcome, time.Duration(elapsed), now)
 }
 
 // Pending returns the number of calls waiting for an answer.
@@ -404,11 +430,12 @@ func (s *Session) Pending() int {
 // passed are timeouts, whether or not the sweeper got to them: the caller
 // waited that long in vain. The others are dropped without an outcome: a
 // caller that left cannot receive their answers.
-func (s *Session) Close() { s.closeAt(s.tracker.nanos()) }
+func (s *Session) Close() { s.CloseAt(s.tracker.Now()) }
 
-// closeAt is Close at now (Tracker.nanos); it returns the number of calls
-// dropped without an outcome.
-func (s *Session) closeAt(now int64) int {
+// CloseAt is Close at now (Tracker.Now); it returns the number of calls
+// dropped without an outcome, which the log path counts when it evicts a
+// sender.
+func (s *Session) CloseAt(now int64) (dropped int) {
 	s.expire(now)
 	s.mu.Lock()
 	if s.closed {
@@ -416,7 +443,7 @@ func (s *Session) closeAt(now int64) int {
 		return 0
 	}
 	s.closed = true
-	dropped := len(s.calls)
+	dropped = len(s.calls)
 	for _, c := range s.calls {
 		s.family.release(c.series)
 	}
@@ -427,8 +454,8 @@ func (s *Session) closeAt(now int64) int {
 	s.mu.Unlock()
 
 	s.tracker.pending.Add(-int64(dropped))
-	s.family.pending.Add(-int64(dropped))
-	s.family.sessions.Dec()
+	s.family.callsDropped(dropped)
+	s.family.sessionClosed()
 	return dropped
 }
 
@@ -447,7 +474,7 @@ func (s *Session) Abandon() {
 	s.abandoned = true
 	s.releaseRegistrationsLocked()
 	s.mu.Unlock()
-	s.family.sessions.Dec()
+	s.family.sessionClosed()
 }
 
 // expire ends the calls whose deadline is before now.
@@ -478,8 +505,7 @@ func (s *Session) expire(now int64) {
 	s.mu.Unlock()
 	s.tracker.pending.Add(-int64(len(ended)))
 	for _, e := range ended {
-		s.family.pending.Add(-1)
-		s.family.record(e.series, Timeout, time.Duration(e.elapsed), now)
+		s.family.callEnded(e.series, Timeout, time.Duration(e.elapsed), now)
 	}
 }
 

@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 )
 
 // fakeClock is a clock tests move by hand.
@@ -206,7 +204,7 @@ func TestDealerEnforcedTimeoutHasABackstop(t *testing.T) {
 // startStrict starts a call whose deadline the tracker enforces itself,
 // as for a logged INVOCATION's timeout.
 func startStrict(s *Session, id uint64, procedure string, timeout time.Duration) {
-	now := s.tracker.nanos()
+	now := s.tracker.Now()
 	s.startAt(now, id, s.family.acquire(procedure, now), timeout, false)
 }
 
@@ -692,45 +690,32 @@ func TestReclaimRacingCallsLosesNothing(t *testing.T) {
 	}
 }
 
-// worstCaseFamilyBytes is the README's stated bound on one family's part
-// of a text scrape with default limits: 1,000 procedures of 256 bytes
-// under the longest prefix a log sender may choose.
-const worstCaseFamilyBytes = 2_300_000
-
-func TestWorstCaseScrapeSizeOfAFamily(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	prefix := strings.Repeat("p", maxNameLen) + "_" + strings.Repeat("d", maxNameLen)
-	family, err := NewFamily(reg, FamilyOpts{Prefix: prefix, MaxProcedures: 1000})
-	if err != nil {
-		t.Fatal(err)
+// TestTotalsAreWhatTheFamilyRecorded: the counts the program logs on its
+// way out are the histograms' counts, per outcome, and the sessions open.
+func TestTotalsAreWhatTheFamilyRecorded(t *testing.T) {
+	f := newFixture(t, 10)
+	if got := f.family.Name(); got != "wamp_router" {
+		t.Errorf("name %q, want wamp_router", got)
 	}
-	clock := newFakeClock()
-	tracker, err := NewTracker(TrackerOpts{DefaultTimeout: time.Second, Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
+	s := f.tracker.Open(f.family)
+	f.tracker.Open(f.family)
+	s.Call(1, "p", 0)
+	s.Call(2, "p", 0)
+	s.Call(3, "q", 0)
+	s.Call(4, "q", 0)
+	f.clock.Advance(100 * time.Millisecond)
+	s.Result(1)
+	s.Error(2, "app.error")
+	s.Error(3, "wamp.error.timeout")
+	got := f.family.Totals()
+	want := Totals{Calls: [numOutcomes]uint64{Response: 1, Error: 1, Timeout: 1}, Sessions: 2}
+	if got.Calls != want.Calls || got.Sessions != want.Sessions {
+		t.Errorf("totals %+v, want %+v", got, want)
 	}
-	s := tracker.Open(family)
-	for i := range 1001 { // one more than the bound: the overflow shows too
-		p := fmt.Sprintf("%0*d", DefaultMaxProcedureLen, i)
-		for o := range numOutcomes {
-			id := uint64(i)*3 + uint64(o)
-			s.Call(id, p, 0)
-			clock.Advance(123456789 * time.Nanosecond)
-			s.End(id, o)
-		}
+	if got.Seconds[Response] != 0.1 {
+		t.Errorf("responses took %v s, want 0.1", got.Seconds[Response])
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	if got := f.family.Pending(); got != 1 {
+		t.Errorf("pending %d, want 1", got)
 	}
-	var buf bytes.Buffer
-	for _, mf := range mfs {
-		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if buf.Len() > worstCaseFamilyBytes {
-		t.Errorf("a full family scrapes as %d bytes, over the stated %d", buf.Len(), worstCaseFamilyBytes)
-	}
-	t.Logf("a full family scrapes as %d bytes", buf.Len())
 }

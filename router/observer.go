@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/gammazero/nexus/v3/wamp"
+
+	"github.com/php-wamp-observer/php-wamp-observer/wampcall"
 )
 
 // CallSession receives what the observer sees of one WAMP session's calls.
@@ -202,40 +204,20 @@ func (o *connObserver) endSession() {
 	}
 }
 
-// callTimeout reads the CALL timeout option (milliseconds, per the WAMP
-// spec). Serializers decode numbers as different Go types, hence AsInt64.
+// callTimeout reads the CALL timeout option as nexus's dealer does
+// (wamp.AsInt64: serializers decode numbers as different Go types), so
+// that the tracker's deadline agrees with what the dealer enforces, and
+// interprets it by the rule the log parser shares.
 func callTimeout(options wamp.Dict) time.Duration {
-	v, ok := options[wamp.OptTimeout]
-	if !ok {
-		return 0
-	}
-	ms, ok := wamp.AsInt64(v)
-	if !ok || ms <= 0 {
-		return 0
-	}
-	const maxMillis = int64(1<<63-1) / int64(time.Millisecond)
-	if ms > maxMillis {
-		ms = maxMillis
-	}
-	return time.Duration(ms) * time.Millisecond
+	ms, _ := wamp.AsInt64(options[wamp.OptTimeout])
+	return wampcall.Timeout(ms)
 }
 
-func isProgress(details wamp.Dict) bool {
-	v, ok := details[wamp.OptProgress]
-	if !ok {
-		return false
-	}
-	b, _ := wamp.AsBool(v)
-	return b
-}
+func isProgress(details wamp.Dict) bool { return wampcall.Progressive(details[wamp.OptProgress]) }
 
 // exactMatch tells whether a REGISTER names one procedure rather than a
 // prefix or wildcard pattern, which would not be a procedure URI.
 func exactMatch(options wamp.Dict) bool {
-	v, ok := options[wamp.OptMatch]
-	if !ok {
-		return true
-	}
-	s, _ := wamp.AsString(v)
-	return s == "" || s == wamp.MatchExact
+	policy, _ := wamp.AsString(options[wamp.OptMatch])
+	return wampcall.ExactMatch(policy)
 }

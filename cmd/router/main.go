@@ -21,6 +21,7 @@ import (
 	"github.com/php-wamp-observer/php-wamp-observer/app"
 	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 	"github.com/php-wamp-observer/php-wamp-observer/router"
+	"github.com/php-wamp-observer/php-wamp-observer/wamplog"
 )
 
 // envPrefix prefixes the environment twin of every flag: -out-queue is
@@ -69,7 +70,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	ls := app.Listeners{WAMP: wampLn, Metrics: metricsLn}
 	if s.logAddr != "" {
-		if ls.Log, err = metrics.ListenLogSockets(s.logAddr); err != nil {
+		if ls.Log, err = wamplog.Listen(s.logAddr); err != nil {
 			wampLn.Close()
 			metricsLn.Close()
 			return err
@@ -160,7 +161,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 			return nil
 		})
 	fs.IntVar(&s.cfg.MaxLogConns, "max-log-conns", 1024, "concurrent TCP log connections; further ones are closed at once")
-	fs.DurationVar(&s.cfg.LogIdle, "log-idle-timeout", metrics.DefaultLogIdleTimeout,
+	fs.DurationVar(&s.cfg.LogIdle, "log-idle-timeout", wamplog.DefaultIdleTimeout,
 		"close a TCP log connection that sent nothing for this long (its pending calls then time out); 0 or negative turns it off")
 	fs.Int64Var(&s.cfg.MaxMessage, "max-message", router.DefaultMaxMessageSize,
 		"largest WebSocket message a client may send, in bytes; a larger one closes its connection")

@@ -324,7 +324,7 @@ func benchMicro(ctx context.Context) error {
 	fmt.Println("### Hot paths (go test -bench)")
 	fmt.Println()
 	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "ObserveCallResult|ParseLine|HandleLinePair",
-		"-benchmem", "-count", "3", "./router", "./metrics")
+		"-benchmem", "-count", "3", "./router", "./wamplog")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("go test -bench: %v\n%s", err, out)

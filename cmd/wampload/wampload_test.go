@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/php-wamp-observer/php-wamp-observer/app"
-	"github.com/php-wamp-observer/php-wamp-observer/metrics"
+	"github.com/php-wamp-observer/php-wamp-observer/wamplog"
 )
 
 // startRouterInProcess runs the program on free loopback ports.
@@ -22,7 +22,7 @@ func startRouterInProcess(t *testing.T) (wampURL, metricsURL, logAddr string) {
 		}
 		return ln
 	}
-	socks, err := metrics.ListenLogSockets("127.0.0.1:0")
+	socks, err := wamplog.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

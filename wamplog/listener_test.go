@@ -1,4 +1,4 @@
-package metrics
+package wamplog
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 )
 
 type logFixture struct {
@@ -17,43 +19,43 @@ type logFixture struct {
 	addr string
 }
 
-// startLogListener runs a real listener on a free loopback port with a
+// startListener runs a real listener on a free loopback port with a
 // running tracker, until the test ends.
-func startLogListener(t *testing.T, timeout time.Duration, maxLineLen int) *logFixture {
+func startListener(t *testing.T, timeout time.Duration, maxLineLen int) *logFixture {
 	t.Helper()
-	return startLogListenerWithClock(t, timeout, maxLineLen, nil)
+	return startListenerWithClock(t, timeout, maxLineLen, nil)
 }
 
-// startLogListenerWithClock is startLogListener with the tracker on the
+// startListenerWithClock is startListener with the tracker on the
 // clock now (time.Now when nil).
-func startLogListenerWithClock(t *testing.T, timeout time.Duration, maxLineLen int, now func() time.Time) *logFixture {
+func startListenerWithClock(t *testing.T, timeout time.Duration, maxLineLen int, now func() time.Time) *logFixture {
 	t.Helper()
-	return startLogListenerWith(t, timeout, now, LogListenerOpts{MaxLineLen: maxLineLen})
+	return startListenerWith(t, timeout, now, ListenerOpts{MaxLineLen: maxLineLen})
 }
 
-// startLogListenerWith is startLogListenerWithClock with the listener's
+// startListenerWith is startListenerWithClock with the listener's
 // options (their Logger is set here).
-func startLogListenerWith(t *testing.T, timeout time.Duration, now func() time.Time, opts LogListenerOpts) *logFixture {
+func startListenerWith(t *testing.T, timeout time.Duration, now func() time.Time, opts ListenerOpts) *logFixture {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	tracker, err := NewTracker(TrackerOpts{DefaultTimeout: timeout, Now: now})
+	tracker, err := metrics.NewTracker(metrics.TrackerOpts{DefaultTimeout: timeout, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// As in the program, the router's family is there first.
-	if _, err := NewFamily(reg, FamilyOpts{Prefix: "wamp_router", MaxProcedures: 10}); err != nil {
+	if _, err := metrics.NewFamily(reg, metrics.FamilyOpts{Prefix: "wamp_router", MaxProcedures: 10}); err != nil {
 		t.Fatal(err)
 	}
-	in, err := NewLogIngester(reg, LogIngesterOpts{Tracker: tracker, MaxProcedures: 100, MaxFamilies: 4, Logger: quietLog()})
+	in, err := NewIngester(reg, IngesterOpts{Tracker: tracker, MaxProcedures: 100, MaxFamilies: 4, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	socks, err := ListenLogSockets("127.0.0.1:0")
+	socks, err := Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts.Logger = quietLog()
-	l, err := NewLogListener(reg, socks, in, opts)
+	l, err := NewListener(reg, socks, in, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +130,7 @@ func (f *logFixture) waitFor(t *testing.T, want float64, name string, labels ...
 }
 
 func TestUDPSendersReusingIDsNeverCollide(t *testing.T) {
-	f := startLogListener(t, 300*time.Millisecond, 0)
+	f := startListener(t, 300*time.Millisecond, 0)
 	a, b := f.dial(t, "udp"), f.dial(t, "udp")
 	// Both PHP processes number their calls from 1.
 	send(t, a, wrap("wamp", "out", `[48,1,{},"hello1"]`))
@@ -147,7 +149,7 @@ func TestUDPSendersReusingIDsNeverCollide(t *testing.T) {
 }
 
 func TestCalleeViewAndV1Frames(t *testing.T) {
-	f := startLogListener(t, 100*time.Millisecond, 0)
+	f := startListener(t, 100*time.Millisecond, 0)
 	c := f.dial(t, "udp")
 	send(t, c,
 		// A callee that logs its registration, then invocations without
@@ -176,7 +178,7 @@ func TestCalleeViewAndV1Frames(t *testing.T) {
 }
 
 func TestTCPLinesLongLinesAndBadLines(t *testing.T) {
-	f := startLogListener(t, 300*time.Millisecond, 256)
+	f := startListener(t, 300*time.Millisecond, 256)
 	c := f.dial(t, "tcp")
 	send(t, c,
 		wrap("wamp", "out", `[48,1,{},"hello1"]`),
@@ -202,7 +204,7 @@ func TestTCPLinesLongLinesAndBadLines(t *testing.T) {
 }
 
 func TestTooManyFamilies(t *testing.T) {
-	f := startLogListener(t, 300*time.Millisecond, 0)
+	f := startListener(t, 300*time.Millisecond, 0)
 	c := f.dial(t, "udp")
 	for _, dir := range []string{"one", "two", "three", "four", "five", "six"} { // the fixture allows 4
 		send(t, c, wrap("wamp", dir, `[48,1,{},"p"]`))
@@ -214,7 +216,7 @@ func TestTooManyFamilies(t *testing.T) {
 }
 
 func TestEveryBadLineReasonStartsAtZero(t *testing.T) {
-	f := startLogListener(t, time.Second, 0)
+	f := startListener(t, time.Second, 0)
 	for _, r := range BadLineReasons() {
 		if got := f.value(t, "wamp_observer_log_bad_lines_total", "reason", r); got != 0 {
 			t.Errorf("reason %s: %v, want a zero series", r, got)
@@ -234,7 +236,7 @@ func TestEveryBadLineReasonStartsAtZero(t *testing.T) {
 // logged, on a connection quiet for a second before, took 100 ms.
 func TestTCPLinesAreTimedByTheReadThatDeliveredThem(t *testing.T) {
 	clock := newFakeClock()
-	f := startLogListenerWithClock(t, 300*time.Millisecond, 0, clock.Now)
+	f := startListenerWithClock(t, 300*time.Millisecond, 0, clock.Now)
 	c := f.dial(t, "tcp")
 	f.waitFor(t, 1, "wamp_observer_log_tcp_connections")
 	clock.Advance(time.Second) // the connection idles
@@ -265,13 +267,13 @@ func originalWriterTraffic(calls int) (lines []string, want map[string][numOutco
 		counts := want[procedure]
 		switch {
 		case i%7 == 3:
-			counts[Timeout]++
+			counts[metrics.Timeout]++
 		case i%5 == 2:
 			lines = append(lines, wrap("wamp", "in", fmt.Sprintf(`[4,"%s",{"msg":"hello world%d error details"}]`, id, i)))
-			counts[Error]++
+			counts[metrics.Error]++
 		default:
 			lines = append(lines, wrap("wamp", "in", fmt.Sprintf(`[3,"%s",{"msg":"hello world%d reply details"}]`, id, i)))
-			counts[Response]++
+			counts[metrics.Response]++
 		}
 		want[procedure] = counts
 	}
@@ -286,7 +288,7 @@ func TestOriginalWriterLinesCountExactly(t *testing.T) {
 	for _, network := range []string{"tcp", "udp"} {
 		t.Run(network, func(t *testing.T) {
 			clock := newFakeClock()
-			f := startLogListenerWithClock(t, 300*time.Millisecond, 0, clock.Now)
+			f := startListenerWithClock(t, 300*time.Millisecond, 0, clock.Now)
 			lines, want := originalWriterTraffic(90)
 			c := f.dial(t, network)
 			for _, l := range lines {
@@ -320,7 +322,7 @@ func TestOriginalWriterLinesCountExactly(t *testing.T) {
 // and once the idlers are gone new connections are served.
 func TestIdleTCPConnectionsAreClosed(t *testing.T) {
 	const idle = 300 * time.Millisecond
-	f := startLogListenerWith(t, 100*time.Millisecond, nil, LogListenerOpts{MaxConns: 8, IdleTimeout: idle})
+	f := startListenerWith(t, 100*time.Millisecond, nil, ListenerOpts{MaxConns: 8, IdleTimeout: idle})
 	active := f.dial(t, "tcp")
 	send(t, active, wrap("wamp", "out", `[48,1,{},"busy"]`), wrap("wamp", "out", `[50,1,{},[]]`))
 	f.waitFor(t, 1, "wamp_out_responses_seconds", "message", "busy")

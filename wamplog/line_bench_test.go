@@ -1,4 +1,4 @@
-package metrics
+package wamplog
 
 import (
 	"fmt"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 )
 
 // BenchmarkParseLine is the line parser on the lines PHP processes send
@@ -39,11 +41,11 @@ func BenchmarkParseLine(b *testing.B) {
 // BenchmarkHandleLinePair is the whole log path after the socket: a CALL
 // line and its RESULT line parsed, tracked and recorded in Prometheus.
 func BenchmarkHandleLinePair(b *testing.B) {
-	tracker, err := NewTracker(TrackerOpts{DefaultTimeout: 300 * time.Millisecond})
+	tracker, err := metrics.NewTracker(metrics.TrackerOpts{DefaultTimeout: 300 * time.Millisecond})
 	if err != nil {
 		b.Fatal(err)
 	}
-	in, err := NewLogIngester(prometheus.NewRegistry(), LogIngesterOpts{Tracker: tracker, MaxProcedures: 1000, Logger: quietLog()})
+	in, err := NewIngester(prometheus.NewRegistry(), IngesterOpts{Tracker: tracker, MaxProcedures: 1000, Logger: quietLog()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -62,34 +64,6 @@ func BenchmarkHandleLinePair(b *testing.B) {
 		r.HandleLine(from, calls[i%1024])
 		r.HandleLine(from, results[i%1024])
 		i++
-	}
-}
-
-// BenchmarkExpireIdleSenders is one sweep of a tracker holding 10,000 log
-// senders in each of 16 families, every one with a call pending a minute
-// out and nothing due: what the sweeper costs every SweepInterval while
-// nothing expires.
-func BenchmarkExpireIdleSenders(b *testing.B) {
-	clock := newFakeClock()
-	tracker, err := NewTracker(TrackerOpts{DefaultTimeout: 300 * time.Millisecond, Now: clock.Now})
-	if err != nil {
-		b.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	const senders, families = 10_000, 16
-	for f := range families {
-		fam, err := NewFamily(reg, FamilyOpts{Prefix: fmt.Sprintf("php%d_out", f), MaxProcedures: 10})
-		if err != nil {
-			b.Fatal(err)
-		}
-		for range senders {
-			tracker.Open(fam).Call(1, "p", time.Minute)
-		}
-	}
-	var buf []*Session
-	b.ReportAllocs()
-	for b.Loop() {
-		buf = tracker.Expire(buf[:0])
 	}
 }
 

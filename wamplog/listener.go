@@ -1,4 +1,4 @@
-package metrics
+package wamplog
 
 import (
 	"bufio"
@@ -19,12 +19,12 @@ import (
 	"golang.org/x/net/ipv6"
 )
 
-// LogListener receives WampObserver log lines on one address over UDP (one
+// Listener receives WampObserver log lines on one address over UDP (one
 // or more newline-separated lines per datagram) and TCP (newline-separated
 // lines on a stream, as the original class sent them), and hands them to a
-// LogIngester.
-type LogListener struct {
-	ingester   *LogIngester
+// Ingester.
+type Listener struct {
+	ingester   *Ingester
 	udp        *net.UDPConn
 	tcp        *net.TCPListener
 	maxLineLen int
@@ -40,8 +40,8 @@ type LogListener struct {
 	open map[net.Conn]struct{}
 }
 
-// LogListenerOpts configures a LogListener.
-type LogListenerOpts struct {
+// ListenerOpts configures a Listener.
+type ListenerOpts struct {
 	// MaxLineLen bounds a line; longer ones are counted as too_long and
 	// skipped. Default 64 KiB, the most a UDP datagram carries anyway.
 	MaxLineLen int
@@ -53,44 +53,44 @@ type LogListenerOpts struct {
 	// Its sender is gone then, as on any close: its pending calls end as
 	// timeouts at their deadlines. Counted in
 	// wamp_observer_log_tcp_idle_closed_total. Default
-	// DefaultLogIdleTimeout; negative turns it off.
+	// DefaultIdleTimeout; negative turns it off.
 	IdleTimeout time.Duration
 	Logger      *slog.Logger
 }
 
-// DefaultLogIdleTimeout is LogListenerOpts.IdleTimeout's default. The
+// DefaultIdleTimeout is ListenerOpts.IdleTimeout's default. The
 // original class keeps its connection open between requests of a PHP-FPM
 // worker, which may be quiet for a while; a minute is long enough for that
 // and short enough that an idle flood wears off.
-const DefaultLogIdleTimeout = time.Minute
+const DefaultIdleTimeout = time.Minute
 
 // udpReadBuffer is the socket receive buffer asked for: bursts from many
 // PHP processes queue there while the reader catches up. The kernel caps
 // it at net.core.rmem_max unless run as root.
 const udpReadBuffer = 8 << 20
 
-// LogSockets are a UDP socket and a TCP listener bound to the same
+// Sockets are a UDP socket and a TCP listener bound to the same
 // address. They are opened apart from the listener so that the program can
 // report a bind error before it starts, and tests can use free ports.
-type LogSockets struct {
+type Sockets struct {
 	UDP *net.UDPConn
 	TCP *net.TCPListener
 }
 
-// ListenLogSockets binds UDP and TCP on addr. With port 0, both get the same
+// Listen binds UDP and TCP on addr. With port 0, both get the same
 // free port.
-func ListenLogSockets(addr string) (*LogSockets, error) {
+func Listen(addr string) (*Sockets, error) {
 	var err error
 	for range 10 { // a port free for TCP may be taken for UDP; try a few
-		var s *LogSockets
-		if s, err = bindLogSockets(addr); err == nil {
+		var s *Sockets
+		if s, err = bind(addr); err == nil {
 			return s, nil
 		}
 	}
 	return nil, err
 }
 
-func bindLogSockets(addr string) (*LogSockets, error) {
+func bind(addr string) (*Sockets, error) {
 	tcp, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for log lines on tcp %s: %w", addr, err)
@@ -100,20 +100,20 @@ func bindLogSockets(addr string) (*LogSockets, error) {
 		tcp.Close()
 		return nil, fmt.Errorf("listen for log lines on udp %s: %w", tcp.Addr(), err)
 	}
-	return &LogSockets{UDP: udp.(*net.UDPConn), TCP: tcp.(*net.TCPListener)}, nil
+	return &Sockets{UDP: udp.(*net.UDPConn), TCP: tcp.(*net.TCPListener)}, nil
 }
 
 // Addr returns the bound address, the same port for UDP and TCP.
-func (s *LogSockets) Addr() net.Addr { return s.TCP.Addr() }
+func (s *Sockets) Addr() net.Addr { return s.TCP.Addr() }
 
 // Close closes both sockets.
-func (s *LogSockets) Close() {
+func (s *Sockets) Close() {
 	s.UDP.Close()
 	s.TCP.Close()
 }
 
-// NewLogListener returns a listener on socks that feeds ingester. Run it.
-func NewLogListener(reg prometheus.Registerer, socks *LogSockets, in *LogIngester, opts LogListenerOpts) (*LogListener, error) {
+// NewListener returns a listener on socks that feeds ingester. Run it.
+func NewListener(reg prometheus.Registerer, socks *Sockets, in *Ingester, opts ListenerOpts) (*Listener, error) {
 	if opts.MaxLineLen == 0 {
 		opts.MaxLineLen = 64 << 10
 	}
@@ -121,12 +121,12 @@ func NewLogListener(reg prometheus.Registerer, socks *LogSockets, in *LogIngeste
 		opts.MaxConns = 1024
 	}
 	if opts.IdleTimeout == 0 {
-		opts.IdleTimeout = DefaultLogIdleTimeout
+		opts.IdleTimeout = DefaultIdleTimeout
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	l := &LogListener{
+	l := &Listener{
 		ingester:   in,
 		udp:        socks.UDP,
 		tcp:        socks.TCP,
@@ -148,7 +148,7 @@ func NewLogListener(reg prometheus.Registerer, socks *LogSockets, in *LogIngeste
 			Help: "TCP log connections closed because they delivered nothing for the idle timeout.",
 		}),
 	}
-	drops := newUDPDropsCollector(l.udp.LocalAddr().(*net.UDPAddr).AddrPort())
+	drops := newUDPDropsCollector(l.udp)
 	for _, c := range []prometheus.Collector{l.conns, l.refusals, l.idleClosed, drops} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register log listener metrics: %w", err)
@@ -162,7 +162,7 @@ func NewLogListener(reg prometheus.Registerer, socks *LogSockets, in *LogIngeste
 
 // Run receives lines until ctx is done, then closes the sockets and every
 // connection, waits for its goroutines and returns.
-func (l *LogListener) Run(ctx context.Context) error {
+func (l *Listener) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { l.readUDP(ctx) })
 	wg.Go(func() { l.acceptTCP(&wg) })
@@ -186,7 +186,7 @@ const idleSweep = time.Second
 // the parsing, are what costs.
 const udpBatch = 32
 
-func (l *LogListener) readUDP(ctx context.Context) {
+func (l *Listener) readUDP(ctx context.Context) {
 	r := l.ingester.NewReader("udp")
 	defer r.Close()
 	var batch batchReader = ipv4.NewPacketConn(l.udp)
@@ -218,7 +218,7 @@ func (l *LogListener) readUDP(ctx context.Context) {
 			l.log.Warn("reading log datagrams", slog.Any("err", err))
 			continue
 		}
-		now := l.ingester.tracker.nanos() // the batch arrived together
+		now := l.ingester.tracker.Now() // the batch arrived together
 		for _, m := range msgs[:n] {
 			var from netip.AddrPort
 			if ua, ok := m.Addr.(*net.UDPAddr); ok {
@@ -236,7 +236,7 @@ type batchReader interface {
 }
 
 // handleDatagram hands each line of one datagram to the reader.
-func (l *LogListener) handleDatagram(r *LogReader, now int64, from netip.AddrPort, datagram []byte) {
+func (l *Listener) handleDatagram(r *Reader, now int64, from netip.AddrPort, datagram []byte) {
 	lines := 0
 	for line := range bytes.SplitSeq(datagram, []byte{'\n'}) {
 		switch {
@@ -254,7 +254,7 @@ func (l *LogListener) handleDatagram(r *LogReader, now int64, from netip.AddrPor
 	}
 }
 
-func (l *LogListener) acceptTCP(wg *sync.WaitGroup) {
+func (l *Listener) acceptTCP(wg *sync.WaitGroup) {
 	for {
 		c, err := l.tcp.Accept()
 		if err != nil {
@@ -290,11 +290,11 @@ func (l *LogListener) acceptTCP(wg *sync.WaitGroup) {
 
 // readTCP reads newline-terminated lines from one connection, which is one
 // sender.
-func (l *LogListener) readTCP(c net.Conn) {
+func (l *Listener) readTCP(c net.Conn) {
 	r := l.ingester.NewReader("tcp")
 	defer r.Close()
 	from, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-	stamped := &stampedReader{conn: c, clock: l.ingester.tracker.nanos, idle: l.idle}
+	stamped := &stampedReader{conn: c, clock: l.ingester.tracker.Now, idle: l.idle}
 	br := bufio.NewReaderSize(stamped, l.maxLineLen)
 	for {
 		line, err := br.ReadSlice('\n')
@@ -339,7 +339,7 @@ type stampedReader struct {
 	conn  net.Conn
 	clock func() int64
 	idle  time.Duration // <= 0: none
-	at    int64         // Tracker.nanos when the latest read returned
+	at    int64         // Tracker.Now when the latest read returned
 }
 
 func (s *stampedReader) Read(p []byte) (int, error) {

@@ -1,15 +1,20 @@
-package metrics
+package wamplog
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 )
 
 // ingestFixture is an ingester and one UDP reader on a fake clock, driven
@@ -17,23 +22,23 @@ import (
 type ingestFixture struct {
 	reg     *prometheus.Registry
 	clock   *fakeClock
-	tracker *Tracker
-	in      *LogIngester
-	r       *LogReader
+	tracker *metrics.Tracker
+	in      *Ingester
+	r       *Reader
 }
 
-func newIngestFixture(t *testing.T, opts LogIngesterOpts) *ingestFixture {
+func newIngestFixture(t *testing.T, opts IngesterOpts) *ingestFixture {
 	t.Helper()
 	f := &ingestFixture{reg: prometheus.NewRegistry(), clock: newFakeClock()}
 	var err error
-	if f.tracker, err = NewTracker(TrackerOpts{DefaultTimeout: 300 * time.Millisecond, Now: f.clock.Now}); err != nil {
+	if f.tracker, err = metrics.NewTracker(metrics.TrackerOpts{DefaultTimeout: 300 * time.Millisecond, Now: f.clock.Now}); err != nil {
 		t.Fatal(err)
 	}
 	opts.Tracker, opts.Logger = f.tracker, quietLog()
 	if opts.MaxProcedures == 0 {
 		opts.MaxProcedures = 100
 	}
-	if f.in, err = NewLogIngester(f.reg, opts); err != nil {
+	if f.in, err = NewIngester(f.reg, opts); err != nil {
 		t.Fatal(err)
 	}
 	f.r = f.in.NewReader("udp")
@@ -46,7 +51,7 @@ func (f *ingestFixture) line(from netip.AddrPort, msg string) {
 }
 
 // count is the count of php_out_<outcome>_seconds{message=procedure}.
-func (f *ingestFixture) count(t *testing.T, outcome Outcome, procedure string) uint64 {
+func (f *ingestFixture) count(t *testing.T, outcome metrics.Outcome, procedure string) uint64 {
 	t.Helper()
 	m := findMetric(t, f.reg, "php_out_"+outcome.String()+"_seconds", "message", procedure)
 	if m == nil {
@@ -55,7 +60,7 @@ func (f *ingestFixture) count(t *testing.T, outcome Outcome, procedure string) u
 	return m.GetSummary().GetSampleCount()
 }
 
-func (f *ingestFixture) sum(t *testing.T, outcome Outcome, procedure string) float64 {
+func (f *ingestFixture) sum(t *testing.T, outcome metrics.Outcome, procedure string) float64 {
 	t.Helper()
 	m := findMetric(t, f.reg, "php_out_"+outcome.String()+"_seconds", "message", procedure)
 	if m == nil {
@@ -88,7 +93,7 @@ func sender(i int) netip.AddrPort {
 // after the flood are served, and every attacker call ends exactly once:
 // dropped (evicted before its deadline) or a timeout of the capped minute.
 func TestSenderFloodLocksNoSenderOut(t *testing.T) {
-	f := newIngestFixture(t, LogIngesterOpts{})
+	f := newIngestFixture(t, IngesterOpts{})
 	const attackers, extra = 10_000, 500 // extra: past the table's 10,000
 	steady := netip.MustParseAddrPort("127.0.0.1:50000")
 	id, steadyCalls := 0, 0
@@ -107,10 +112,10 @@ func TestSenderFloodLocksNoSenderOut(t *testing.T) {
 	f.clock.Advance(2 * time.Millisecond)
 	f.line(late, `[50,1,{},[]]`)
 
-	if got := f.count(t, Response, "steady"); got != uint64(steadyCalls) {
+	if got := f.count(t, metrics.Response, "steady"); got != uint64(steadyCalls) {
 		t.Errorf("steady sender: %d responses, want %d", got, steadyCalls)
 	}
-	if got := f.count(t, Response, "late"); got != 1 {
+	if got := f.count(t, metrics.Response, "late"); got != 1 {
 		t.Errorf("sender after the flood: %d responses, want 1", got)
 	}
 	if got := f.value(t, "wamp_observer_log_senders"); got != 10_000 {
@@ -124,16 +129,16 @@ func TestSenderFloodLocksNoSenderOut(t *testing.T) {
 	if dropped != evicted { // one call each, none past its deadline yet
 		t.Errorf("dropped %v calls, want %v", dropped, evicted)
 	}
-	f.clock.Advance(DefaultMaxLogTimeout + DealerBackstop + time.Millisecond)
+	f.clock.Advance(DefaultMaxTimeout + metrics.DealerBackstop + time.Millisecond)
 	f.tracker.Expire(nil)
-	timeouts := f.count(t, Timeout, "pin")
+	timeouts := f.count(t, metrics.Timeout, "pin")
 	if float64(timeouts)+dropped != attackers+extra {
 		t.Errorf("attacker calls: %d timeouts + %v dropped, want %d in all", timeouts, dropped, attackers+extra)
 	}
-	if got, want := f.sum(t, Timeout, "pin"), float64(timeouts)*DefaultMaxLogTimeout.Seconds(); got != want {
+	if got, want := f.sum(t, metrics.Timeout, "pin"), float64(timeouts)*DefaultMaxTimeout.Seconds(); got != want {
 		t.Errorf("timeouts sum %gs, want %gs: each the capped minute", got, want)
 	}
-	if got := f.tracker.pending.Load(); got != 0 {
+	if got := f.tracker.Pending(); got != 0 {
 		t.Errorf("%d calls still pending", got)
 	}
 }
@@ -142,7 +147,7 @@ func TestSenderFloodLocksNoSenderOut(t *testing.T) {
 // answer to them would be; those not yet due are dropped, not recorded:
 // their answer, logged later, finds no call and changes no count.
 func TestEvictionNeverRecordsAWrongOutcome(t *testing.T) {
-	f := newIngestFixture(t, LogIngesterOpts{MaxSenders: 2})
+	f := newIngestFixture(t, IngesterOpts{MaxSenders: 2})
 	a, b, c := sender(1), sender(2), sender(3)
 	f.line(a, `[48,1,{},"p"]`) // 300ms deadline
 	f.line(a, `[48,2,{"timeout":10000},"p"]`)
@@ -151,10 +156,10 @@ func TestEvictionNeverRecordsAWrongOutcome(t *testing.T) {
 	f.line(c, `[48,1,{},"p"]`) // evicts a, seen least recently
 	f.line(a, `[50,2,{},[]]`)  // a is new again (evicting b): answers nothing
 	f.line(a, `[50,1,{},[]]`)
-	if got := f.count(t, Timeout, "p"); got != 2 { // a's call 1 and b's, both past their deadline
+	if got := f.count(t, metrics.Timeout, "p"); got != 2 { // a's call 1 and b's, both past their deadline
 		t.Errorf("timeouts %d, want 2", got)
 	}
-	if got := f.count(t, Response, "p"); got != 0 {
+	if got := f.count(t, metrics.Response, "p"); got != 0 {
 		t.Errorf("responses %d, want 0", got)
 	}
 	if got := f.value(t, "wamp_observer_log_calls_dropped_total"); got != 1 { // a's call 2
@@ -164,7 +169,7 @@ func TestEvictionNeverRecordsAWrongOutcome(t *testing.T) {
 		t.Errorf("evicted %v, want 2", got)
 	}
 	f.line(c, `[50,1,{},[]]`) // c was never evicted
-	if got := f.count(t, Response, "p"); got != 1 {
+	if got := f.count(t, metrics.Response, "p"); got != 1 {
 		t.Errorf("responses %d, want 1", got)
 	}
 }
@@ -182,7 +187,7 @@ func heapAfterGC() uint64 {
 // are not remembered; a well-behaved callee alongside still has its
 // INVOCATIONs timed.
 func TestRegistrationsAreBoundedInBytes(t *testing.T) {
-	f := newIngestFixture(t, LogIngesterOpts{})
+	f := newIngestFixture(t, IngesterOpts{})
 	callee := sender(0)
 	f.line(callee, `[64,1,{},"hello1"]`)
 	f.line(callee, `[65,1,77]`)
@@ -204,7 +209,7 @@ func TestRegistrationsAreBoundedInBytes(t *testing.T) {
 	f.line(callee, `[68,5,77,{},[]]`) // no details.procedure: learnt from REGISTERED
 	f.clock.Advance(3 * time.Millisecond)
 	f.line(callee, `[70,5,{},[]]`)
-	if got := f.count(t, Response, "hello1"); got != 1 {
+	if got := f.count(t, metrics.Response, "hello1"); got != 1 {
 		t.Errorf("callee's hello1: %d responses, want 1", got)
 	}
 	f.line(sender(1), fmt.Sprintf(`[68,1,%d,{},[]]`, 2*60<<10)) // its first 60 KB registration was not remembered
@@ -218,7 +223,7 @@ func TestRegistrationsAreBoundedInBytes(t *testing.T) {
 // sender was charged is given back when it is forgotten or overwrites an
 // entry.
 func TestRegistrationChargesAreGivenBack(t *testing.T) {
-	f := newIngestFixture(t, LogIngesterOpts{})
+	f := newIngestFixture(t, IngesterOpts{})
 	name := strings.Repeat("y", 100)
 	for s := range 3 {
 		for i := range 2000 {
@@ -258,7 +263,7 @@ func TestRegistrationChargesAreGivenBack(t *testing.T) {
 // and linting a family (hundreds of allocations); it takes no family
 // place, so such pairs cannot lock valid ones out.
 func TestLintRefusedPairIsLintedOnce(t *testing.T) {
-	f := newIngestFixture(t, LogIngesterOpts{MaxFamilies: 2})
+	f := newIngestFixture(t, IngesterOpts{MaxFamilies: 2})
 	bad := []byte(wrap("php", "ms", `[48,1,{},"x"]`))
 	from := sender(1)
 	f.r.HandleLine(from, bad)
@@ -275,7 +280,7 @@ func TestLintRefusedPairIsLintedOnce(t *testing.T) {
 	}
 	f.line(from, `[48,1,{},"ok"]`) // php/out: a family place was still free
 	f.line(from, `[50,1,{},[]]`)
-	if got := f.count(t, Response, "ok"); got != 1 {
+	if got := f.count(t, metrics.Response, "ok"); got != 1 {
 		t.Errorf("php/out: %d responses, want 1", got)
 	}
 }
@@ -287,5 +292,87 @@ func TestDocumentedPairsPassTheLinter(t *testing.T) {
 		if err := lintFamilyNames(prefix); err != nil {
 			t.Errorf("%s: %v", prefix, err)
 		}
+	}
+}
+
+// worstCaseFamilyBytes is the README's stated bound on one family's part
+// of a text scrape with default limits: 1,000 procedures of 256 bytes
+// under the longest prefix a log sender may choose.
+const worstCaseFamilyBytes = 2_300_000
+
+func TestWorstCaseScrapeSizeOfAFamily(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	prefix := strings.Repeat("p", maxNameLen) + "_" + strings.Repeat("d", maxNameLen)
+	family, err := metrics.NewFamily(reg, metrics.FamilyOpts{Prefix: prefix, MaxProcedures: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := newFakeClock()
+	tracker, err := metrics.NewTracker(metrics.TrackerOpts{DefaultTimeout: time.Second, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := tracker.Open(family)
+	for i := range 1001 { // one more than the bound: the overflow shows too
+		p := fmt.Sprintf("%0*d", metrics.DefaultMaxProcedureLen, i)
+		for o := range numOutcomes {
+			id := uint64(i)*3 + uint64(o)
+			s.Call(id, p, 0)
+			clock.Advance(123456789 * time.Nanosecond)
+			s.End(id, o)
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if buf.Len() > worstCaseFamilyBytes {
+		t.Errorf("a full family scrapes as %d bytes, over the stated %d", buf.Len(), worstCaseFamilyBytes)
+	}
+	t.Logf("a full family scrapes as %d bytes", buf.Len())
+}
+
+// TestHugeTimeoutIsALongOneNotNone: a CALL asking for more than a Duration
+// holds (uint64 max, as a client may send for "wait as long as it takes")
+// asked for a long wait, so the dealer's answer decides, as for the
+// router; before, the log path took it for no timeout and recorded a
+// timeout at the default 300 ms.
+func TestHugeTimeoutIsALongOneNotNone(t *testing.T) {
+	f := newIngestFixture(t, IngesterOpts{})
+	from := sender(1)
+	f.line(from, `[48,1,{"timeout":18446744073709551615},"slow"]`)
+	f.clock.Advance(time.Second)
+	f.tracker.Expire(nil)
+	f.line(from, `[50,1,{}]`)
+	if got := f.count(t, metrics.Timeout, "slow"); got != 0 {
+		t.Errorf("%d timeouts, want 0", got)
+	}
+	if got := f.count(t, metrics.Response, "slow"); got != 1 {
+		t.Errorf("%d responses, want 1", got)
+	}
+}
+
+// TestFamiliesAreThoseLinesCreated: the families listed for the final
+// counts are the pairs accepted, in order, and no refused one.
+func TestFamiliesAreThoseLinesCreated(t *testing.T) {
+	f := newIngestFixture(t, IngesterOpts{})
+	if _, err := metrics.NewFamily(f.reg, metrics.FamilyOpts{Prefix: "wamp_router", MaxProcedures: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, pair := range [][2]string{{"php", "out"}, {"wamp", "router"}, {"php", "ms"}, {"wamp", "in"}, {"php", "out"}} {
+		f.r.HandleLine(sender(1), []byte(wrap(pair[0], pair[1], `[48,1,{},"p"]`)))
+	}
+	var names []string
+	for _, fam := range f.in.Families() {
+		names = append(names, fam.Name())
+	}
+	if want := []string{"php_out", "wamp_in"}; !slices.Equal(names, want) {
+		t.Errorf("families %q, want %q", names, want)
 	}
 }

@@ -1,4 +1,4 @@
-package metrics
+package wamplog
 
 // Fuzz targets for the log path.
 //
@@ -8,17 +8,17 @@ package metrics
 //     against encoding/json as a reference decoder of both the line and the
 //     WAMP message inside it.
 //   - FuzzHandleLines: a sequence of lines from a few senders through a
-//     LogReader into a real Tracker on a fake clock, checking the
+//     Reader into a real Tracker on a fake clock, checking the
 //     bookkeeping (pending calls, outcomes, line and bad-line counters) after
 //     every step and after Close.
 //
 // Run one with
 //
-//	go test -run '^$' -fuzz '^FuzzParseLine$' -fuzztime 1m -parallel 1 ./metrics
+//	go test -run '^$' -fuzz '^FuzzParseLine$' -fuzztime 1m -parallel 1 ./wamplog
 //
 // or all of them with ./fuzz.sh. The seeds are in testdata/fuzz/<FuzzName>/
 // and run with every plain `go test`; they are written by
-// TestWriteLogFuzzSeeds (FUZZ_WRITE_SEEDS=1 go test -run TestWriteLogFuzzSeeds ./metrics).
+// TestWriteLogFuzzSeeds (FUZZ_WRITE_SEEDS=1 go test -run TestWriteLogFuzzSeeds ./wamplog).
 
 import (
 	"bytes"
@@ -39,6 +39,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 )
 
 // ---------------------------------------------------------------------------
@@ -750,18 +752,30 @@ func refMessage(msg []byte) refResult {
 	return w
 }
 
-// refTimeout reads the timeout option (CALL options, INVOCATION details):
-// whole milliseconds; anything else (a string, a fraction, a negative
-// number, too large to be a Duration) means none. Duplicate keys: JSON
-// leaves it open.
+// refTimeout reads the timeout option (CALL options, INVOCATION details)
+// as milliseconds: a positive number is a timeout in whole milliseconds
+// (a fraction dropped), clamped to the longest Duration; anything else (a
+// string, zero, a negative number, below one) means none. Duplicate keys:
+// JSON leaves it open.
 func (w *refResult) refTimeout(keys []string, vals []json.RawMessage) {
+	const maxMillis = math.MaxInt64 / int64(time.Millisecond)
 	switch v, n := member(keys, vals, "timeout"); n {
 	case 0:
 		w.checkTimeout = true
 	case 1:
 		w.checkTimeout = true
-		if ms, ok := plainUint(v); ok && ms > 0 && ms < uint64(math.MaxInt64/int64(time.Millisecond)) {
-			w.timeout = time.Duration(ms) * time.Millisecond
+		if ms, ok := plainUint(v); ok {
+			if ms > 0 {
+				w.timeout = time.Duration(min(ms, uint64(maxMillis))) * time.Millisecond
+			}
+		} else if isJSONNumber(v) {
+			f, _ := strconv.ParseFloat(string(v), 64) // ±Inf beyond a float64
+			switch {
+			case f >= float64(maxMillis):
+				w.timeout = time.Duration(maxMillis) * time.Millisecond
+			case f >= 1:
+				w.timeout = time.Duration(int64(f)) * time.Millisecond
+			}
 		}
 	}
 }
@@ -901,23 +915,23 @@ func writeMetric(t *testing.T, m prometheus.Metric) *dto.Metric {
 	return &d
 }
 
-func tallyLog(t *testing.T, in *LogIngester, r *LogReader) logTally {
+func tallyLog(t *testing.T, in *Ingester, r *Reader) logTally {
 	t.Helper()
-	tl := logTally{bad: map[string]float64{}, trackerPn: in.tracker.pending.Load()}
+	tl := logTally{bad: map[string]float64{}, trackerPn: in.tracker.Pending()}
 	for _, lf := range *in.families.Load() {
 		f := lf.family
 		if f == nil {
 			continue
 		}
-		n := f.pending.Load()
+		n := f.Pending()
 		tl.negative = tl.negative || n < 0
 		tl.pending += n
-		for o := range numOutcomes {
-			h := writeMetric(t, f.histograms[o]).GetHistogram()
-			tl.count[o] += h.GetSampleCount()
-			tl.sum[o] += h.GetSampleSum()
+		totals := f.Totals()
+		for o := range tl.count {
+			tl.count[o] += totals.Calls[o]
+			tl.sum[o] += totals.Seconds[o]
 		}
-		tl.sessions += writeMetric(t, f.sessions).GetGauge().GetValue()
+		tl.sessions += float64(totals.Sessions)
 	}
 	for reason, c := range in.badLines {
 		v := writeMetric(t, c).GetCounter().GetValue()
@@ -931,10 +945,12 @@ func tallyLog(t *testing.T, in *LogIngester, r *LogReader) logTally {
 	return tl
 }
 
-func (tl logTally) recorded() uint64 { return tl.count[Response] + tl.count[Error] + tl.count[Timeout] }
+func (tl logTally) recorded() uint64 {
+	return tl.count[metrics.Response] + tl.count[metrics.Error] + tl.count[metrics.Timeout]
+}
 
 // readerPending is the pending calls of the reader's open sessions.
-func readerPending(r *LogReader) int64 {
+func readerPending(r *Reader) int64 {
 	var n int64
 	for _, snd := range r.senders {
 		for _, views := range snd.sessions {
@@ -952,7 +968,7 @@ func readerPending(r *LogReader) int64 {
 // third, C, for which the MaxSenders bound of 2 evicts the sender seen
 // least recently); bits 2-6 advance
 // the clock by 0..31 × 20 ms before the line; bit 7 runs the sweeper
-// (Tracker.Expire) and LogReader.ForgetIdle after it.
+// (Tracker.Expire) and Reader.ForgetIdle after it.
 const (
 	schedSenderMask = 0x03
 	schedAdvShift   = 2
@@ -967,17 +983,17 @@ func FuzzHandleLines(f *testing.F) {
 		`["wamp","out","[50,1,{},[\"Hello from hello3\"]]"]`), []byte{0x00, 0x04})
 	f.Fuzz(func(t *testing.T, data, schedule []byte) {
 		clock := &fuzzClock{t: time.Unix(1_700_000_000, 0)}
-		tracker, err := NewTracker(TrackerOpts{DefaultTimeout: 300 * time.Millisecond, Now: clock.Now})
+		tracker, err := metrics.NewTracker(metrics.TrackerOpts{DefaultTimeout: 300 * time.Millisecond, Now: clock.Now})
 		if err != nil {
 			t.Fatal(err)
 		}
 		reg := prometheus.NewRegistry()
 		// The router's own family, as the program registers it: the log
 		// pair wamp/router must be refused (family_conflict).
-		if _, err := NewFamily(reg, FamilyOpts{Prefix: "wamp_router", MaxProcedures: 10}); err != nil {
+		if _, err := metrics.NewFamily(reg, metrics.FamilyOpts{Prefix: "wamp_router", MaxProcedures: 10}); err != nil {
 			t.Fatal(err)
 		}
-		in, err := NewLogIngester(reg, LogIngesterOpts{
+		in, err := NewIngester(reg, IngesterOpts{
 			Tracker: tracker, MaxProcedures: 4, MaxFamilies: 4, MaxSenders: 2,
 			IdleAfter: time.Second, Logger: slog.New(slog.DiscardHandler),
 		})
@@ -1083,7 +1099,7 @@ func FuzzHandleLines(f *testing.F) {
 			switch {
 			case evicted < 0 || evicted > 1 || dropped < 0 || evicted == 0 && dropped != 0:
 				t.Fatalf("%s: evicted %v senders, dropping %d calls", step(), evicted, dropped)
-			case evicted == 1 && (started < 0 || started > 1 || now.count[Response] != prev.count[Response] || now.count[Error] != prev.count[Error]):
+			case evicted == 1 && (started < 0 || started > 1 || now.count[metrics.Response] != prev.count[metrics.Response] || now.count[metrics.Error] != prev.count[metrics.Error]):
 				t.Fatalf("%s: an eviction with pending %d → %d, recorded %v → %v, dropped %d", step(), prev.pending, now.pending, prev.count, now.count, dropped)
 			case evicted == 1:
 				// Its timeouts are the evicted sender's; the checks of a
@@ -1094,9 +1110,9 @@ func FuzzHandleLines(f *testing.F) {
 				t.Fatalf("%s: a call started on a line that starts none", step())
 			case ended == 1 && started == 0 && kind != kindResult && kind != kindYield && kind != kindError && kind != kindInterrupt:
 				t.Fatalf("%s: an outcome recorded on a line that answers nothing", step())
-			case ended == 1 && (kind == kindResult || kind == kindYield) && now.count[Error] != prev.count[Error]:
+			case ended == 1 && (kind == kindResult || kind == kindYield) && now.count[metrics.Error] != prev.count[metrics.Error]:
 				t.Fatalf("%s: a result recorded as an error", step())
-			case ended == 1 && (kind == kindError || kind == kindInterrupt) && now.count[Response] != prev.count[Response]:
+			case ended == 1 && (kind == kindError || kind == kindInterrupt) && now.count[metrics.Response] != prev.count[metrics.Response]:
 				t.Fatalf("%s: an error recorded as a response", step())
 			}
 			prev = now
@@ -1104,8 +1120,8 @@ func FuzzHandleLines(f *testing.F) {
 			if ctl&schedSweep != 0 {
 				tracker.Expire(nil)
 				now = checkStep(func() string { return fmt.Sprintf("sweep after line %d", i) })
-				if now.count[Response] != prev.count[Response] || now.count[Error] != prev.count[Error] ||
-					int64(now.count[Timeout]-prev.count[Timeout]) != prev.pending-now.pending {
+				if now.count[metrics.Response] != prev.count[metrics.Response] || now.count[metrics.Error] != prev.count[metrics.Error] ||
+					int64(now.count[metrics.Timeout]-prev.count[metrics.Timeout]) != prev.pending-now.pending {
 					t.Fatalf("sweep after line %d: pending %d → %d, outcomes %v → %v", i, prev.pending, now.pending, prev.count, now.count)
 				}
 				prev = now
@@ -1123,13 +1139,13 @@ func FuzzHandleLines(f *testing.F) {
 		abandoned = readerPending(r)
 		r.Close()
 		prev = checkStep(func() string { return "Close" })
-		wait := DefaultMaxLogTimeout + DealerBackstop + time.Millisecond
+		wait := DefaultMaxTimeout + metrics.DealerBackstop + time.Millisecond
 		clock.t = clock.t.Add(wait)
 		elapsed += wait
 		tracker.Expire(nil)
 		abandoned = 0
 		now := checkStep(func() string { return "sweep after Close" })
-		if now.pending != 0 || now.count[Response] != prev.count[Response] || now.count[Error] != prev.count[Error] {
+		if now.pending != 0 || now.count[metrics.Response] != prev.count[metrics.Response] || now.count[metrics.Error] != prev.count[metrics.Error] {
 			t.Fatalf("sweep after Close: pending %d → %d, outcomes %v → %v", prev.pending, now.pending, prev.count, now.count)
 		}
 		checkLogRegistry(t, reg, len(lines), callLines)

@@ -1,4 +1,4 @@
-package metrics
+package wamplog
 
 import (
 	"unicode/utf8"

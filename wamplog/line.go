@@ -1,11 +1,14 @@
-package metrics
+package wamplog
 
 import (
 	"bytes"
 	"hash/maphash"
+	"math"
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/php-wamp-observer/php-wamp-observer/wampcall"
 )
 
 // A log line is what WampObserver::log($protocol, $direction, $message)
@@ -361,8 +364,9 @@ func (p *lineParser) parseV2Answer(out *logLine) string {
 	ok := s.object(func(key []byte) bool {
 		if string(key) == "progress" {
 			s.skipSpace()
-			progress = s.literal("true")
-			return progress || s.skip()
+			isTrue := s.literal("true") // a JSON true is the bool true, any other value is not
+			progress = wampcall.Progressive(isTrue)
+			return isTrue || s.skip()
 		}
 		return s.skip()
 	})
@@ -407,9 +411,10 @@ func (p *lineParser) parseV2Error(out *logLine) string {
 	return checkUTF8(out)
 }
 
-// timeoutValue reads a timeout option in milliseconds. Anything but a
-// positive integer means none, as for the dealer; it is consumed all the
-// same.
+// timeoutValue reads a timeout option, by the rule the router's observer
+// shares (wampcall.Timeout): a positive number of milliseconds is a
+// timeout, clamped to the longest Duration; anything else means none. It
+// is consumed all the same.
 func (s *jsonScanner) timeoutValue() time.Duration {
 	s.skipSpace()
 	start := s.pos
@@ -419,18 +424,13 @@ func (s *jsonScanner) timeoutValue() time.Duration {
 		s.skip()
 		return 0
 	case otherNumber:
-		// 1500.0 (msgpack and JavaScript clients send floats): whole
-		// milliseconds, as the router reads it.
-		f, err := strconv.ParseFloat(string(s.b[start:s.pos]), 64)
-		if err != nil || f < 1 || f >= float64(1<<63-1)/float64(time.Millisecond) {
-			return 0
-		}
-		ms = uint64(f)
+		// Negative, 1500.0 (msgpack and JavaScript clients send floats),
+		// 1e3, or beyond a uint64. The token is a valid number, so the
+		// only error is ErrRange, whose ±Inf or 0 reads right.
+		f, _ := strconv.ParseFloat(string(s.b[start:s.pos]), 64)
+		return wampcall.TimeoutFloat(f)
 	}
-	if ms > 0 && ms < uint64(1<<63-1)/uint64(time.Millisecond) {
-		return time.Duration(ms) * time.Millisecond
-	}
-	return 0
+	return wampcall.Timeout(int64(min(ms, math.MaxInt64)))
 }
 
 func (s *jsonScanner) skipDetails() bool {
@@ -492,7 +492,7 @@ func (p *lineParser) parseV2Register(out *logLine) string {
 	if !ok {
 		return ReasonWrongType
 	}
-	exact := len(match) == 0 || string(match) == "exact"
+	exact := wampcall.ExactMatch(match) // nil when absent or not a string
 	if !s.eat(',') {
 		return ReasonWrongArity
 	}

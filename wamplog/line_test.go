@@ -1,4 +1,4 @@
-package metrics
+package wamplog
 
 import (
 	"strings"
@@ -35,6 +35,14 @@ func TestParseGoodLines(t *testing.T) {
 		{"v2 call, fractional timeout in whole milliseconds", wrap("wamp", "out", `[48,2,{"timeout":1500.7},"p"]`),
 			logLine{kind: kindCall, id: 2, procedure: []byte("p"), timeout: 1500 * time.Millisecond}},
 		{"v2 call, negative timeout ignored", wrap("wamp", "out", `[48,2,{"timeout":-5},"p"]`),
+			logLine{kind: kindCall, id: 2, procedure: []byte("p")}},
+		// As the router reads it (wampcall.Timeout): a timeout too long for
+		// a Duration is the longest one, not none.
+		{"v2 call, huge timeout clamped", wrap("wamp", "out", `[48,2,{"timeout":18446744073709551615},"p"]`),
+			logLine{kind: kindCall, id: 2, procedure: []byte("p"), timeout: 9223372036854 * time.Millisecond}},
+		{"v2 call, huge float timeout clamped", wrap("wamp", "out", `[48,2,{"timeout":1e300},"p"]`),
+			logLine{kind: kindCall, id: 2, procedure: []byte("p"), timeout: 9223372036854 * time.Millisecond}},
+		{"v2 call, timeout below a millisecond is none", wrap("wamp", "out", `[48,2,{"timeout":0.5},"p"]`),
 			logLine{kind: kindCall, id: 2, procedure: []byte("p")}},
 		{"v2 result", wrap("wamp", "out", `[50,7,{},["Hello"]]`), logLine{kind: kindResult, id: 7}},
 		{"v2 progressive result", wrap("wamp", "out", `[50,7,{"progress":true},[1]]`), logLine{kind: kindIgnored}},

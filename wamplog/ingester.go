@@ -1,4 +1,4 @@
-package metrics
+package wamplog
 
 import (
 	"fmt"
@@ -11,19 +11,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 	"github.com/php-wamp-observer/php-wamp-observer/ratelog"
 )
 
-// LogIngester turns WampObserver log lines into calls on a Tracker, so
+// Ingester turns WampObserver log lines into calls on a Tracker, so
 // that PHP processes' own view of their calls lands in the same families as
 // the router's: <protocol>_<direction>_<outcome>_seconds.
 //
 // The ingester holds what is shared (the families, the self-metrics); the
-// per-sender state lives in LogReaders, one per reading goroutine, so that
+// per-sender state lives in Readers, one per reading goroutine, so that
 // lines are handled without a lock shared between readers.
-type LogIngester struct {
+type Ingester struct {
 	reg           prometheus.Registerer
-	tracker       *Tracker
+	tracker       *metrics.Tracker
 	maxProcedures int
 	maxProcLen    int
 	procIdle      time.Duration
@@ -59,12 +60,12 @@ type LogIngester struct {
 
 type logFamily struct {
 	protocol, direction string
-	family              *Family // nil when its names are taken
+	family              *metrics.Family // nil when its names are taken
 }
 
-// LogIngesterOpts configures a LogIngester.
-type LogIngesterOpts struct {
-	Tracker       *Tracker
+// IngesterOpts configures an Ingester.
+type IngesterOpts struct {
+	Tracker       *metrics.Tracker
 	MaxProcedures int // distinct message values per family
 	// MaxProcedureLen and ProcedureIdle are the families' FamilyOpts.
 	MaxProcedureLen int
@@ -74,7 +75,7 @@ type LogIngesterOpts struct {
 	MaxFamilies int
 	// MaxSenders bounds the senders one reader tracks at once. Default
 	// 10000. A new sender beyond it takes the place of the one seen least
-	// recently (see LogReader.evictOldest).
+	// recently (see Reader.evictOldest).
 	MaxSenders int
 	// IdleAfter is how long a sender with no pending call is remembered
 	// after its last line. UDP has no close; this is it. Default 1m.
@@ -82,16 +83,16 @@ type LogIngesterOpts struct {
 	// MaxTimeout bounds the timeout a line may ask for (a CALL's timeout
 	// option, an INVOCATION's forwarded one): a sender that went away must
 	// not pin its calls, and itself, for longer. Default
-	// DefaultMaxLogTimeout.
+	// DefaultMaxTimeout.
 	MaxTimeout time.Duration
 	Logger     *slog.Logger
 }
 
-// DefaultMaxLogTimeout is LogIngesterOpts.MaxTimeout's default.
-const DefaultMaxLogTimeout = time.Minute
+// DefaultMaxTimeout is IngesterOpts.MaxTimeout's default.
+const DefaultMaxTimeout = time.Minute
 
-// NewLogIngester creates a LogIngester and registers its self-metrics.
-func NewLogIngester(reg prometheus.Registerer, opts LogIngesterOpts) (*LogIngester, error) {
+// NewIngester creates an Ingester and registers its self-metrics.
+func NewIngester(reg prometheus.Registerer, opts IngesterOpts) (*Ingester, error) {
 	if opts.MaxFamilies == 0 {
 		opts.MaxFamilies = 16
 	}
@@ -102,12 +103,12 @@ func NewLogIngester(reg prometheus.Registerer, opts LogIngesterOpts) (*LogIngest
 		opts.IdleAfter = time.Minute
 	}
 	if opts.MaxTimeout == 0 {
-		opts.MaxTimeout = DefaultMaxLogTimeout
+		opts.MaxTimeout = DefaultMaxTimeout
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	in := &LogIngester{
+	in := &Ingester{
 		reg:           reg,
 		tracker:       opts.Tracker,
 		maxProcedures: opts.MaxProcedures,
@@ -159,11 +160,11 @@ func NewLogIngester(reg prometheus.Registerer, opts LogIngesterOpts) (*LogIngest
 	return in, nil
 }
 
-func (in *LogIngester) pendingCalls() float64 {
+func (in *Ingester) pendingCalls() float64 {
 	var n int64
 	for _, f := range *in.families.Load() {
 		if f.family != nil {
-			n += f.family.pending.Load()
+			n += f.family.Pending()
 		}
 	}
 	return float64(n)
@@ -171,7 +172,7 @@ func (in *LogIngester) pendingCalls() float64 {
 
 // family returns the index of the family for protocol/direction, creating
 // and registering it on first sight while the bound allows.
-func (in *LogIngester) family(protocol, direction []byte) (int, string) {
+func (in *Ingester) family(protocol, direction []byte) (int, string) {
 	for i, f := range *in.families.Load() {
 		if f.protocol == string(protocol) && f.direction == string(direction) {
 			if f.family == nil {
@@ -207,7 +208,7 @@ func (in *LogIngester) family(protocol, direction []byte) (int, string) {
 		return 0, ReasonLintName
 	}
 	lf := &logFamily{protocol: string(protocol), direction: string(direction)}
-	fam, err := NewFamily(in.reg, FamilyOpts{
+	fam, err := metrics.NewFamily(in.reg, metrics.FamilyOpts{
 		Prefix: lf.protocol + "_" + lf.direction, MaxProcedures: in.maxProcedures,
 		MaxProcedureLen: in.maxProcLen, ProcedureIdle: in.procIdle,
 	})
@@ -238,7 +239,7 @@ const maxLintRefused = 256
 // runs once per new pair (tens of microseconds), never per line.
 func lintFamilyNames(prefix string) error {
 	reg := prometheus.NewRegistry()
-	f, err := NewFamily(reg, FamilyOpts{Prefix: prefix, MaxProcedures: 1})
+	f, err := metrics.NewFamily(reg, metrics.FamilyOpts{Prefix: prefix, MaxProcedures: 1})
 	if err != nil {
 		return err
 	}
@@ -257,13 +258,25 @@ func lintFamilyNames(prefix string) error {
 	return nil
 }
 
+// Families returns the families log lines created so far, in the order
+// they were created: for the final counts the program logs on its way out.
+func (in *Ingester) Families() []*metrics.Family {
+	var fs []*metrics.Family
+	for _, f := range *in.families.Load() {
+		if f.family != nil {
+			fs = append(fs, f.family)
+		}
+	}
+	return fs
+}
+
 // familyAt returns the family at index fi, which family() handed out.
-func (in *LogIngester) familyAt(fi int) *Family { return (*in.families.Load())[fi].family }
+func (in *Ingester) familyAt(fi int) *metrics.Family { return (*in.families.Load())[fi].family }
 
 // NewReader returns the state for one reading goroutine; transport labels
 // its lines ("udp", "tcp").
-func (in *LogIngester) NewReader(transport string) *LogReader {
-	r := &LogReader{
+func (in *Ingester) NewReader(transport string) *Reader {
+	r := &Reader{
 		in:      in,
 		parser:  newLineParser(),
 		lines:   in.lines.WithLabelValues(transport),
@@ -273,11 +286,11 @@ func (in *LogIngester) NewReader(transport string) *LogReader {
 	return r
 }
 
-// LogReader handles the lines of one reading goroutine: one UDP socket, or
+// Reader handles the lines of one reading goroutine: one UDP socket, or
 // one TCP connection. It owns its senders' state; not safe for concurrent
 // use.
-type LogReader struct {
-	in      *LogIngester
+type Reader struct {
+	in      *Ingester
 	parser  *lineParser
 	line    logLine
 	lines   prometheus.Counter
@@ -294,8 +307,8 @@ type LogReader struct {
 type logSender struct {
 	from         netip.AddrPort
 	lastSeen     int64
-	newer, older *logSender    // in LogReader.recent
-	sessions     [][2]*Session // [family index][view]
+	newer, older *logSender            // in Reader.recent
+	sessions     [][2]*metrics.Session // [family index][view]
 	// Registrations learnt from REGISTER/REGISTERED lines, for INVOCATION
 	// lines that do not carry details.procedure. Bounded in bytes (see
 	// remember): regBytes is what they are charged.
@@ -329,13 +342,13 @@ const (
 // HandleLine ingests one line (without its newline) from sender. A bad line
 // is counted by reason, logged at most once a second, and otherwise
 // ignored.
-func (r *LogReader) HandleLine(from netip.AddrPort, line []byte) {
-	r.handleLine(r.in.tracker.nanos(), from, line)
+func (r *Reader) HandleLine(from netip.AddrPort, line []byte) {
+	r.handleLine(r.in.tracker.Now(), from, line)
 }
 
 // handleLine is HandleLine with the clock read by the caller: the lines of
 // one read arrived together.
-func (r *LogReader) handleLine(now int64, from netip.AddrPort, line []byte) {
+func (r *Reader) handleLine(now int64, from netip.AddrPort, line []byte) {
 	r.lines.Inc()
 	l := &r.line
 	if reason := r.parser.parse(line, l); reason != "" {
@@ -370,7 +383,7 @@ func (r *LogReader) handleLine(now int64, from netip.AddrPort, line []byte) {
 	case kindCall:
 		// A CALL's timeout option is the dealer's to enforce, as for the
 		// router (Session.Call); v1 calls have none.
-		r.session(snd, fi, l.view).startAt(now, l.id, r.in.familyAt(fi).acquireBytes(l.procedure, now), timeout, true)
+		r.session(snd, fi, l.view).StartAt(now, l.id, l.procedure, timeout)
 	case kindInvocation:
 		procedure := l.procedure
 		if len(procedure) == 0 {
@@ -388,23 +401,23 @@ func (r *LogReader) handleLine(now int64, from netip.AddrPort, line []byte) {
 		// default, is then only a backstop, DealerBackstop later, as for
 		// a CALL with a timeout option.
 		if timeout <= 0 {
-			timeout = r.in.tracker.defaultTimeout
+			timeout = r.in.tracker.DefaultTimeout()
 		}
-		r.session(snd, fi, l.view).startAt(now, l.id, r.in.familyAt(fi).acquireBytes(procedure, now), timeout, true)
+		r.session(snd, fi, l.view).StartAt(now, l.id, procedure, timeout)
 	case kindResult, kindYield:
 		if s := existing(snd, fi, l.view); s != nil {
-			s.endAt(now, l.id, Response)
+			s.EndAt(now, l.id, metrics.Response)
 		}
 	case kindError:
 		if s := existing(snd, fi, l.view); s != nil {
-			s.endAt(now, l.id, errorOutcome(l.errorURI))
+			s.EndAt(now, l.id, metrics.ErrorOutcome(l.errorURI))
 		}
 	case kindInterrupt:
 		// The dealer interrupts the callee when the call timed out or the
 		// caller canceled; the router counts those as a timeout and an
 		// error, and so does the callee's view.
 		if s := existing(snd, fi, l.view); s != nil {
-			s.endAt(now, l.id, errorOutcome(l.errorURI))
+			s.EndAt(now, l.id, metrics.ErrorOutcome(l.errorURI))
 		}
 	case kindRegister:
 		r.forgetRegistration(snd, snd.registering, l.id)
@@ -431,7 +444,7 @@ func (r *LogReader) handleLine(now int64, from netip.AddrPort, line []byte) {
 
 // charge takes the place for remembering a procedure name of n bytes, if
 // the bounds allow (see maxRegistrationBytes).
-func (r *LogReader) charge(snd *logSender, n int) bool {
+func (r *Reader) charge(snd *logSender, n int) bool {
 	if n > maxRememberedProcedure {
 		return false
 	}
@@ -448,7 +461,7 @@ func (r *LogReader) charge(snd *logSender, n int) bool {
 }
 
 // forgetRegistration deletes m[id], if there, and gives its charge back.
-func (r *LogReader) forgetRegistration(snd *logSender, m map[uint64]string, id uint64) {
+func (r *Reader) forgetRegistration(snd *logSender, m map[uint64]string, id uint64) {
 	p, ok := m[id]
 	if !ok {
 		return
@@ -459,7 +472,7 @@ func (r *LogReader) forgetRegistration(snd *logSender, m map[uint64]string, id u
 	r.in.registrationBytes.Add(-c)
 }
 
-func (r *LogReader) reject(reason string, from netip.AddrPort, line []byte) {
+func (r *Reader) reject(reason string, from netip.AddrPort, line []byte) {
 	r.in.badLines[reason].Inc()
 	const maxShown = 200
 	shown := line
@@ -473,22 +486,22 @@ func (r *LogReader) reject(reason string, from netip.AddrPort, line []byte) {
 
 // Close logs what the rate limit on bad-line logs still holds back. Call
 // it once the readers have stopped.
-func (in *LogIngester) Close() { in.log.Close() }
+func (in *Ingester) Close() { in.log.Close() }
 
 // RejectEmpty counts a datagram that held no line.
-func (r *LogReader) RejectEmpty(from netip.AddrPort) {
+func (r *Reader) RejectEmpty(from netip.AddrPort) {
 	r.reject(ReasonEmpty, from, nil)
 }
 
 // RejectTooLong counts a line cut off at the maximum length.
-func (r *LogReader) RejectTooLong(from netip.AddrPort, head []byte) {
+func (r *Reader) RejectTooLong(from netip.AddrPort, head []byte) {
 	r.lines.Inc()
 	r.reject(ReasonTooLong, from, head)
 }
 
-func (r *LogReader) session(snd *logSender, fi int, v view) *Session {
+func (r *Reader) session(snd *logSender, fi int, v view) *metrics.Session {
 	for len(snd.sessions) <= fi {
-		snd.sessions = append(snd.sessions, [2]*Session{})
+		snd.sessions = append(snd.sessions, [2]*metrics.Session{})
 	}
 	s := snd.sessions[fi][v]
 	if s == nil {
@@ -498,7 +511,7 @@ func (r *LogReader) session(snd *logSender, fi int, v view) *Session {
 	return s
 }
 
-func existing(snd *logSender, fi int, v view) *Session {
+func existing(snd *logSender, fi int, v view) *metrics.Session {
 	if fi >= len(snd.sessions) {
 		return nil
 	}
@@ -509,8 +522,8 @@ func existing(snd *logSender, fi int, v view) *Session {
 // than the ingester's IdleAfter. UDP senders never say goodbye. It walks
 // from the sender seen least recently and stops at the first one seen
 // since the cutoff: its cost is the idle senders', not the table's.
-func (r *LogReader) ForgetIdle() {
-	cutoff := r.in.tracker.nanos() - int64(r.in.idleAfter)
+func (r *Reader) ForgetIdle() {
+	cutoff := r.in.tracker.Now() - int64(r.in.idleAfter)
 	for snd := r.recent.newer; snd != &r.recent && snd.lastSeen < cutoff; {
 		older := snd.older
 		if !snd.hasPending() {
@@ -532,7 +545,7 @@ func (r *LogReader) ForgetIdle() {
 // (Session.Abandon) could be wrong. As the timeout a line may ask for is
 // capped (MaxTimeout), a sender silent for longer than that plus
 // DealerBackstop loses no call to eviction.
-func (r *LogReader) evictOldest(now int64) {
+func (r *Reader) evictOldest(now int64) {
 	snd := r.recent.newer
 	if snd == &r.recent {
 		return
@@ -541,7 +554,7 @@ func (r *LogReader) evictOldest(now int64) {
 	for _, views := range snd.sessions {
 		for _, s := range views {
 			if s != nil {
-				dropped += s.closeAt(now)
+				dropped += s.CloseAt(now)
 			}
 		}
 	}
@@ -551,13 +564,13 @@ func (r *LogReader) evictOldest(now int64) {
 	r.drop(snd)
 }
 
-func (r *LogReader) linkNewest(snd *logSender) {
+func (r *Reader) linkNewest(snd *logSender) {
 	snd.newer, snd.older = &r.recent, r.recent.older
 	r.recent.older.newer = snd
 	r.recent.older = snd
 }
 
-func (r *LogReader) unlink(snd *logSender) {
+func (r *Reader) unlink(snd *logSender) {
 	snd.newer.older = snd.older
 	snd.older.newer = snd.newer
 	snd.newer, snd.older = nil, nil
@@ -578,7 +591,7 @@ func (snd *logSender) hasPending() bool {
 // arrive on this reader, end as timeouts at their deadlines, as in the
 // original tool: the PHP process made those calls and never logged an
 // answer. (A sender forgotten for being idle has none.)
-func (r *LogReader) drop(snd *logSender) {
+func (r *Reader) drop(snd *logSender) {
 	for _, views := range snd.sessions {
 		for _, s := range views {
 			if s != nil {
@@ -595,7 +608,7 @@ func (r *LogReader) drop(snd *logSender) {
 
 // Close forgets every sender (see drop): for a TCP reader, the connection
 // that was the sender has closed.
-func (r *LogReader) Close() {
+func (r *Reader) Close() {
 	for _, snd := range r.senders {
 		r.drop(snd)
 	}

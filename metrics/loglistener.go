@@ -43,9 +43,10 @@ type LogListener struct {
 // LogListenerOpts configures a LogListener.
 type LogListenerOpts struct {
 	// MaxLineLen bounds a line; longer ones are counted as too_long and
-	// skipped. Default 64 KiB, the most a UDP datagram carries anyway.
+	// skipped. DefaultMaxLogLineLen when 0.
 	MaxLineLen int
-	// MaxConns bounds concurrent TCP connections. Default 1024.
+	// MaxConns bounds concurrent TCP connections. DefaultMaxLogConns when
+	// 0.
 	MaxConns int
 	// IdleTimeout closes a TCP connection that delivered no byte for
 	// that long, so that idle connections cannot hold every one of the
@@ -57,6 +58,13 @@ type LogListenerOpts struct {
 	IdleTimeout time.Duration
 	Logger      *slog.Logger
 }
+
+// DefaultMaxLogLineLen is LogListenerOpts.MaxLineLen's default: 64 KiB,
+// the most a UDP datagram carries anyway.
+const DefaultMaxLogLineLen = 64 << 10
+
+// DefaultMaxLogConns is LogListenerOpts.MaxConns's default.
+const DefaultMaxLogConns = 1024
 
 // DefaultLogIdleTimeout is LogListenerOpts.IdleTimeout's default. The
 // original class keeps its connection open between requests of a PHP-FPM
@@ -115,10 +123,10 @@ func (s *LogSockets) Close() {
 // NewLogListener returns a listener on socks that feeds ingester. Run it.
 func NewLogListener(reg prometheus.Registerer, socks *LogSockets, in *LogIngester, opts LogListenerOpts) (*LogListener, error) {
 	if opts.MaxLineLen == 0 {
-		opts.MaxLineLen = 64 << 10
+		opts.MaxLineLen = DefaultMaxLogLineLen
 	}
 	if opts.MaxConns == 0 {
-		opts.MaxConns = 1024
+		opts.MaxConns = DefaultMaxLogConns
 	}
 	if opts.IdleTimeout == 0 {
 		opts.IdleTimeout = DefaultLogIdleTimeout

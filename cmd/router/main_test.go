@@ -30,8 +30,8 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.wampAddr != "127.0.0.1:9090" || s.metricsAddr != ":8080" || s.cfg.Realm != "realm1" ||
-		s.cfg.Timeout != 300*time.Millisecond || s.cfg.OutQueue != 1024 || s.cfg.MaxProcedures != 1000 || !s.cfg.Observe ||
-		s.cfg.LogIdle != time.Minute {
+		s.cfg.CallTimeout != 300*time.Millisecond || s.cfg.OutQueueSize != 1024 || s.cfg.MaxProcedures != 1000 || s.cfg.Bare ||
+		s.cfg.LogIdleTimeout != time.Minute {
 		t.Errorf("defaults: %+v", s)
 	}
 }
@@ -50,8 +50,8 @@ func TestLogIdleTimeoutFlag(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s.cfg.LogIdle != tc.want {
-			t.Errorf("%q %v: log idle timeout %v, want %v", tc.args, tc.env, s.cfg.LogIdle, tc.want)
+		if s.cfg.LogIdleTimeout != tc.want {
+			t.Errorf("%q %v: log idle timeout %v, want %v", tc.args, tc.env, s.cfg.LogIdleTimeout, tc.want)
 		}
 	}
 }
@@ -69,8 +69,8 @@ func TestEnvironmentTwinsAndFlagPrecedence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.cfg.Realm != "fromflag" || s.cfg.Timeout != 2*time.Second || s.cfg.OutQueue != 77 ||
-		s.cfg.MaxProcedures != 5 || s.wampAddr != "127.0.0.1:1" || s.cfg.Observe {
+	if s.cfg.Realm != "fromflag" || s.cfg.CallTimeout != 2*time.Second || s.cfg.OutQueueSize != 77 ||
+		s.cfg.MaxProcedures != 5 || s.wampAddr != "127.0.0.1:1" || !s.cfg.Bare {
 		t.Errorf("parsed %+v", s)
 	}
 	if want := []string{"a.example", "b.example"}; !slices.Equal(s.cfg.AllowOrigins, want) {

@@ -40,7 +40,7 @@ func TestDisconnectStormLeavesNothingPending(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens hundreds of sessions")
 	}
-	in := startInstance(t, app.Config{Timeout: time.Minute})
+	in := startInstance(t, app.Config{CallTimeout: time.Minute})
 	release := make(chan struct{})
 	defer close(release)
 	callee := in.connect(t, serialize.JSON)
@@ -96,7 +96,7 @@ func TestThousandConcurrentSessions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 1,000 sessions")
 	}
-	in := startInstance(t, app.Config{Timeout: 30 * time.Second})
+	in := startInstance(t, app.Config{CallTimeout: 30 * time.Second})
 	callee := in.connect(t, serialize.JSON)
 	if err := callee.Register("hello1", func(context.Context, *wamp.Invocation) client.InvokeResult {
 		return client.InvokeResult{Args: wamp.List{"hi"}}
@@ -155,7 +155,7 @@ func TestThousandConcurrentSessions(t *testing.T) {
 // TestCalleeDyingMidCallEndsCallsAsErrors: the dealer answers the callers
 // of a callee that disappears with wamp.error.canceled.
 func TestCalleeDyingMidCallEndsCallsAsErrors(t *testing.T) {
-	in := startInstance(t, app.Config{Timeout: 10 * time.Second})
+	in := startInstance(t, app.Config{CallTimeout: 10 * time.Second})
 	callee, err := rawSession(t, in.wampURL)
 	if err != nil {
 		t.Fatal(err)

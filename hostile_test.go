@@ -87,7 +87,7 @@ func TestHostileInputLeavesValidCountsExact(t *testing.T) {
 		t.Skip("sends over 10,000 inputs")
 	}
 	in, logAddr := startInstanceWithLog(t, app.Config{
-		Timeout: 2 * time.Second, MaxMessage: 64 << 10, MaxLogConns: 50, MaxLogLine: 64 << 10,
+		CallTimeout: 2 * time.Second, MaxMessageSize: 64 << 10, MaxLogConns: 50, MaxLogLineLen: 64 << 10,
 	})
 	var before runtime.MemStats
 	runtime.GC()

@@ -16,7 +16,7 @@ import (
 // upgrade, then silence, on either port, used to hold its connection (and
 // file descriptor) for good.
 func TestIdleHTTPConnectionsAreClosed(t *testing.T) {
-	in := startInstance(t, app.Config{Timeout: time.Second, IdleTimeout: 300 * time.Millisecond})
+	in := startInstance(t, app.Config{CallTimeout: time.Second, HTTPIdleTimeout: 300 * time.Millisecond})
 	for _, base := range []string{in.metricsURL, "http" + strings.TrimPrefix(strings.TrimSuffix(in.wampURL, "/"), "ws")} {
 		t.Run(base, func(t *testing.T) {
 			c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))

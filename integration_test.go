@@ -58,13 +58,6 @@ func startInstanceOn(t *testing.T, cfg app.Config, socks *wamplog.Sockets) *inst
 		wampURL:    "ws://" + ls.WAMP.Addr().String() + "/",
 		metricsURL: "http://" + ls.Metrics.Addr().String(),
 	}
-	if cfg.Realm == "" {
-		cfg.Realm = "realm1"
-	}
-	if cfg.MaxProcedures == 0 {
-		cfg.MaxProcedures = 1000
-	}
-	cfg.Observe = true
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -169,7 +162,7 @@ var outcomes = []string{"responses", "errors", "timeouts"}
 // through a real router with nexus's own client, then checks the scrape.
 func TestRouterTimesEveryOutcomePerProcedure(t *testing.T) {
 	const deadline = 250 * time.Millisecond
-	in := startInstance(t, app.Config{Timeout: deadline})
+	in := startInstance(t, app.Config{CallTimeout: deadline})
 
 	release := make(chan struct{}) // lets the abandoned hello6 call finish
 	callee := in.connect(t, serialize.JSON)
@@ -353,7 +346,7 @@ func errURI(err error) string {
 }
 
 func TestMetricsEndpoints(t *testing.T) {
-	in := startInstance(t, app.Config{Timeout: time.Second})
+	in := startInstance(t, app.Config{CallTimeout: time.Second})
 	callee := in.connect(t, serialize.JSON)
 	if err := callee.Register("hello1", func(context.Context, *wamp.Invocation) client.InvokeResult {
 		return client.InvokeResult{}
@@ -434,7 +427,7 @@ func TestMetricsEndpoints(t *testing.T) {
 // each always in flight to one callee that answers after a few
 // milliseconds.
 func TestOneCalleeServesAHundredBusyCallers(t *testing.T) {
-	in := startInstance(t, app.Config{Timeout: 5 * time.Second})
+	in := startInstance(t, app.Config{CallTimeout: 5 * time.Second})
 	callee := in.connect(t, serialize.JSON)
 	if err := callee.Register("hello1", func(context.Context, *wamp.Invocation) client.InvokeResult {
 		time.Sleep(5 * time.Millisecond)
@@ -483,7 +476,7 @@ func TestDealerTimeoutOutcomeIsWhatTheCallerReceived(t *testing.T) {
 		batch     = 60 // calls at once
 		calls     = 5 * batch
 	)
-	in := startInstance(t, app.Config{Timeout: time.Second})
+	in := startInstance(t, app.Config{CallTimeout: time.Second})
 	callee := in.connect(t, serialize.JSON)
 	// Call i sleeps from 5 ms before the deadline to 1 ms after it, in
 	// steps of 100 µs: many answers land in the dealer's last milliseconds.
@@ -560,7 +553,7 @@ func TestScrapeStormDoesNotDistortTimings(t *testing.T) {
 		scrapers   = 100
 		calls      = 32
 	)
-	in := startInstance(t, app.Config{Timeout: 250 * time.Millisecond})
+	in := startInstance(t, app.Config{CallTimeout: 250 * time.Millisecond})
 	callee := in.connect(t, serialize.JSON)
 	for i := range procedures {
 		if err := callee.Register(fmt.Sprintf("com.example.procedure%d", i), func(context.Context, *wamp.Invocation) client.InvokeResult {

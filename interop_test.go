@@ -129,7 +129,7 @@ func settle(t *testing.T, in *instance, timeout time.Duration, what string, cond
 func TestAutobahnCallerToGoCallee(t *testing.T) {
 	node := requireAutobahn(t)
 	const deadline = 5 * time.Second // far beyond any answer: only the dealer times out
-	in := startInstance(t, app.Config{Timeout: deadline})
+	in := startInstance(t, app.Config{CallTimeout: deadline})
 
 	callee := in.connect(t, serialize.JSON)
 	var mu sync.Mutex
@@ -249,7 +249,7 @@ func TestAutobahnCallerToGoCallee(t *testing.T) {
 // writers' summaries, their logs and the router must agree exactly.
 func TestAutobahnCalleeServesPHPWriter(t *testing.T) {
 	node := requireAutobahn(t)
-	in, logAddr := startInstanceWithLog(t, app.Config{Timeout: 300 * time.Millisecond})
+	in, logAddr := startInstanceWithLog(t, app.Config{CallTimeout: 300 * time.Millisecond})
 	env := []string{"WAMP_URL=" + in.wampURL, "WAMP_REALM=realm1", "WAMP_OBSERVER_ADDR=" + logAddr}
 
 	callee := startNode(t, node, env, "callee.js", "--fail=hello9", "--slow=hello8", "--slow-ms=400",
@@ -333,7 +333,7 @@ func TestAutobahnCalleeServesPHPWriter(t *testing.T) {
 // callee's log count the same answers.
 func TestAutobahnCallerToPHPCallee(t *testing.T) {
 	node := requireAutobahn(t)
-	in, logAddr := startInstanceWithLog(t, app.Config{Timeout: 300 * time.Millisecond})
+	in, logAddr := startInstanceWithLog(t, app.Config{CallTimeout: 300 * time.Millisecond})
 	env := []string{"WAMP_URL=" + in.wampURL, "WAMP_REALM=realm1", "WAMP_OBSERVER_ADDR=" + logAddr}
 
 	callee := startPHP(t, env, "php/callee.php")

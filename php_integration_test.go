@@ -151,7 +151,7 @@ func TestRouterCallerAndCalleeAgree(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs PHP processes for several seconds")
 	}
-	in, logAddr := startInstanceWithLog(t, app.Config{Timeout: 300 * time.Millisecond})
+	in, logAddr := startInstanceWithLog(t, app.Config{CallTimeout: 300 * time.Millisecond})
 	env := []string{"WAMP_URL=" + in.wampURL, "WAMP_REALM=realm1", "WAMP_OBSERVER_ADDR=" + logAddr}
 
 	callee := startPHP(t, env, "php/callee.php")
@@ -221,7 +221,7 @@ func TestUDPWriterKeepsTheSeedsProportions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs PHP processes for several seconds")
 	}
-	in, logAddr := startInstanceWithLog(t, app.Config{Timeout: 300 * time.Millisecond})
+	in, logAddr := startInstanceWithLog(t, app.Config{CallTimeout: 300 * time.Millisecond})
 	env := []string{"WAMP_OBSERVER_ADDR=" + logAddr}
 	var writers []*process
 	for range 6 {

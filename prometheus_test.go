@@ -65,7 +65,7 @@ func TestShippedPrometheusFilesPassPromtool(t *testing.T) {
 // call through each path: one through the router, one logged over UDP.
 func startInstanceWithTraffic(t *testing.T) *instance {
 	t.Helper()
-	in, logAddr := startInstanceWithLog(t, app.Config{Timeout: time.Second})
+	in, logAddr := startInstanceWithLog(t, app.Config{CallTimeout: time.Second})
 	callee := in.connect(t, serialize.JSON)
 	if err := callee.Register("hello1", func(context.Context, *wamp.Invocation) client.InvokeResult {
 		return client.InvokeResult{}
@@ -131,7 +131,7 @@ func TestScrapePassesPromtoolCheckMetrics(t *testing.T) {
 // scrape passes promtool with all of them sent.
 func TestLogFamilyNamesKeepTheScrapeLintClean(t *testing.T) {
 	promtool := lookTool(t, "promtool")
-	in, logAddr := startInstanceWithLog(t, app.Config{Timeout: time.Second})
+	in, logAddr := startInstanceWithLog(t, app.Config{CallTimeout: time.Second})
 	conn, err := net.Dial("udp", logAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -377,8 +377,8 @@ func TestPrometheusAggregatesTwoRouters(t *testing.T) {
 	}
 	const latency = 60 * time.Millisecond // inside the (0.05, 0.1] bucket, with room
 	routers := []*instance{
-		startInstance(t, app.Config{Timeout: time.Second}),
-		startInstance(t, app.Config{Timeout: time.Second}),
+		startInstance(t, app.Config{CallTimeout: time.Second}),
+		startInstance(t, app.Config{CallTimeout: time.Second}),
 	}
 	var targets []string
 	for _, r := range routers {

@@ -1,7 +1,8 @@
 // Package app wires the program together: the observing router, the call
 // tracker and its metrics, and the HTTP servers for WAMP and Prometheus.
-// cmd/router parses flags into a Config and calls Run; the integration tests
-// call Run in-process on listeners they own.
+// New builds it all from a Config and the Listeners the caller opened; Run
+// serves until its context is done. cmd/router parses flags into a Config;
+// the integration tests run it in-process on listeners they own.
 package app
 
 import (
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,51 +28,85 @@ import (
 	"github.com/php-wamp-observer/php-wamp-observer/wamplog"
 )
 
-// Config is everything the program can be told.
+// Config is everything the program can be told. Its zero value is the
+// product with every default: a field left zero takes the default named in
+// its comment, from the package that applies it.
 type Config struct {
-	Realm           string
-	Timeout         time.Duration // deadline of calls without a timeout option
-	OutQueue        int           // nexus per-client outbound queue
-	MaxProcedures   int           // distinct message label values per family
-	MaxProcedureLen int           // longest message label value, in bytes
-	ProcedureIdle   time.Duration // how long an unused procedure keeps its slot in a full family
-	AllowOrigins    []string      // extra Origin patterns for browser apps
-	Observe         bool          // false: bare nexus behind the same front
-	MaxLogLine      int           // longest log line accepted
-	MaxLogConns     int           // concurrent TCP log connections
-	LogIdle         time.Duration // TCP log connection idle timeout; < 0: none
-	MaxMessage      int64         // largest WebSocket message from a client
-	MaxPending      int           // pending calls over all sessions
-	MaxPendingPer   int           // pending calls of one session
-	Credentials     []router.Credential
-	Logger          *slog.Logger
+	Realm       string              // the WAMP realm clients join; DefaultRealm when empty
+	CallTimeout time.Duration       // deadline of a call without its own timeout option; metrics.DefaultCallTimeout
+	Bare        bool                // observe nothing: bare nexus behind the same front (for benchmarks)
+	Credentials []router.Credential // when given, clients must authenticate and anonymous ones are refused
+	Logger      *slog.Logger        // slog.Default when nil
 
-	// The WebSocket front's bounds; 0 takes the router package's default.
-	OutQueueBytes    int           // bytes queued per client before it is a slow consumer
-	OutQueueBytesAll int           // bytes queued over all clients
-	WriteTimeout     time.Duration // one write to a client
-	KeepAlive        time.Duration // ping interval for idle clients; negative: off
-	MaxConns         int           // concurrent connections on the WAMP port
-	MaxCallsInFlight int           // unanswered calls per session
-	AllowHosts       []string      // extra Host patterns on a loopback WAMP listener
-	IdleTimeout      time.Duration // idle keep-alive HTTP connections; DefaultIdleTimeout when 0
+	// What the tracker times and the metric families it feeds.
+	MaxPending           int           // calls timed at once over all sessions and log senders; metrics.DefaultMaxPending
+	MaxPendingPerSession int           // calls timed at once for one session or log sender; metrics.DefaultMaxPendingPerSession
+	MaxProcedures        int           // distinct message label values per family; metrics.DefaultMaxProcedures
+	MaxProcedureLen      int           // longest message label value, in bytes; metrics.DefaultMaxProcedureLen
+	ProcedureIdle        time.Duration // how long an unused procedure keeps its slot in a full family; metrics.DefaultProcedureIdle
+
+	// The log listener, when Listeners.Log is given.
+	MaxLogLineLen  int           // longest log line accepted, in bytes; wamplog.DefaultMaxLineLen
+	MaxLogConns    int           // concurrent TCP log connections; wamplog.DefaultMaxConns
+	LogIdleTimeout time.Duration // TCP log connection idle timeout; wamplog.DefaultIdleTimeout; negative: none
+
+	// The WebSocket front.
+	OutQueueSize       int           // messages queued per client; router.DefaultOutQueueSize
+	OutQueueBytes      int           // bytes queued per client before it is a slow consumer; router.DefaultOutQueueBytes
+	OutQueueBytesTotal int           // bytes queued over all clients; router.DefaultOutQueueBytesTotal
+	WriteTimeout       time.Duration // one write to a client; router.DefaultWriteTimeout
+	KeepAlive          time.Duration // ping interval for idle clients; router.DefaultKeepAlive; negative: off
+	MaxMessageSize     int64         // largest WebSocket message from a client; router.DefaultMaxMessageSize
+	MaxConns           int           // concurrent connections on the WAMP port; router.DefaultMaxConns
+	MaxCallsInFlight   int           // unanswered calls per session; router.DefaultMaxCallsInFlight
+	AllowOrigins       []string      // extra Origin patterns for browser apps
+	AllowHosts         []string      // extra Host patterns on a loopback WAMP listener
+
+	// Both HTTP servers.
+	HTTPIdleTimeout time.Duration // idle keep-alive HTTP connections; DefaultHTTPIdleTimeout; negative: none
 }
 
-// DefaultIdleTimeout closes an HTTP keep-alive connection (on either port)
-// that sends no further request; one complete request and then silence
-// otherwise held its file descriptor for good.
-const DefaultIdleTimeout = 60 * time.Second
+// DefaultRealm is Config.Realm's default, the realm the original tool's
+// PHP clients join.
+const DefaultRealm = "realm1"
+
+// The addresses the program listens on by default. App takes listeners,
+// not addresses: cmd/router binds these unless told otherwise.
+const (
+	DefaultWAMPAddr    = "127.0.0.1:9090"
+	DefaultMetricsAddr = ":8080"
+	DefaultLogAddr     = "localhost:6666"
+)
+
+// DefaultHTTPIdleTimeout closes an HTTP keep-alive connection (on either
+// port) that sends no further request; one complete request and then
+// silence otherwise held its file descriptor for good.
+const DefaultHTTPIdleTimeout = 60 * time.Second
 
 // ScrapeTimeout bounds one scrape's rendering (see scrapeGate for how many
 // there may be); it matches Prometheus's default scrape_timeout.
 const ScrapeTimeout = 10 * time.Second
 
-// Listeners are the sockets Run serves on. The caller opens them, so tests
-// can use free ports and the program can report bind errors before starting.
+// Listeners are the sockets an App serves on. The caller opens them, so
+// tests can use free ports and the program can report bind errors before
+// starting. From New on they are the App's: it closes them.
 type Listeners struct {
 	WAMP    net.Listener
 	Metrics net.Listener
 	Log     *wamplog.Sockets // nil: no log listener
+}
+
+// close closes every listener; closing twice is harmless.
+func (ls Listeners) close() {
+	if ls.WAMP != nil {
+		ls.WAMP.Close()
+	}
+	if ls.Metrics != nil {
+		ls.Metrics.Close()
+	}
+	if ls.Log != nil {
+		ls.Log.Close()
+	}
 }
 
 // httpGrace is how long each HTTP server's handlers get to finish on the
@@ -80,129 +116,165 @@ type Listeners struct {
 // within 2 × httpGrace plus the WebSocket front's flush (about 2.25 s).
 const httpGrace = 500 * time.Millisecond
 
-// Run serves WAMP, log lines and metrics until ctx is done, then shuts
-// down: it stops accepting connections, says GOODBYE to every session, and
-// returns. It closes the listeners.
-func Run(ctx context.Context, cfg Config, ls Listeners) error {
-	closeAll := func() {
-		ls.WAMP.Close()
-		ls.Metrics.Close()
-		if ls.Log != nil {
-			ls.Log.Close()
+// App is the program, built and ready to serve.
+type App struct {
+	log         *slog.Logger
+	ls          Listeners
+	reg         *prometheus.Registry
+	tracker     *metrics.Tracker
+	family      *metrics.Family   // the router's
+	ingester    *wamplog.Ingester // nil without a log listener
+	logListener *wamplog.Listener // nil without a log listener
+	router      *router.Router
+
+	wampServer, metricsServer *namedServer
+
+	ran atomic.Bool
+}
+
+// namedServer is an HTTP server, its listener, and its name in the logs.
+type namedServer struct {
+	name, url string
+	ln        net.Listener
+	srv       *http.Server
+}
+
+// New builds the program from cfg on ls: the registry and runtime metrics,
+// the tracker and its families, the log ingester and listener (when ls.Log
+// is given), the router, and the WAMP and metrics HTTP servers. Nothing is
+// served until Run. An invalid cfg is reported here.
+//
+// The listeners are the App's from now on. If New fails, it closes them
+// before it returns, so a caller never has to; otherwise Run closes them.
+// An App holds a running router: Run it, even if only with a context that
+// is already done, to release it.
+func New(cfg Config, ls Listeners) (_ *App, err error) {
+	a := &App{ls: ls, log: cfg.Logger}
+	defer func() {
+		if err != nil {
+			if a.router != nil {
+				a.router.Close()
+			}
+			ls.close()
 		}
+	}()
+	if ls.WAMP == nil || ls.Metrics == nil {
+		return nil, errors.New("app: the WAMP and metrics listeners are required")
 	}
-	defer closeAll() // also on early errors; closing twice is harmless
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
+	if a.log == nil {
+		a.log = slog.Default()
 	}
-	reg := prometheus.NewRegistry()
-	if err := registerRuntime(reg); err != nil {
-		return err
+	if cfg.Realm == "" {
+		cfg.Realm = DefaultRealm
 	}
-	tracker, err := metrics.NewTracker(metrics.TrackerOpts{
-		DefaultTimeout: cfg.Timeout, MaxPending: cfg.MaxPending, MaxPendingPerSession: cfg.MaxPendingPer,
-	})
-	if err != nil {
-		return err
+	if cfg.HTTPIdleTimeout == 0 {
+		cfg.HTTPIdleTimeout = DefaultHTTPIdleTimeout
 	}
-	family, err := metrics.NewFamily(reg, metrics.FamilyOpts{
+	a.reg = prometheus.NewRegistry()
+	if err := registerRuntime(a.reg); err != nil {
+		return nil, err
+	}
+	if a.tracker, err = metrics.NewTracker(metrics.TrackerOpts{
+		DefaultTimeout: cfg.CallTimeout, MaxPending: cfg.MaxPending, MaxPendingPerSession: cfg.MaxPendingPerSession,
+	}); err != nil {
+		return nil, err
+	}
+	if a.family, err = metrics.NewFamily(a.reg, metrics.FamilyOpts{
 		Prefix: "wamp_router", MaxProcedures: cfg.MaxProcedures, MaxProcedureLen: cfg.MaxProcedureLen, ProcedureIdle: cfg.ProcedureIdle,
-	})
-	if err != nil {
-		return err
+	}); err != nil {
+		return nil, err
 	}
-	var (
-		logListener *wamplog.Listener
-		ingester    *wamplog.Ingester
-	)
 	if ls.Log != nil {
-		ingester, err = wamplog.NewIngester(reg, wamplog.IngesterOpts{
-			Tracker: tracker, MaxProcedures: cfg.MaxProcedures, MaxProcedureLen: cfg.MaxProcedureLen,
-			ProcedureIdle: cfg.ProcedureIdle, Logger: log,
-		})
-		if err != nil {
-			return err
+		if a.ingester, err = wamplog.NewIngester(a.reg, wamplog.IngesterOpts{
+			Tracker: a.tracker, MaxProcedures: cfg.MaxProcedures, MaxProcedureLen: cfg.MaxProcedureLen,
+			ProcedureIdle: cfg.ProcedureIdle, Logger: a.log,
+		}); err != nil {
+			return nil, err
 		}
-		logListener, err = wamplog.NewListener(reg, ls.Log, ingester, wamplog.ListenerOpts{
-			MaxLineLen: cfg.MaxLogLine, MaxConns: cfg.MaxLogConns, IdleTimeout: cfg.LogIdle, Logger: log,
-		})
-		if err != nil {
-			return err
+		if a.logListener, err = wamplog.NewListener(a.reg, ls.Log, a.ingester, wamplog.ListenerOpts{
+			MaxLineLen: cfg.MaxLogLineLen, MaxConns: cfg.MaxLogConns, IdleTimeout: cfg.LogIdleTimeout, Logger: a.log,
+		}); err != nil {
+			return nil, err
 		}
 	}
 	var open router.OpenSessionFunc
-	if cfg.Observe {
-		open = func() router.CallSession { return tracker.Open(family) }
+	if !cfg.Bare {
+		open = func() router.CallSession { return a.tracker.Open(a.family) }
 	}
-	rejected, err := rejectionCounter(reg)
+	rejected, err := rejectionCounter(a.reg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	rtr, err := router.New(router.Config{
+	if a.router, err = router.New(router.Config{
 		Realm:          cfg.Realm,
-		OutQueueSize:   cfg.OutQueue,
+		OutQueueSize:   cfg.OutQueueSize,
 		AllowOrigins:   cfg.AllowOrigins,
 		OpenSession:    open,
-		MaxMessageSize: cfg.MaxMessage,
+		MaxMessageSize: cfg.MaxMessageSize,
 		Credentials:    cfg.Credentials,
 		Rejected:       rejected,
-		Logger:         log,
+		Logger:         a.log,
 
 		OutQueueBytes:      cfg.OutQueueBytes,
-		OutQueueBytesTotal: cfg.OutQueueBytesAll,
+		OutQueueBytesTotal: cfg.OutQueueBytesTotal,
 		WriteTimeout:       cfg.WriteTimeout,
 		KeepAlive:          cfg.KeepAlive,
 		MaxConns:           cfg.MaxConns,
 		MaxCallsInFlight:   cfg.MaxCallsInFlight,
 		ListenAddr:         ls.WAMP.Addr().String(),
 		AllowHosts:         cfg.AllowHosts,
-	})
-	if err != nil {
-		return err
+	}); err != nil {
+		return nil, err
 	}
-	defer rtr.Close()
 
-	metricsHandler := newScrapeGate(promhttp.HandlerFor(withoutCollisions(reg), promhttp.HandlerOpts{
-		Registry:          reg,
+	// The WAMP port only upgrades: a connection that made another request
+	// is closed after its answer rather than kept alive, and the
+	// listener's bound evicts idlers first (see router.LimitListener).
+	wampListener := a.router.LimitListener(ls.WAMP)
+	wampServer := &http.Server{Handler: a.router, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: cfg.HTTPIdleTimeout,
+		ConnState: wampListener.ConnState}
+	wampServer.SetKeepAlivesEnabled(false)
+	a.wampServer = &namedServer{name: "WAMP", url: "ws://" + ls.WAMP.Addr().String() + "/", ln: wampListener,
+		srv: wampServer}
+
+	metricsHandler := newScrapeGate(promhttp.HandlerFor(withoutCollisions(a.reg), promhttp.HandlerOpts{
+		Registry:          a.reg,
 		EnableOpenMetrics: true,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelError),
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelError),
 		Timeout:           ScrapeTimeout,
 	}))
 	mux := http.NewServeMux()
 	mux.Handle("/{$}", metricsHandler) // where the original tool served them
 	mux.Handle("/metrics", metricsHandler)
+	a.metricsServer = &namedServer{name: "metrics", url: "http://" + ls.Metrics.Addr().String() + "/metrics", ln: ls.Metrics,
+		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: cfg.HTTPIdleTimeout}}
+	return a, nil
+}
 
-	idle := cfg.IdleTimeout
-	if idle == 0 {
-		idle = DefaultIdleTimeout
+// Run serves WAMP, log lines and metrics until ctx is done or a server
+// fails, then shuts down: it stops accepting WAMP connections, says
+// GOODBYE to every session, stops the metrics server last, stops the
+// tracker and log listener, and logs the final counts. It closes the
+// listeners. Run an App once.
+func (a *App) Run(ctx context.Context) error {
+	if a.ran.Swap(true) {
+		return errors.New("app: Run called twice")
 	}
-	// The WAMP port only upgrades: a connection that made another request
-	// is closed after its answer rather than kept alive, and the
-	// listener's bound evicts idlers first (see router.LimitListener).
-	wampListener := rtr.LimitListener(ls.WAMP)
-	wampServer := &http.Server{Handler: rtr, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle,
-		ConnState: wampListener.ConnState}
-	wampServer.SetKeepAlivesEnabled(false)
-	servers := []*namedServer{
-		{name: "WAMP", url: "ws://" + ls.WAMP.Addr().String() + "/", ln: wampListener,
-			srv: wampServer},
-		{name: "metrics", url: "http://" + ls.Metrics.Addr().String() + "/metrics", ln: ls.Metrics,
-			srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
-				WriteTimeout: 30 * time.Second, IdleTimeout: idle}},
-	}
+	defer a.ls.close()     // closing twice is harmless
+	defer a.router.Close() // likewise; the shutdown below closes it in order
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
-	wg.Go(func() { tracker.Run(runCtx) })
-	if logListener != nil {
-		log.Info("receiving log lines", slog.String("udp", ls.Log.Addr().String()), slog.String("tcp", ls.Log.Addr().String()))
-		wg.Go(func() { logListener.Run(runCtx) })
+	wg.Go(func() { a.tracker.Run(runCtx) })
+	if a.logListener != nil {
+		a.log.Info("receiving log lines", slog.String("udp", a.ls.Log.Addr().String()), slog.String("tcp", a.ls.Log.Addr().String()))
+		wg.Go(func() { a.logListener.Run(runCtx) })
 	}
-	errs := make(chan error, len(servers))
-	for _, s := range servers {
-		log.Info("serving "+s.name, slog.String("url", s.url))
+	errs := make(chan error, 2)
+	for _, s := range []*namedServer{a.wampServer, a.metricsServer} {
+		a.log.Info("serving "+s.name, slog.String("url", s.url))
 		wg.Go(func() {
 			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 				errs <- fmt.Errorf("serve %s on %s: %w", s.name, s.ln.Addr(), err)
@@ -213,37 +285,51 @@ func Run(ctx context.Context, cfg Config, ls Listeners) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down")
+		a.log.Info("shutting down")
 	case runErr = <-errs:
-		log.Error("server failed, shutting down", slog.Any("err", runErr))
+		a.log.Error("server failed, shutting down", slog.Any("err", runErr))
 	}
 
 	// New connections are refused first, then every session gets GOODBYE;
 	// metrics are served until last.
-	shutdown := func(s *namedServer) {
-		ctx, cancel := context.WithTimeout(context.Background(), httpGrace)
-		defer cancel()
-		err := s.srv.Shutdown(ctx)
-		if errors.Is(err, context.DeadlineExceeded) {
-			log.Info("closing connections still open on the way out", slog.String("server", s.name))
-			err = s.srv.Close()
-		}
-		if err != nil {
-			runErr = errors.Join(runErr, fmt.Errorf("shut down %s server: %w", s.name, err))
-		}
-	}
-	shutdown(servers[0])
-	rtr.Close()
-	shutdown(servers[1])
+	runErr = errors.Join(runErr, a.shutdown(a.wampServer))
+	a.router.Close()
+	runErr = errors.Join(runErr, a.shutdown(a.metricsServer))
 	stop()
 	wg.Wait()
-	families := []*metrics.Family{family}
-	if ingester != nil {
-		ingester.Close() // what its log rate limit held back
-		families = append(families, ingester.Families()...)
+	families := []*metrics.Family{a.family}
+	if a.ingester != nil {
+		a.ingester.Close() // what its log rate limit held back
+		families = append(families, a.ingester.Families()...)
 	}
-	logFinalCounts(log, families)
+	logFinalCounts(a.log, families)
 	return runErr
+}
+
+// shutdown stops s, giving its handlers httpGrace to finish and closing
+// the connections still open then.
+func (a *App) shutdown(s *namedServer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), httpGrace)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		a.log.Info("closing connections still open on the way out", slog.String("server", s.name))
+		err = s.srv.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("shut down %s server: %w", s.name, err)
+	}
+	return nil
+}
+
+// Run builds an App from cfg on ls and runs it until ctx is done: New,
+// then App.Run. It closes the listeners, also when cfg is invalid.
+func Run(ctx context.Context, cfg Config, ls Listeners) error {
+	a, err := New(cfg, ls)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
 }
 
 // rejectionCounter counts the WebSocket front's rejections by reason, each
@@ -282,12 +368,6 @@ func logFinalCounts(log *slog.Logger, families []*metrics.Family) {
 		}
 		log.LogAttrs(context.Background(), slog.LevelInfo, "final counts", attrs...)
 	}
-}
-
-type namedServer struct {
-	name, url string
-	ln        net.Listener
-	srv       *http.Server
 }
 
 // registerRuntime adds the Go runtime and process collectors, which show an

@@ -187,6 +187,7 @@ type FamilyOpts struct {
 	Prefix string
 	// MaxProcedures bounds the distinct message label values. Calls to
 	// further procedures are recorded under message=OtherProcedure.
+	// DefaultMaxProcedures when 0.
 	MaxProcedures int
 	// MaxProcedureLen bounds a message label value in bytes: a longer
 	// procedure is recorded under OtherProcedure, so that the scrape has a
@@ -204,6 +205,9 @@ type FamilyOpts struct {
 
 // NewFamily creates a Family and registers its collectors with reg.
 func NewFamily(reg prometheus.Registerer, opts FamilyOpts) (*Family, error) {
+	if opts.MaxProcedures == 0 {
+		opts.MaxProcedures = DefaultMaxProcedures
+	}
 	if opts.MaxProcedures < 1 {
 		return nil, fmt.Errorf("family %q: max procedures must be at least 1, got %d", opts.Prefix, opts.MaxProcedures)
 	}
@@ -270,6 +274,9 @@ func NewFamily(reg prometheus.Registerer, opts FamilyOpts) (*Family, error) {
 	f.series.Store(&map[string]*procedureSeries{})
 	return f, nil
 }
+
+// DefaultMaxProcedures is FamilyOpts.MaxProcedures's default.
+const DefaultMaxProcedures = 1000
 
 // DefaultMaxProcedureLen is FamilyOpts.MaxProcedureLen's default: WAMP
 // procedure URIs are dotted names, far shorter.

@@ -43,7 +43,8 @@ type Tracker struct {
 
 // TrackerOpts configures a Tracker.
 type TrackerOpts struct {
-	// DefaultTimeout is the deadline of a call that does not carry its own.
+	// DefaultTimeout is the deadline of a call that does not carry its own;
+	// DefaultCallTimeout when 0.
 	DefaultTimeout time.Duration
 	// SweepInterval is how often Run looks for calls past their deadline.
 	// It only delays when a timeout shows in the metrics: the recorded
@@ -57,14 +58,27 @@ type TrackerOpts struct {
 	// limit, new calls are not timed: they are counted in
 	// <prefix>_untracked_calls_total and their answers ignored. Evicting
 	// older calls instead would record timeouts that did not happen.
-	// Defaults 1,000,000 and 10,000.
+	// DefaultMaxPending and DefaultMaxPendingPerSession when 0.
 	MaxPending           int
 	MaxPendingPerSession int
 }
 
+// DefaultCallTimeout is TrackerOpts.DefaultTimeout's default.
+const DefaultCallTimeout = 300 * time.Millisecond
+
+// DefaultMaxPending and DefaultMaxPendingPerSession are the defaults of
+// TrackerOpts.MaxPending and MaxPendingPerSession.
+const (
+	DefaultMaxPending           = 1_000_000
+	DefaultMaxPendingPerSession = 10_000
+)
+
 // NewTracker returns a Tracker. Call Run to have deadlines enforced.
 func NewTracker(opts TrackerOpts) (*Tracker, error) {
-	if opts.DefaultTimeout <= 0 {
+	if opts.DefaultTimeout == 0 {
+		opts.DefaultTimeout = DefaultCallTimeout
+	}
+	if opts.DefaultTimeout < 0 {
 		return nil, fmt.Errorf("tracker: default timeout must be positive, got %v", opts.DefaultTimeout)
 	}
 	if opts.SweepInterval <= 0 {
@@ -74,10 +88,10 @@ func NewTracker(opts TrackerOpts) (*Tracker, error) {
 		opts.Now = time.Now
 	}
 	if opts.MaxPending == 0 {
-		opts.MaxPending = 1_000_000
+		opts.MaxPending = DefaultMaxPending
 	}
 	if opts.MaxPendingPerSession == 0 {
-		opts.MaxPendingPerSession = 10_000
+		opts.MaxPendingPerSession = DefaultMaxPendingPerSession
 	}
 	if opts.MaxPending < 1 || opts.MaxPendingPerSession < 1 {
 		return nil, fmt.Errorf("tracker: pending limits must be positive, got %d and %d", opts.MaxPending, opts.MaxPendingPerSession)

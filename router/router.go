@@ -102,7 +102,8 @@ func RejectReasons() []string {
 
 // Config configures a Router.
 type Config struct {
-	// Realm is the one realm clients may join, anonymously.
+	// Realm is the one realm clients may join: anonymously, or with
+	// Credentials when there are any. It must not be empty.
 	Realm string
 	// OutQueueSize is the per-client outbound queue, in messages;
 	// DefaultOutQueueSize when 0.
@@ -194,8 +195,8 @@ var subprotocols = []struct {
 	{"wamp.2.cbor", websocket.BinaryMessage, &serialize.CBORSerializer{}},
 }
 
-// New starts an embedded nexus router with one realm open to anonymous
-// clients. Close it when done.
+// New starts an embedded nexus router with one realm, open to anonymous
+// clients unless cfg has Credentials. Close it when done.
 func New(cfg Config) (*Router, error) {
 	if cfg.Realm == "" {
 		return nil, errors.New("router: realm must not be empty")

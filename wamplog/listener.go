@@ -43,9 +43,10 @@ type Listener struct {
 // ListenerOpts configures a Listener.
 type ListenerOpts struct {
 	// MaxLineLen bounds a line; longer ones are counted as too_long and
-	// skipped. Default 64 KiB, the most a UDP datagram carries anyway.
+	// skipped. DefaultMaxLineLen when 0.
 	MaxLineLen int
-	// MaxConns bounds concurrent TCP connections. Default 1024.
+	// MaxConns bounds concurrent TCP connections. DefaultMaxConns when
+	// 0.
 	MaxConns int
 	// IdleTimeout closes a TCP connection that delivered no byte for
 	// that long, so that idle connections cannot hold every one of the
@@ -57,6 +58,13 @@ type ListenerOpts struct {
 	IdleTimeout time.Duration
 	Logger      *slog.Logger
 }
+
+// DefaultMaxLineLen is ListenerOpts.MaxLineLen's default: 64 KiB,
+// the most a UDP datagram carries anyway.
+const DefaultMaxLineLen = 64 << 10
+
+// DefaultMaxConns is ListenerOpts.MaxConns's default.
+const DefaultMaxConns = 1024
 
 // DefaultIdleTimeout is ListenerOpts.IdleTimeout's default. The
 // original class keeps its connection open between requests of a PHP-FPM
@@ -115,10 +123,10 @@ func (s *Sockets) Close() {
 // NewListener returns a listener on socks that feeds ingester. Run it.
 func NewListener(reg prometheus.Registerer, socks *Sockets, in *Ingester, opts ListenerOpts) (*Listener, error) {
 	if opts.MaxLineLen == 0 {
-		opts.MaxLineLen = 64 << 10
+		opts.MaxLineLen = DefaultMaxLineLen
 	}
 	if opts.MaxConns == 0 {
-		opts.MaxConns = 1024
+		opts.MaxConns = DefaultMaxConns
 	}
 	if opts.IdleTimeout == 0 {
 		opts.IdleTimeout = DefaultIdleTimeout

@@ -58,6 +58,13 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			return err
 		}
 	}
+	if s.pprofAddr != "" {
+		stop, err := servePprof(s.pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	wampLn, err := net.Listen("tcp", s.wampAddr)
 	if err != nil {
@@ -76,19 +83,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			return err
 		}
 	}
-	if s.pprofAddr != "" {
-		stop, err := servePprof(s.pprofAddr, log)
-		if err != nil {
-			ls.WAMP.Close()
-			ls.Metrics.Close()
-			if ls.Log != nil {
-				ls.Log.Close()
-			}
-			return err
-		}
-		defer stop()
+	a, err := app.New(s.cfg, ls) // closes the listeners if it fails
+	if err != nil {
+		return err
 	}
-	return app.Run(ctx, s.cfg, ls)
+	return a.Run(ctx)
 }
 
 // servePprof serves net/http/pprof on addr, for profiling under load.
@@ -108,28 +107,34 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 }
 
 // parseFlags reads the command line, falling back to WAMP_OBSERVER_<NAME>
-// environment variables for flags not given on it.
+// environment variables for flags not given on it. Every default is the
+// constant the package that applies it exports, so that no flags and a
+// zero app.Config run the same program.
 func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Writer) (settings, error) {
 	var s settings
+	observe := true
 	fs := flag.NewFlagSet("router", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&s.wampAddr, "wamp", "127.0.0.1:9090", "`address` to serve WAMP over WebSocket on (any path)")
-	fs.StringVar(&s.metricsAddr, "metrics", ":8080", "`address` to serve Prometheus metrics on, at / and /metrics")
-	fs.StringVar(&s.logAddr, "log", "localhost:6666",
+	fs.StringVar(&s.wampAddr, "wamp", app.DefaultWAMPAddr, "`address` to serve WAMP over WebSocket on (any path)")
+	fs.StringVar(&s.metricsAddr, "metrics", app.DefaultMetricsAddr, "`address` to serve Prometheus metrics on, at / and /metrics")
+	fs.StringVar(&s.logAddr, "log", app.DefaultLogAddr,
 		"`address` to receive WampObserver log lines on, over UDP and TCP; empty turns it off")
-	fs.IntVar(&s.cfg.MaxLogLine, "max-log-line", 64<<10, "longest log line accepted, in bytes; longer ones are counted and skipped")
-	fs.StringVar(&s.cfg.Realm, "realm", "realm1", "WAMP realm `name` clients join (anonymously)")
-	fs.DurationVar(&s.cfg.Timeout, "timeout", 300*time.Millisecond,
+	fs.IntVar(&s.cfg.MaxLogLineLen, "max-log-line", wamplog.DefaultMaxLineLen,
+		"longest log line accepted, in bytes; longer ones are counted and skipped")
+	fs.StringVar(&s.cfg.Realm, "realm", app.DefaultRealm,
+		"WAMP realm `name` clients join, anonymously unless -auth-file is given")
+	fs.DurationVar(&s.cfg.CallTimeout, "timeout", metrics.DefaultCallTimeout,
 		"deadline of a call without its own CALL timeout option; unanswered by then, it counts as a timeout")
-	fs.IntVar(&s.cfg.OutQueue, "out-queue", router.DefaultOutQueueSize,
+	fs.IntVar(&s.cfg.OutQueueSize, "out-queue", router.DefaultOutQueueSize,
 		"messages queued per client; a client whose queue is full is a slow consumer and is disconnected")
 	fs.IntVar(&s.cfg.OutQueueBytes, "out-queue-bytes", router.DefaultOutQueueBytes,
 		"bytes (as encoded) queued per client; a client whose queue is full in messages or bytes is a slow consumer and is disconnected")
-	fs.IntVar(&s.cfg.OutQueueBytesAll, "out-queue-bytes-total", router.DefaultOutQueueBytesTotal,
+	fs.IntVar(&s.cfg.OutQueueBytesTotal, "out-queue-bytes-total", router.DefaultOutQueueBytesTotal,
 		"bytes (as encoded) queued over all clients; a client whose next message does not fit is a slow consumer and is disconnected")
 	fs.DurationVar(&s.cfg.WriteTimeout, "write-timeout", router.DefaultWriteTimeout,
 		"deadline of one write to a client; a client that does not take a message in time is a slow consumer and is disconnected")
-	fs.DurationVar(&s.cfg.KeepAlive, "keepalive", router.DefaultKeepAlive,
+	s.cfg.KeepAlive = router.DefaultKeepAlive
+	fs.Var((*offDuration)(&s.cfg.KeepAlive), "keepalive",
 		"ping a client quiet for half this `interval`; one that sends nothing, not even a pong, for twice it is disconnected; 0 or negative: off")
 	fs.IntVar(&s.cfg.MaxConns, "max-conns", router.DefaultMaxConns,
 		"concurrent connections on the WAMP port, upgraded or not; further ones get HTTP 503")
@@ -138,41 +143,37 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.Func("allow-host", "on a loopback WAMP listener, also accept a Host header (host[:port]) matching this glob `pattern` "+
 		"(repeatable; env: comma-separated); by default only localhost, 127.0.0.0/8 and [::1]",
 		func(v string) error {
-			for p := range strings.SplitSeq(v, ",") {
-				if p = strings.TrimSpace(p); p != "" {
-					s.cfg.AllowHosts = append(s.cfg.AllowHosts, p)
-				}
-			}
+			s.cfg.AllowHosts = appendList(s.cfg.AllowHosts, v)
 			return nil
 		})
-	fs.IntVar(&s.cfg.MaxProcedures, "max-procedures", 1000,
-		"distinct procedures (message label values) per metric family; further ones are recorded as message=\""+metrics.OtherProcedure+"\"")
+	fs.IntVar(&s.cfg.MaxProcedures, "max-procedures", metrics.DefaultMaxProcedures,
+		"distinct procedures (message label values) per metric family; further ones take the slot of an idle one (see -procedure-idle) "+
+			"or are recorded as message=\""+metrics.OtherProcedure+"\"")
 	fs.IntVar(&s.cfg.MaxProcedureLen, "max-procedure-len", metrics.DefaultMaxProcedureLen,
 		"longest procedure, in bytes, with a message label value of its own; longer ones are recorded as message=\""+metrics.OtherProcedure+"\"")
 	fs.DurationVar(&s.cfg.ProcedureIdle, "procedure-idle", metrics.DefaultProcedureIdle,
 		"once a family has -max-procedures, a procedure with no call, pending call or registration for this long gives its slot (and series) to a new one")
-	fs.Func("allow-origin", "accept browser Origins whose host[:port] matches this glob `pattern` (repeatable; env: comma-separated)",
+	fs.Func("allow-origin", "also accept browser Origins whose host[:port] matches this glob `pattern` (repeatable; env: comma-separated); "+
+		"by default only those naming the host the client connected to",
 		func(v string) error {
-			for p := range strings.SplitSeq(v, ",") {
-				if p = strings.TrimSpace(p); p != "" {
-					s.cfg.AllowOrigins = append(s.cfg.AllowOrigins, p)
-				}
-			}
+			s.cfg.AllowOrigins = appendList(s.cfg.AllowOrigins, v)
 			return nil
 		})
-	fs.IntVar(&s.cfg.MaxLogConns, "max-log-conns", 1024, "concurrent TCP log connections; further ones are closed at once")
-	fs.DurationVar(&s.cfg.LogIdle, "log-idle-timeout", wamplog.DefaultIdleTimeout,
-		"close a TCP log connection that sent nothing for this long (its pending calls then time out); 0 or negative turns it off")
-	fs.Int64Var(&s.cfg.MaxMessage, "max-message", router.DefaultMaxMessageSize,
+	fs.IntVar(&s.cfg.MaxLogConns, "max-log-conns", wamplog.DefaultMaxConns,
+		"concurrent TCP log connections; further ones are closed at once")
+	s.cfg.LogIdleTimeout = wamplog.DefaultIdleTimeout
+	fs.Var((*offDuration)(&s.cfg.LogIdleTimeout), "log-idle-timeout",
+		"close a TCP log connection that sent nothing for this `duration` (its pending calls then time out); 0 or negative turns it off")
+	fs.Int64Var(&s.cfg.MaxMessageSize, "max-message", router.DefaultMaxMessageSize,
 		"largest WebSocket message a client may send, in bytes; a larger one closes its connection")
-	fs.IntVar(&s.cfg.MaxPending, "max-pending", 1_000_000,
+	fs.IntVar(&s.cfg.MaxPending, "max-pending", metrics.DefaultMaxPending,
 		"calls timed at once over all sessions and log senders; further calls are counted as untracked")
-	fs.IntVar(&s.cfg.MaxPendingPer, "max-pending-session", 10_000,
+	fs.IntVar(&s.cfg.MaxPendingPerSession, "max-pending-session", metrics.DefaultMaxPendingPerSession,
 		"calls timed at once for one session or log sender; further calls are counted as untracked")
 	fs.StringVar(&s.authFile, "auth-file", "",
 		"JSON `file` of credentials (WAMP ticket and/or WAMP-CRA); when set, anonymous clients are refused")
 	fs.StringVar(&s.pprofAddr, "pprof", "", "`address` to serve net/http/pprof on, for profiling; empty (the default) turns it off")
-	fs.BoolVar(&s.cfg.Observe, "observe", true, "observe calls; false serves bare nexus behind the same front (for benchmarks)")
+	fs.BoolVar(&observe, "observe", true, "observe calls; false serves bare nexus behind the same front (for benchmarks)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: router [flags]\n\nA WAMP v2 router that times every call per procedure for Prometheus.\n"+
 			"Every flag can also be set with the environment variable %s<NAME>, e.g. %sTIMEOUT=500ms.\n\n", envPrefix, envPrefix)
@@ -198,8 +199,41 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 			}
 		}
 	})
-	if s.cfg.LogIdle == 0 { // the flag's "off"; a zero Config means the default
-		s.cfg.LogIdle = -1
-	}
+	s.cfg.Bare = !observe
 	return s, envErr
+}
+
+// appendList appends the comma-separated patterns in v to list, skipping
+// blank ones.
+func appendList(list []string, v string) []string {
+	for p := range strings.SplitSeq(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			list = append(list, p)
+		}
+	}
+	return list
+}
+
+// offDuration is a duration flag for which 0 or negative means off. It
+// stores off as -1, since in an app.Config 0 means the default and a
+// negative duration off.
+type offDuration time.Duration
+
+func (d *offDuration) String() string {
+	if d == nil || *d < 0 {
+		return "0s"
+	}
+	return time.Duration(*d).String()
+}
+
+func (d *offDuration) Set(v string) error {
+	parsed, err := time.ParseDuration(v)
+	if err != nil {
+		return err
+	}
+	if parsed <= 0 {
+		parsed = -1
+	}
+	*d = offDuration(parsed)
+	return nil
 }

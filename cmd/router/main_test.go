@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -17,7 +18,10 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/php-wamp-observer/php-wamp-observer/app"
+	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 	"github.com/php-wamp-observer/php-wamp-observer/router"
+	"github.com/php-wamp-observer/php-wamp-observer/wamplog"
 )
 
 func env(vars map[string]string) func(string) (string, bool) {
@@ -30,9 +34,72 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.wampAddr != "127.0.0.1:9090" || s.metricsAddr != ":8080" || s.cfg.Realm != "realm1" ||
-		s.cfg.Timeout != 300*time.Millisecond || s.cfg.OutQueue != 1024 || s.cfg.MaxProcedures != 1000 || !s.cfg.Observe ||
-		s.cfg.LogIdle != time.Minute {
+		s.cfg.CallTimeout != 300*time.Millisecond || s.cfg.OutQueueSize != 1024 || s.cfg.MaxProcedures != 1000 || s.cfg.Bare ||
+		s.cfg.LogIdleTimeout != time.Minute {
 		t.Errorf("defaults: %+v", s)
+	}
+}
+
+// TestFlagDefaultsAreTheZeroConfig: with no flags, every field a flag sets
+// holds the default that field takes when zero, the constant exported by
+// the package that applies it. So the program without flags runs what
+// app.Config{} means, and a flag whose default is written out anew fails
+// here.
+func TestFlagDefaultsAreTheZeroConfig(t *testing.T) {
+	s, err := parseFlags(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := settings{
+		wampAddr: app.DefaultWAMPAddr, metricsAddr: app.DefaultMetricsAddr, logAddr: app.DefaultLogAddr,
+		cfg: app.Config{
+			Realm:                app.DefaultRealm,
+			CallTimeout:          metrics.DefaultCallTimeout,
+			MaxPending:           metrics.DefaultMaxPending,
+			MaxPendingPerSession: metrics.DefaultMaxPendingPerSession,
+			MaxProcedures:        metrics.DefaultMaxProcedures,
+			MaxProcedureLen:      metrics.DefaultMaxProcedureLen,
+			ProcedureIdle:        metrics.DefaultProcedureIdle,
+			MaxLogLineLen:        wamplog.DefaultMaxLineLen,
+			MaxLogConns:          wamplog.DefaultMaxConns,
+			LogIdleTimeout:       wamplog.DefaultIdleTimeout,
+			OutQueueSize:         router.DefaultOutQueueSize,
+			OutQueueBytes:        router.DefaultOutQueueBytes,
+			OutQueueBytesTotal:   router.DefaultOutQueueBytesTotal,
+			WriteTimeout:         router.DefaultWriteTimeout,
+			KeepAlive:            router.DefaultKeepAlive,
+			MaxMessageSize:       router.DefaultMaxMessageSize,
+			MaxConns:             router.DefaultMaxConns,
+			MaxCallsInFlight:     router.DefaultMaxCallsInFlight,
+		},
+	}
+	if !reflect.DeepEqual(s, want) {
+		t.Errorf("defaults\n %+v, want\n %+v", s, want)
+	}
+}
+
+// TestOffDurationFlags: for -keepalive and -log-idle-timeout, 0 or a
+// negative duration is off, which a Config spells negative (its 0 is the
+// default).
+func TestOffDurationFlags(t *testing.T) {
+	for _, v := range []string{"0", "0s", "-5s"} {
+		s, err := parseFlags([]string{"-keepalive", v}, env(map[string]string{"WAMP_OBSERVER_LOG_IDLE_TIMEOUT": v}), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.cfg.KeepAlive >= 0 || s.cfg.LogIdleTimeout >= 0 {
+			t.Errorf("%s: keepalive %v, log idle timeout %v; want both negative (off)", v, s.cfg.KeepAlive, s.cfg.LogIdleTimeout)
+		}
+	}
+	s, err := parseFlags([]string{"-keepalive", "7s"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.cfg.KeepAlive != 7*time.Second {
+		t.Errorf("keepalive %v, want 7s", s.cfg.KeepAlive)
+	}
+	if _, err := parseFlags([]string{"-keepalive", "soon"}, env(nil), io.Discard); err == nil {
+		t.Error("bad keepalive accepted")
 	}
 }
 
@@ -50,8 +117,8 @@ func TestLogIdleTimeoutFlag(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s.cfg.LogIdle != tc.want {
-			t.Errorf("%q %v: log idle timeout %v, want %v", tc.args, tc.env, s.cfg.LogIdle, tc.want)
+		if s.cfg.LogIdleTimeout != tc.want {
+			t.Errorf("%q %v: log idle timeout %v, want %v", tc.args, tc.env, s.cfg.LogIdleTimeout, tc.want)
 		}
 	}
 }
@@ -69,8 +136,8 @@ func TestEnvironmentTwinsAndFlagPrecedence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.cfg.Realm != "fromflag" || s.cfg.Timeout != 2*time.Second || s.cfg.OutQueue != 77 ||
-		s.cfg.MaxProcedures != 5 || s.wampAddr != "127.0.0.1:1" || s.cfg.Observe {
+	if s.cfg.Realm != "fromflag" || s.cfg.CallTimeout != 2*time.Second || s.cfg.OutQueueSize != 77 ||
+		s.cfg.MaxProcedures != 5 || s.wampAddr != "127.0.0.1:1" || !s.cfg.Bare {
 		t.Errorf("parsed %+v", s)
 	}
 	if want := []string{"a.example", "b.example"}; !slices.Equal(s.cfg.AllowOrigins, want) {

@@ -31,7 +31,7 @@ func startRouterInProcess(t *testing.T) (wampURL, metricsURL, logAddr string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- app.Run(ctx, app.Config{Realm: "realm1", Timeout: time.Second, MaxProcedures: 100, Observe: true,
+		done <- app.Run(ctx, app.Config{Realm: "realm1", CallTimeout: time.Second, MaxProcedures: 100,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, ls)
 	}()
 	t.Cleanup(func() { cancel(); <-done })

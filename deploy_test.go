@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
 )
 
 // The systemd files shipped in deploy/systemd.
@@ -21,21 +23,6 @@ const (
 	unitExecStart  = "/usr/local/bin/php-wamp-observer"
 )
 
-// requireTool returns the path of an external program a test needs. A
-// missing one skips the test, unless WAMP_OBSERVER_REQUIRE_TOOLS is set
-// (./test.sh installs them, so there it fails instead).
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("WAMP_OBSERVER_REQUIRE_TOOLS") != "" {
-			t.Fatalf("%s not found (WAMP_OBSERVER_REQUIRE_TOOLS is set): ./test.sh installs it", name)
-		}
-		t.Skipf("%s not found: ./test.sh installs it", name)
-	}
-	return path
-}
-
 // TestSystemdService checks the shipped unit and its example environment
 // file against the router they start: systemd-analyze accepts the unit
 // without a warning, its hardening keeps a low exposure score, its file
@@ -43,7 +30,7 @@ func requireTool(t *testing.T, name string) string {
 // with its default, and the router started with those settings stops on
 // SIGTERM well within the unit's stop timeout.
 func TestSystemdService(t *testing.T) {
-	analyze := requireTool(t, "systemd-analyze")
+	analyze := harness.RequireTool(t, "systemd-analyze")
 	dir := t.TempDir()
 	binary := filepath.Join(dir, "php-wamp-observer")
 	if out, err := exec.Command("go", "build", "-o", binary, "./cmd/router").CombinedOutput(); err != nil {
@@ -145,9 +132,9 @@ func TestSystemdService(t *testing.T) {
 		}
 		// Free ports rather than the defaults, which other tests or a
 		// running service may hold.
-		metricsAddr := freeAddr(t)
-		cmd.Env = append(cmd.Env, "WAMP_OBSERVER_WAMP="+freeAddr(t), "WAMP_OBSERVER_METRICS="+metricsAddr,
-			"WAMP_OBSERVER_LOG="+freeAddr(t))
+		metricsAddr := harness.FreeAddr(t)
+		cmd.Env = append(cmd.Env, "WAMP_OBSERVER_WAMP="+harness.FreeAddr(t), "WAMP_OBSERVER_METRICS="+metricsAddr,
+			"WAMP_OBSERVER_LOG="+harness.FreeAddr(t))
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
@@ -162,13 +149,13 @@ func TestSystemdService(t *testing.T) {
 				t.Logf("router stderr:\n%s", stderr.String())
 			}
 		})
-		waitForCond(t, 10*time.Second, "the metrics endpoint", func() bool {
+		harness.Eventually(t, 10*time.Second, "the metrics endpoint", func() (any, bool) {
 			rsp, err := http.Get("http://" + metricsAddr + "/metrics")
 			if err != nil {
-				return false
+				return err, false
 			}
 			rsp.Body.Close()
-			return rsp.StatusCode == http.StatusOK
+			return rsp.Status, rsp.StatusCode == http.StatusOK
 		})
 		stopTimeout, err := time.ParseDuration(last(unit["TimeoutStopSec"]))
 		if err != nil {

@@ -12,26 +12,9 @@ import (
 	"github.com/gammazero/nexus/v3/wamp"
 	"github.com/gorilla/websocket"
 
-	"github.com/php-wamp-observer/php-wamp-observer/app"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/wampraw"
 )
-
-// rawSession is a bare WebSocket that has joined realm1 as a caller.
-func rawSession(t *testing.T, url string) (*websocket.Conn, error) {
-	c, _, err := (&websocket.Dialer{Subprotocols: []string{"wamp.2.json"}, HandshakeTimeout: 10 * time.Second}).Dial(url, nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.WriteMessage(websocket.TextMessage, []byte(`[1,"realm1",{"roles":{"caller":{}}}]`)); err != nil {
-		c.Close()
-		return nil, err
-	}
-	c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	if _, msg, err := c.ReadMessage(); err != nil || len(msg) < 3 || msg[1] != '2' {
-		c.Close()
-		return nil, fmt.Errorf("join: %q, %v", msg, err)
-	}
-	return c, nil
-}
 
 // TestDisconnectStormLeavesNothingPending drops hundreds of sessions in the
 // middle of their calls, again and again: no call stays pending, no session
@@ -40,10 +23,10 @@ func TestDisconnectStormLeavesNothingPending(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens hundreds of sessions")
 	}
-	in := startInstance(t, app.Config{CallTimeout: time.Minute})
+	in := harness.Start(t, harness.Config{Timeout: time.Minute})
 	release := make(chan struct{})
 	defer close(release)
-	callee := in.connect(t, serialize.JSON)
+	callee := in.Connect(t, serialize.JSON)
 	if err := callee.Register("slow", func(ctx context.Context, _ *wamp.Invocation) client.InvokeResult {
 		select {
 		case <-release:
@@ -55,11 +38,11 @@ func TestDisconnectStormLeavesNothingPending(t *testing.T) {
 	}
 	const rounds, sessions = 3, 300
 	for round := range rounds {
-		conns := make([]*websocket.Conn, sessions)
+		conns := make([]*wampraw.Conn, sessions)
 		var wg sync.WaitGroup
 		for i := range conns {
 			wg.Go(func() {
-				c, err := rawSession(t, in.wampURL)
+				c, err := wampraw.Join(context.Background(), in.WAMPURL, harness.Realm, wampraw.Options{Timeout: 20 * time.Second})
 				if err != nil {
 					t.Error(err)
 					return
@@ -69,22 +52,25 @@ func TestDisconnectStormLeavesNothingPending(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		waitFor(t, fmt.Sprintf("round %d: %d calls in flight", round, sessions), func() bool {
-			return scrapeResult(in.scrape(t, "/metrics")).gauge("wamp_router_calls_in_flight") == sessions
+		harness.Eventually(t, 10*time.Second, fmt.Sprintf("round %d: %d calls in flight", round, sessions), func() (any, bool) {
+			n, ok := in.Scrape(t).Gauge("wamp_router_calls_in_flight")
+			return n, ok && n == sessions
 		})
 		for _, c := range conns { // gone without GOODBYE
 			if c != nil {
 				c.Close()
 			}
 		}
-		waitFor(t, fmt.Sprintf("round %d: nothing pending", round), func() bool {
-			s := scrapeResult(in.scrape(t, "/metrics"))
-			return s.gauge("wamp_router_calls_in_flight") == 0 && s.gauge("wamp_router_sessions") == 1
+		harness.Eventually(t, 10*time.Second, fmt.Sprintf("round %d: nothing pending", round), func() (any, bool) {
+			s := in.Scrape(t)
+			inFlight, ok1 := s.Gauge("wamp_router_calls_in_flight")
+			open, ok2 := s.Gauge("wamp_router_sessions")
+			return fmt.Sprintf("%v calls in flight, %v sessions", inFlight, open), ok1 && ok2 && inFlight == 0 && open == 1
 		})
 	}
-	got := scrapeResult(in.scrape(t, "/metrics"))
+	got := in.Scrape(t)
 	for _, o := range outcomes {
-		if n := got.count("wamp_router_"+o+"_seconds", "slow"); n != 0 {
+		if n, _, _ := got.Summary("wamp_router_"+o+"_seconds", "message", "slow"); n != 0 { // no series: none counted
 			t.Errorf("abandoned calls counted as %s: %d", o, n)
 		}
 	}
@@ -96,22 +82,22 @@ func TestThousandConcurrentSessions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 1,000 sessions")
 	}
-	in := startInstance(t, app.Config{CallTimeout: 30 * time.Second})
-	callee := in.connect(t, serialize.JSON)
+	in := harness.Start(t, harness.Config{Timeout: 30 * time.Second})
+	callee := in.Connect(t, serialize.JSON)
 	if err := callee.Register("hello1", func(context.Context, *wamp.Invocation) client.InvokeResult {
 		return client.InvokeResult{Args: wamp.List{"hi"}}
 	}, nil); err != nil {
 		t.Fatal(err)
 	}
 	const sessions = 1000
-	conns := make([]*websocket.Conn, sessions)
+	conns := make([]*wampraw.Conn, sessions)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 50) // joins in flight at once
 	for i := range conns {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			c, err := rawSession(t, in.wampURL)
+			c, err := wampraw.Join(context.Background(), in.WAMPURL, harness.Realm, wampraw.Options{Timeout: 20 * time.Second})
 			if err != nil {
 				t.Error(err)
 				return
@@ -130,7 +116,7 @@ func TestThousandConcurrentSessions(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	if n := scrapeResult(in.scrape(t, "/metrics")).gauge("wamp_router_sessions"); n != sessions+1 {
+	if n, ok := in.Scrape(t).Gauge("wamp_router_sessions"); !ok || n != sessions+1 {
 		t.Fatalf("%v sessions open, want %d", n, sessions+1)
 	}
 	// Every session calls at once, and reads its RESULT.
@@ -147,44 +133,44 @@ func TestThousandConcurrentSessions(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitFor(t, "1,000 responses", func() bool {
-		return scrapeResult(in.scrape(t, "/metrics")).count("wamp_router_responses_seconds", "hello1") == sessions
+	harness.Eventually(t, 10*time.Second, "1,000 responses", func() (any, bool) {
+		n, _, ok := in.Scrape(t).Summary("wamp_router_responses_seconds", "message", "hello1")
+		return n, ok && n == sessions
 	})
 }
 
 // TestCalleeDyingMidCallEndsCallsAsErrors: the dealer answers the callers
 // of a callee that disappears with wamp.error.canceled.
 func TestCalleeDyingMidCallEndsCallsAsErrors(t *testing.T) {
-	in := startInstance(t, app.Config{CallTimeout: 10 * time.Second})
-	callee, err := rawSession(t, in.wampURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer callee.Close()
+	in := harness.Start(t, harness.Config{Timeout: 10 * time.Second})
+	callee := in.JoinRaw(t, wampraw.JSON)
 	callee.WriteMessage(websocket.TextMessage, []byte(`[64,1,{},"fragile"]`))
-	if _, msg, err := callee.ReadMessage(); err != nil || string(msg[:3]) != "[65" {
+	if msg, err := callee.Read(20 * time.Second); err != nil || string(msg[0]) != "65" {
 		t.Fatalf("register: %q %v", msg, err)
 	}
 	const calls = 5
 	results := make(chan error, calls)
-	caller := in.connect(t, serialize.JSON)
+	caller := in.Connect(t, serialize.JSON)
 	for range calls {
 		go func() {
 			_, err := caller.Call(context.Background(), "fragile", nil, nil, nil, nil)
 			results <- err
 		}()
 	}
-	waitFor(t, "the calls in flight", func() bool {
-		return scrapeResult(in.scrape(t, "/metrics")).gauge("wamp_router_calls_in_flight") == calls
+	harness.Eventually(t, 10*time.Second, "the calls in flight", func() (any, bool) {
+		n, ok := in.Scrape(t).Gauge("wamp_router_calls_in_flight")
+		return n, ok && n == calls
 	})
 	callee.Close() // the callee process dies
 	for range calls {
-		if got := errURI(<-results); got != "wamp.error.canceled" {
+		if got := harness.ErrorURI(<-results); got != "wamp.error.canceled" {
 			t.Errorf("caller got %q, want wamp.error.canceled", got)
 		}
 	}
-	waitFor(t, "the calls counted as errors", func() bool {
-		s := scrapeResult(in.scrape(t, "/metrics"))
-		return s.count("wamp_router_errors_seconds", "fragile") == calls && s.gauge("wamp_router_calls_in_flight") == 0
+	harness.Eventually(t, 10*time.Second, "the calls counted as errors", func() (any, bool) {
+		s := in.Scrape(t)
+		errs, _, ok1 := s.Summary("wamp_router_errors_seconds", "message", "fragile")
+		inFlight, ok2 := s.Gauge("wamp_router_calls_in_flight")
+		return fmt.Sprintf("%d errors, %v calls in flight", errs, inFlight), ok1 && ok2 && errs == calls && inFlight == 0
 	})
 }

@@ -9,15 +9,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/php-wamp-observer/php-wamp-observer/app"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
 )
 
 // TestIdleHTTPConnectionsAreClosed: one complete request that is not an
 // upgrade, then silence, on either port, used to hold its connection (and
 // file descriptor) for good.
 func TestIdleHTTPConnectionsAreClosed(t *testing.T) {
-	in := startInstance(t, app.Config{CallTimeout: time.Second, HTTPIdleTimeout: 300 * time.Millisecond})
-	for _, base := range []string{in.metricsURL, "http" + strings.TrimPrefix(strings.TrimSuffix(in.wampURL, "/"), "ws")} {
+	in := harness.Start(t, harness.Config{Timeout: time.Second, IdleTimeout: 300 * time.Millisecond})
+	for _, base := range []string{in.MetricsURL, "http" + strings.TrimPrefix(strings.TrimSuffix(in.WAMPURL, "/"), "ws")} {
 		t.Run(base, func(t *testing.T) {
 			c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 			if err != nil {

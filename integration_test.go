@@ -5,10 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"mime"
-	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -20,140 +18,14 @@ import (
 	"github.com/gammazero/nexus/v3/wamp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
 
-	"github.com/php-wamp-observer/php-wamp-observer/app"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
 	"github.com/php-wamp-observer/php-wamp-observer/metrics"
-	"github.com/php-wamp-observer/php-wamp-observer/wamplog"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// instance is a router started in-process on free loopback ports.
-type instance struct {
-	wampURL    string
-	metricsURL string
-}
-
-func startInstance(t *testing.T, cfg app.Config) *instance {
-	t.Helper()
-	return startInstanceOn(t, cfg, nil)
-}
-
-// startInstanceOn is startInstance with a log listener on socks, if any.
-func startInstanceOn(t *testing.T, cfg app.Config, socks *wamplog.Sockets) *instance {
-	t.Helper()
-	listen := func() net.Listener {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ln
-	}
-	ls := app.Listeners{WAMP: listen(), Metrics: listen(), Log: socks}
-	inst := &instance{
-		wampURL:    "ws://" + ls.WAMP.Addr().String() + "/",
-		metricsURL: "http://" + ls.Metrics.Addr().String(),
-	}
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cfg, ls) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("router: %v", err)
-		}
-	})
-	return inst
-}
-
-// connect joins the realm with nexus's own Go client.
-func (in *instance) connect(t *testing.T, s serialize.Serialization) *client.Client {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := client.ConnectNet(ctx, in.wampURL, client.Config{
-		Realm:         "realm1",
-		Serialization: s,
-		Logger:        discardStdLog{},
-	})
-	if err != nil {
-		t.Fatalf("connect %s: %v", in.wampURL, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-type discardStdLog struct{}
-
-func (discardStdLog) Print(...any)          {}
-func (discardStdLog) Println(...any)        {}
-func (discardStdLog) Printf(string, ...any) {}
-
-// scrape fetches path from the metrics server and parses it with expfmt.
-func (in *instance) scrape(t *testing.T, path string) map[string]*dto.MetricFamily {
-	t.Helper()
-	rsp, err := http.Get(in.metricsURL + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rsp.Body.Close()
-	if rsp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", path, rsp.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(rsp.Body)
-	if err != nil {
-		t.Fatalf("parse scrape: %v", err)
-	}
-	return mfs
-}
-
-// scrapeResult reads the figures the tests assert on.
-type scrapeResult map[string]*dto.MetricFamily
-
-// summary returns count and sum of <family>{message=...}, and whether the
-// series exists.
-func (s scrapeResult) summary(family, message string) (uint64, float64, bool) {
-	for _, m := range s[family].GetMetric() {
-		for _, l := range m.GetLabel() {
-			if l.GetName() == "message" && l.GetValue() == message {
-				return m.GetSummary().GetSampleCount(), m.GetSummary().GetSampleSum(), true
-			}
-		}
-	}
-	return 0, 0, false
-}
-
-func (s scrapeResult) gauge(name string) float64 {
-	mf, ok := s[name]
-	if !ok || len(mf.GetMetric()) != 1 {
-		return math.NaN()
-	}
-	return mf.GetMetric()[0].GetGauge().GetValue()
-}
-
-func (s scrapeResult) histogram(name string) *dto.Histogram {
-	mf, ok := s[name]
-	if !ok || len(mf.GetMetric()) != 1 {
-		return nil
-	}
-	return mf.GetMetric()[0].GetHistogram()
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 var outcomes = []string{"responses", "errors", "timeouts"}
@@ -162,10 +34,10 @@ var outcomes = []string{"responses", "errors", "timeouts"}
 // through a real router with nexus's own client, then checks the scrape.
 func TestRouterTimesEveryOutcomePerProcedure(t *testing.T) {
 	const deadline = 250 * time.Millisecond
-	in := startInstance(t, app.Config{CallTimeout: deadline})
+	in := harness.Start(t, harness.Config{Timeout: deadline})
 
 	release := make(chan struct{}) // lets the abandoned hello6 call finish
-	callee := in.connect(t, serialize.JSON)
+	callee := in.Connect(t, serialize.JSON)
 	handlers := map[string]client.InvocationHandler{
 		"hello1": func(context.Context, *wamp.Invocation) client.InvokeResult {
 			return client.InvokeResult{Args: wamp.List{"hi"}}
@@ -211,7 +83,7 @@ func TestRouterTimesEveryOutcomePerProcedure(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	caller := in.connect(t, serialize.JSON)
+	caller := in.Connect(t, serialize.JSON)
 	call := func(c *client.Client, proc string, opts wamp.Dict, progress client.ProgressHandler) error {
 		_, err := c.Call(ctx, proc, opts, nil, nil, progress)
 		return err
@@ -220,7 +92,7 @@ func TestRouterTimesEveryOutcomePerProcedure(t *testing.T) {
 		t.Helper()
 		for range n {
 			err := call(caller, proc, opts, nil)
-			if got := errURI(err); got != wantErr {
+			if got := harness.ErrorURI(err); got != wantErr {
 				t.Fatalf("call %s: error %q, want %q (%v)", proc, got, wantErr, err)
 			}
 		}
@@ -244,7 +116,7 @@ func TestRouterTimesEveryOutcomePerProcedure(t *testing.T) {
 	// Other serializers, and concurrent callers.
 	var wg sync.WaitGroup
 	for _, s := range []serialize.Serialization{serialize.MSGPACK, serialize.CBOR, serialize.JSON, serialize.JSON} {
-		c := in.connect(t, s)
+		c := in.Connect(t, s)
 		wg.Go(func() {
 			for range 25 {
 				if err := call(c, "hello8", nil, nil); err != nil {
@@ -256,23 +128,26 @@ func TestRouterTimesEveryOutcomePerProcedure(t *testing.T) {
 	wg.Wait()
 
 	// A caller that leaves mid-call: its call is counted in no outcome.
-	leaver := in.connect(t, serialize.JSON)
+	leaver := in.Connect(t, serialize.JSON)
 	leaverDone := make(chan struct{})
 	go func() {
 		defer close(leaverDone)
 		_ = call(leaver, "hello6", wamp.Dict{"timeout": 10_000}, nil)
 	}()
-	waitFor(t, "the hello6 call in flight", func() bool {
-		return scrapeResult(in.scrape(t, "/metrics")).gauge("wamp_router_calls_in_flight") == 1
+	harness.Eventually(t, 10*time.Second, "the hello6 call in flight", func() (any, bool) {
+		n, ok := in.Scrape(t).Gauge("wamp_router_calls_in_flight")
+		return n, ok && n == 1
 	})
 	leaver.Close()
 	<-leaverDone
 	close(release)
 
-	var got scrapeResult
-	waitFor(t, "no calls in flight and 6 sessions", func() bool {
-		got = in.scrape(t, "/metrics")
-		return got.gauge("wamp_router_calls_in_flight") == 0 && got.gauge("wamp_router_sessions") == 6
+	var got *harness.Scrape
+	harness.Eventually(t, 10*time.Second, "no calls in flight and 6 sessions", func() (any, bool) {
+		got = in.Scrape(t)
+		inFlight, ok1 := got.Gauge("wamp_router_calls_in_flight")
+		sessions, ok2 := got.Gauge("wamp_router_sessions")
+		return fmt.Sprintf("%v calls in flight, %v sessions", inFlight, sessions), ok1 && ok2 && inFlight == 0 && sessions == 6
 	})
 
 	want := map[string][3]uint64{ // responses, errors, timeouts
@@ -289,7 +164,7 @@ func TestRouterTimesEveryOutcomePerProcedure(t *testing.T) {
 	}
 	for msg, counts := range want {
 		for i, outcome := range outcomes {
-			count, _, ok := got.summary("wamp_router_"+outcome+"_seconds", msg)
+			count, _, ok := got.Summary("wamp_router_"+outcome+"_seconds", "message", msg)
 			if !ok {
 				t.Errorf("%s %s: no series", msg, outcome)
 				continue
@@ -300,23 +175,24 @@ func TestRouterTimesEveryOutcomePerProcedure(t *testing.T) {
 		}
 	}
 	// Timeouts past the router's deadline are recorded as the deadline.
-	if _, sum, _ := got.summary("wamp_router_timeouts_seconds", "hello3"); math.Abs(sum-3*deadline.Seconds()) > 1e-6 {
+	if _, sum, _ := got.Summary("wamp_router_timeouts_seconds", "message", "hello3"); math.Abs(sum-3*deadline.Seconds()) > 1e-6 {
 		t.Errorf("hello3 timeouts sum %gs, want %gs", sum, 3*deadline.Seconds())
 	}
 	// The dealer's timeouts come after the 100ms option, before our deadline.
-	if _, sum, _ := got.summary("wamp_router_timeouts_seconds", "hello4"); sum < 0.2 || sum >= 2*deadline.Seconds() {
+	if _, sum, _ := got.Summary("wamp_router_timeouts_seconds", "message", "hello4"); sum < 0.2 || sum >= 2*deadline.Seconds() {
 		t.Errorf("hello4 timeouts sum %gs, want two calls of 100ms..%v", sum, deadline)
 	}
 	// The histograms hold the same calls as the summaries.
 	for _, outcome := range outcomes {
 		var count uint64
 		var sum float64
-		for _, m := range got["wamp_router_"+outcome+"_seconds"].GetMetric() {
+		summaries, _ := got.Family("wamp_router_" + outcome + "_seconds")
+		for _, m := range summaries.GetMetric() {
 			count += m.GetSummary().GetSampleCount()
 			sum += m.GetSummary().GetSampleSum()
 		}
-		h := got.histogram("wamp_router_" + outcome + "_total_seconds")
-		if h == nil {
+		h, ok := got.Histogram("wamp_router_" + outcome + "_total_seconds")
+		if !ok {
 			t.Fatalf("no histogram for %s", outcome)
 		}
 		if h.GetSampleCount() != count || math.Abs(h.GetSampleSum()-sum) > 1e-9 {
@@ -335,31 +211,23 @@ func TestRouterTimesEveryOutcomePerProcedure(t *testing.T) {
 	}
 }
 
-func errURI(err error) string {
-	if err == nil {
-		return ""
-	}
-	if rpcErr, ok := err.(client.RPCError); ok {
-		return string(rpcErr.Err.Error)
-	}
-	return err.Error()
-}
-
 func TestMetricsEndpoints(t *testing.T) {
-	in := startInstance(t, app.Config{CallTimeout: time.Second})
-	callee := in.connect(t, serialize.JSON)
+	in := harness.Start(t, harness.Config{Timeout: time.Second})
+	callee := in.Connect(t, serialize.JSON)
 	if err := callee.Register("hello1", func(context.Context, *wamp.Invocation) client.InvokeResult {
 		return client.InvokeResult{}
 	}, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "hello1 series", func() bool {
-		_, _, ok := scrapeResult(in.scrape(t, "/")).summary("wamp_router_responses_seconds", "hello1")
-		return ok
+	harness.Eventually(t, 10*time.Second, "a hello1 series", func() (any, bool) {
+		_, _, ok := in.ScrapePath(t, "/").Summary("wamp_router_responses_seconds", "message", "hello1")
+		return ok, ok
 	})
-	root, metrics := scrapeResult(in.scrape(t, "/")), scrapeResult(in.scrape(t, "/metrics"))
+	root, metrics := in.ScrapePath(t, "/"), in.ScrapePath(t, "/metrics")
 	for _, name := range []string{"wamp_router_responses_seconds", "wamp_router_sessions", "go_goroutines", "process_resident_memory_bytes"} {
-		if root[name] == nil || metrics[name] == nil {
+		_, inRoot := root.Family(name)
+		_, inMetrics := metrics.Family(name)
+		if !inRoot || !inMetrics {
 			t.Errorf("%s missing from / or /metrics", name)
 		}
 	}
@@ -373,7 +241,7 @@ func TestMetricsEndpoints(t *testing.T) {
 		{"application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited", "", expfmt.TypeProtoDelim},
 	} {
 		t.Run(tc.accept, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodGet, in.metricsURL+"/metrics", nil)
+			req, _ := http.NewRequest(http.MethodGet, in.MetricsURL+"/metrics", nil)
 			req.Header.Set("Accept", tc.accept)
 			if tc.encoding != "" {
 				req.Header.Set("Accept-Encoding", tc.encoding)
@@ -427,8 +295,8 @@ func TestMetricsEndpoints(t *testing.T) {
 // each always in flight to one callee that answers after a few
 // milliseconds.
 func TestOneCalleeServesAHundredBusyCallers(t *testing.T) {
-	in := startInstance(t, app.Config{CallTimeout: 5 * time.Second})
-	callee := in.connect(t, serialize.JSON)
+	in := harness.Start(t, harness.Config{Timeout: 5 * time.Second})
+	callee := in.Connect(t, serialize.JSON)
 	if err := callee.Register("hello1", func(context.Context, *wamp.Invocation) client.InvokeResult {
 		time.Sleep(5 * time.Millisecond)
 		return client.InvokeResult{Args: wamp.List{"hi"}}
@@ -440,12 +308,12 @@ func TestOneCalleeServesAHundredBusyCallers(t *testing.T) {
 	var mu sync.Mutex
 	failures := map[string]int{}
 	for range callers {
-		c := in.connect(t, serialize.JSON)
+		c := in.Connect(t, serialize.JSON)
 		wg.Go(func() {
 			for range calls {
 				if _, err := c.Call(context.Background(), "hello1", nil, nil, nil, nil); err != nil {
 					mu.Lock()
-					failures[errURI(err)]++
+					failures[harness.ErrorURI(err)]++
 					mu.Unlock()
 				}
 			}
@@ -455,12 +323,13 @@ func TestOneCalleeServesAHundredBusyCallers(t *testing.T) {
 	if len(failures) > 0 {
 		t.Errorf("calls failed: %v", failures)
 	}
-	var got scrapeResult
-	waitFor(t, "no calls in flight", func() bool {
-		got = in.scrape(t, "/metrics")
-		return got.gauge("wamp_router_calls_in_flight") == 0
+	var got *harness.Scrape
+	harness.Eventually(t, 10*time.Second, "no calls in flight", func() (any, bool) {
+		got = in.Scrape(t)
+		n, ok := got.Gauge("wamp_router_calls_in_flight")
+		return n, ok && n == 0
 	})
-	if count, _, _ := got.summary("wamp_router_responses_seconds", "hello1"); count != callers*calls {
+	if count, _, _ := got.Summary("wamp_router_responses_seconds", "message", "hello1"); count != callers*calls {
 		t.Errorf("responses %d, want %d", count, callers*calls)
 	}
 }
@@ -476,8 +345,8 @@ func TestDealerTimeoutOutcomeIsWhatTheCallerReceived(t *testing.T) {
 		batch     = 60 // calls at once
 		calls     = 5 * batch
 	)
-	in := startInstance(t, app.Config{CallTimeout: time.Second})
-	callee := in.connect(t, serialize.JSON)
+	in := harness.Start(t, harness.Config{Timeout: time.Second})
+	callee := in.Connect(t, serialize.JSON)
 	// Call i sleeps from 5 ms before the deadline to 1 ms after it, in
 	// steps of 100 µs: many answers land in the dealer's last milliseconds.
 	err := callee.Register("edge", func(ctx context.Context, inv *wamp.Invocation) client.InvokeResult {
@@ -493,7 +362,7 @@ func TestDealerTimeoutOutcomeIsWhatTheCallerReceived(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caller := in.connect(t, serialize.JSON)
+	caller := in.Connect(t, serialize.JSON)
 	var (
 		mu       sync.Mutex
 		received = map[string]int{}
@@ -508,7 +377,7 @@ func TestDealerTimeoutOutcomeIsWhatTheCallerReceived(t *testing.T) {
 			defer cancel()
 			_, err := caller.Call(ctx, "edge", wamp.Dict{"timeout": timeoutMs}, wamp.List{i}, nil, nil)
 			outcome := "responses"
-			switch uri := errURI(err); uri {
+			switch uri := harness.ErrorURI(err); uri {
 			case "":
 			case "wamp.error.timeout":
 				outcome = "timeouts"
@@ -525,18 +394,18 @@ func TestDealerTimeoutOutcomeIsWhatTheCallerReceived(t *testing.T) {
 	if received["responses"]+received["timeouts"] != calls || received["responses"] == 0 || received["timeouts"] == 0 {
 		t.Fatalf("the caller received %v", received)
 	}
-	var got scrapeResult
-	waitFor(t, "every call recorded", func() bool {
-		got = in.scrape(t, "/metrics")
+	var got *harness.Scrape
+	harness.Eventually(t, 10*time.Second, "every call recorded", func() (any, bool) {
+		got = in.Scrape(t)
 		n := 0
 		for _, o := range outcomes {
-			c, _, _ := got.summary("wamp_router_"+o+"_seconds", "edge")
+			c, _, _ := got.Summary("wamp_router_"+o+"_seconds", "message", "edge") // none yet: 0
 			n += int(c)
 		}
-		return n == calls
+		return n, n == calls
 	})
 	for _, o := range outcomes {
-		count, _, _ := got.summary("wamp_router_"+o+"_seconds", "edge")
+		count, _, _ := got.Summary("wamp_router_"+o+"_seconds", "message", "edge")
 		if int(count) != received[o] {
 			t.Errorf("%s: router counted %d, the caller received %d (caller: %v)", o, count, received[o], received)
 		}
@@ -553,8 +422,8 @@ func TestScrapeStormDoesNotDistortTimings(t *testing.T) {
 		scrapers   = 100
 		calls      = 32
 	)
-	in := startInstance(t, app.Config{CallTimeout: 250 * time.Millisecond})
-	callee := in.connect(t, serialize.JSON)
+	in := harness.Start(t, harness.Config{Timeout: 250 * time.Millisecond})
+	callee := in.Connect(t, serialize.JSON)
 	for i := range procedures {
 		if err := callee.Register(fmt.Sprintf("com.example.procedure%d", i), func(context.Context, *wamp.Invocation) client.InvokeResult {
 			return client.InvokeResult{}
@@ -567,7 +436,7 @@ func TestScrapeStormDoesNotDistortTimings(t *testing.T) {
 	for range scrapers {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, in.metricsURL+"/metrics", nil)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, in.MetricsURL+"/metrics", nil)
 				if rsp, err := http.DefaultClient.Do(req); err == nil {
 					io.Copy(io.Discard, rsp.Body)
 					rsp.Body.Close()
@@ -575,7 +444,7 @@ func TestScrapeStormDoesNotDistortTimings(t *testing.T) {
 			}
 		})
 	}
-	caller := in.connect(t, serialize.JSON)
+	caller := in.Connect(t, serialize.JSON)
 	answered := 0
 	for range calls {
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -588,17 +457,17 @@ func TestScrapeStormDoesNotDistortTimings(t *testing.T) {
 	wg.Wait()
 	// The server may still be finishing the scrapes the storm abandoned,
 	// and answers 503 to more than its bound of them.
-	waitFor(t, "the scrape storm's end", func() bool {
-		rsp, err := http.Get(in.metricsURL + "/metrics")
+	harness.Eventually(t, 10*time.Second, "the scrape storm's end", func() (any, bool) {
+		rsp, err := http.Get(in.MetricsURL + "/metrics")
 		if err != nil {
-			return false
+			return err, false
 		}
 		rsp.Body.Close()
-		return rsp.StatusCode == http.StatusOK
+		return rsp.Status, rsp.StatusCode == http.StatusOK
 	})
-	got := scrapeResult(in.scrape(t, "/metrics"))
-	responses, _, _ := got.summary("wamp_router_responses_seconds", "com.example.procedure0")
-	timeouts, _, _ := got.summary("wamp_router_timeouts_seconds", "com.example.procedure0")
+	got := in.Scrape(t)
+	responses, _, _ := got.Summary("wamp_router_responses_seconds", "message", "com.example.procedure0")
+	timeouts, _, _ := got.Summary("wamp_router_timeouts_seconds", "message", "com.example.procedure0")
 	if answered != calls || int(responses) != answered || timeouts != 0 {
 		t.Errorf("the caller got %d of %d answers; the router counted %d responses and %d timeouts", answered, calls, responses, timeouts)
 	}

@@ -1,10 +1,11 @@
 package observer_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
-	"github.com/php-wamp-observer/php-wamp-observer/app"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
 )
 
 // php7LogScript logs calls with known outcomes through whichever
@@ -46,20 +47,22 @@ func TestPHP7ObserverLinesCountLikeThePHP8Ones(t *testing.T) {
 	counts := map[string]map[string]uint64{}
 	for _, class := range []string{"php/WampObserver.php", "php/php7/WampObserver.php"} {
 		t.Run(class, func(t *testing.T) {
-			in, logAddr := startInstanceWithLog(t, app.Config{Timeout: 100 * time.Millisecond})
-			php := startPHP(t, []string{"WAMP_OBSERVER_ADDR=" + logAddr},
+			in := harness.Start(t, harness.Config{Timeout: 100 * time.Millisecond, Log: true})
+			php := harness.StartPHP(t, []string{"WAMP_OBSERVER_ADDR=" + in.LogAddr},
 				"-d", "display_errors=stderr", "-d", "error_reporting=-1", "-r", "require '"+class+"';"+php7LogScript)
-			if line := php.waitLine("logged:", 10*time.Second); line != "logged: shortened 1, dropped 0" {
+			if line := php.WaitLine("logged:", 10*time.Second); line != "logged: shortened 1, dropped 0" {
 				t.Errorf("PHP printed %q", line)
 			}
-			php.exitsCleanly()
-			var got scrapeResult
-			waitForCond(t, 10*time.Second, "no calls pending", func() bool {
-				got = in.scrape(t, "/metrics")
-				return got.gauge("wamp_observer_log_calls_pending") == 0 &&
-					got.total("wamp_out_timeouts_seconds") == 2
+			php.ExitsCleanly()
+			var got *harness.Scrape
+			harness.Eventually(t, 10*time.Second, "no calls pending and both timeouts", func() (any, bool) {
+				got = in.Scrape(t)
+				pending, ok := got.Gauge("wamp_observer_log_calls_pending")
+				timeouts, _ := got.SummaryTotal("wamp_out_timeouts_seconds") // no series: none yet
+				return fmt.Sprintf("pending %v, timeouts %d", pending, timeouts), ok && pending == 0 && timeouts == 2
 			})
-			for _, m := range got["wamp_observer_log_bad_lines_total"].GetMetric() {
+			badLines, _ := got.Family("wamp_observer_log_bad_lines_total")
+			for _, m := range badLines.GetMetric() {
 				if v := m.GetCounter().GetValue(); v != 0 {
 					t.Errorf("bad lines %v: %v", m.GetLabel(), v)
 				}
@@ -67,7 +70,8 @@ func TestPHP7ObserverLinesCountLikeThePHP8Ones(t *testing.T) {
 			counts[class] = map[string]uint64{}
 			for _, family := range []string{"wamp_out_responses_seconds", "wamp_out_errors_seconds", "wamp_out_timeouts_seconds",
 				"wamp_in_responses_seconds", "wamp_in_errors_seconds", "wamp_in_timeouts_seconds"} {
-				for _, m := range got[family].GetMetric() {
+				mf, _ := got.Family(family) // no family: no counts
+				for _, m := range mf.GetMetric() {
 					for _, l := range m.GetLabel() {
 						if l.GetName() == "message" && m.GetSummary().GetSampleCount() > 0 {
 							counts[class][family+" "+l.GetValue()] = m.GetSummary().GetSampleCount()

@@ -45,6 +45,10 @@ phpunit -c php/phpunit.xml
 # The PHP 7 WampObserver (php/php7) through the same observer tests, on PHP 8.
 phpunit -c php/phpunit-php7.xml
 
+# This command installs the tools the tests use, so a test that finds one
+# missing fails here rather than skipping (internal/harness.RequireTool).
+export WAMP_OBSERVER_REQUIRE_TOOLS=1
+
 unformatted=$(gofmt -l .)
 [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted" >&2; exit 1; }
 go vet ./...

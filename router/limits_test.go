@@ -3,6 +3,8 @@ package router
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -113,7 +115,7 @@ func TestCredentialsLetInTicketAndCRAClientsOnly(t *testing.T) {
 	srv := startRouter(t, Config{Credentials: creds, Rejected: rej.add})
 	connect := func(cfg client.Config) (*client.Client, error) {
 		cfg.Realm = "realm1"
-		cfg.Logger = quietStdLog{}
+		cfg.Logger = quietStdLog
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		c, err := client.ConnectNet(ctx, wsURL(srv), cfg)
@@ -172,11 +174,8 @@ func TestLoadCredentialsRefusesBadFiles(t *testing.T) {
 	}
 }
 
-type quietStdLog struct{}
-
-func (quietStdLog) Print(...any)          {}
-func (quietStdLog) Println(...any)        {}
-func (quietStdLog) Printf(string, ...any) {}
+// quietStdLog is a nexus logger that writes nothing.
+var quietStdLog = log.New(io.Discard, "", 0)
 
 // TestShutdownSaysGoodbyeToEverySession: nexus queues GOODBYE on shutdown
 // but may close the connection before writing it; the front makes sure

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
+
+	"github.com/php-wamp-observer/php-wamp-observer/internal/wampraw"
 )
 
 func TestMain(m *testing.M) {
@@ -84,19 +87,19 @@ func startRouter(t *testing.T, cfg Config) *httptest.Server {
 }
 
 // rawClient speaks WAMP JSON over a bare WebSocket, frame by frame, the way
-// a client library we did not write would.
+// a client library we did not write would; it fails the test on an error.
 type rawClient struct {
 	t    *testing.T
-	conn *websocket.Conn
+	conn *wampraw.Conn
 }
 
-func dialRaw(t *testing.T, url string, header http.Header, protocols ...string) *rawClient {
+func dialRaw(t *testing.T, url string, header http.Header, protocol ...string) *rawClient {
 	t.Helper()
-	if len(protocols) == 0 {
-		protocols = []string{"wamp.2.json"}
+	o := wampraw.Options{Header: header, Timeout: 5 * time.Second}
+	if len(protocol) > 0 {
+		o.Protocol = protocol[0]
 	}
-	d := websocket.Dialer{Subprotocols: protocols, HandshakeTimeout: 5 * time.Second}
-	conn, rsp, err := d.Dial(url, header)
+	conn, rsp, err := wampraw.Dial(context.Background(), url, o)
 	if err != nil {
 		status := 0
 		if rsp != nil {

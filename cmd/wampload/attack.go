@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,9 +21,10 @@ import (
 
 	"github.com/gammazero/nexus/v3/client"
 	"github.com/gammazero/nexus/v3/wamp"
-	"github.com/gorilla/websocket"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/php-wamp-observer/php-wamp-observer/internal/wampraw"
 )
 
 // runAttack runs the hostile-client attacks of issue 10, each against a
@@ -663,30 +662,18 @@ func closeClient(c *client.Client) {
 // rawSession is a WAMP session over a WebSocket this program drives by
 // hand: it can send what a nexus client would not, and not read at all.
 type rawSession struct {
-	conn     *websocket.Conn
-	id       uint64
-	received atomic.Int64
+	*wampraw.Conn
+	received atomic.Int64 // messages drain has read
 }
 
 type rawOpts struct {
-	details      map[string]any // HELLO details; nil: a caller and callee
+	details      map[string]any // HELLO details; nil: every role (wampraw.AllRoles)
 	recvBuf      int            // SO_RCVBUF, to make a non-reader's buffer fill soon; 0: the default
 	host, origin string         // Host and Origin headers; empty: the defaults
 }
 
 // dialRaw connects and joins. The session is closed when the attack ends.
 func (e *attackEnv) dialRaw(o rawOpts) (*rawSession, error) {
-	nd := &net.Dialer{Timeout: 5 * time.Second}
-	if o.recvBuf > 0 {
-		nd.Control = func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, o.recvBuf)
-			})
-			return errors.Join(err, serr)
-		}
-	}
-	d := websocket.Dialer{NetDialContext: nd.DialContext, Subprotocols: []string{"wamp.2.json"}, HandshakeTimeout: 5 * time.Second}
 	h := http.Header{}
 	if o.host != "" {
 		h.Set("Host", o.host)
@@ -694,86 +681,22 @@ func (e *attackEnv) dialRaw(o rawOpts) (*rawSession, error) {
 	if o.origin != "" {
 		h.Set("Origin", o.origin)
 	}
-	conn, rsp, err := d.DialContext(e.ctx, "ws://"+e.wampAddr+"/", h)
+	conn, err := wampraw.Join(e.ctx, "ws://"+e.wampAddr+"/", "realm1",
+		wampraw.Options{Header: h, RecvBuf: o.recvBuf, Timeout: 5 * time.Second, Details: o.details})
 	if err != nil {
-		if rsp != nil {
-			return nil, fmt.Errorf("handshake: %s", rsp.Status)
-		}
 		return nil, err
 	}
-	rs := &rawSession{conn: conn}
 	e.track(conn)
-	details := o.details
-	if details == nil {
-		details = map[string]any{"roles": map[string]any{"caller": map[string]any{}, "callee": map[string]any{},
-			"publisher": map[string]any{}, "subscriber": map[string]any{}}}
-	}
-	if err := rs.send(5*time.Second, 1, "realm1", details); err != nil {
-		return nil, err
-	}
-	msg, err := rs.read(5 * time.Second)
-	if err != nil {
-		return nil, fmt.Errorf("join: %w", err)
-	}
-	if len(msg) < 2 || string(msg[0]) != "2" {
-		return nil, fmt.Errorf("join: got %s", truncate(fmt.Sprint(msg), 200))
-	}
-	rs.id, _ = strconv.ParseUint(string(msg[1]), 10, 64)
-	return rs, nil
-}
-
-// send writes one WAMP message made of its elements.
-func (rs *rawSession) send(within time.Duration, elems ...any) error {
-	b, err := json.Marshal(elems)
-	if err != nil {
-		return err
-	}
-	return rs.sendBytes(within, b)
-}
-
-func (rs *rawSession) sendBytes(within time.Duration, b []byte) error {
-	_ = rs.conn.SetWriteDeadline(time.Now().Add(within))
-	return rs.conn.WriteMessage(websocket.TextMessage, b)
-}
-
-// read reads one message, split into its raw elements.
-func (rs *rawSession) read(within time.Duration) ([]json.RawMessage, error) {
-	_ = rs.conn.SetReadDeadline(time.Now().Add(within))
-	_, b, err := rs.conn.ReadMessage()
-	if err != nil {
-		return nil, err
-	}
-	var msg []json.RawMessage
-	if err := json.Unmarshal(b, &msg); err != nil {
-		return nil, fmt.Errorf("not a WAMP message: %s", truncate(string(b), 200))
-	}
-	return msg, nil
-}
-
-// readUntil reads until a message of the given type arrives.
-func (rs *rawSession) readUntil(within time.Duration, typ int) ([]json.RawMessage, error) {
-	deadline := time.Now().Add(within)
-	for {
-		msg, err := rs.read(time.Until(deadline))
-		if err != nil {
-			return nil, err
-		}
-		if len(msg) > 0 && string(msg[0]) == strconv.Itoa(typ) {
-			return msg, nil
-		}
-		if len(msg) > 0 && string(msg[0]) == "3" { // ABORT
-			return nil, fmt.Errorf("aborted: %s", truncate(fmt.Sprint(msg), 200))
-		}
-	}
+	return &rawSession{Conn: conn}, nil
 }
 
 // drain reads and discards everything, counting messages, until the
 // connection closes.
 func (e *attackEnv) drain(rs *rawSession) {
 	e.wg.Go(func() {
-		_ = rs.conn.SetReadDeadline(time.Time{})
+		_ = rs.SetReadDeadline(time.Time{})
 		for {
-			if _, _, err := rs.conn.NextReader(); err != nil {
+			if _, _, err := rs.NextReader(); err != nil {
 				return
 			}
 			rs.received.Add(1)
@@ -789,13 +712,6 @@ func (e *attackEnv) waitReceived(rs *rawSession, n int64, within time.Duration) 
 		time.Sleep(20 * time.Millisecond)
 	}
 	return rs.received.Load()
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 // sleep waits for d or the end of the attack's time.

@@ -18,6 +18,8 @@ import (
 
 	"github.com/gammazero/nexus/v3/client"
 	"github.com/gammazero/nexus/v3/wamp"
+
+	"github.com/php-wamp-observer/php-wamp-observer/internal/wampraw"
 )
 
 // megabyte is the size of the issue's "1 MB" arguments and URIs: under the
@@ -81,17 +83,17 @@ func attackPPT(e *attackEnv) error {
 	if err != nil {
 		return err
 	}
-	if err := rs.send(2*time.Second, 64, 1, map[string]any{}, "p"); err != nil {
+	if err := rs.Send(2*time.Second, 64, 1, map[string]any{}, "p"); err != nil {
 		return err
 	}
-	if _, err := rs.readUntil(2*time.Second, 65); err != nil {
+	if _, err := rs.ReadUntil(2*time.Second, 65); err != nil {
 		return fmt.Errorf("REGISTER: %w", err)
 	}
-	if err := rs.send(2*time.Second, 48, 2, map[string]any{"ppt_scheme": "x", "ppt_serializer": 1}, "p", []any{}); err != nil {
+	if err := rs.Send(2*time.Second, 48, 2, map[string]any{"ppt_scheme": "x", "ppt_serializer": 1}, "p", []any{}); err != nil {
 		return err
 	}
-	if reply, err := rs.read(time.Second); err == nil {
-		e.note("CALL answered %s", truncate(fmt.Sprint(reply), 60))
+	if reply, err := rs.Read(time.Second); err == nil {
+		e.note("CALL answered %s", wampraw.Truncate(fmt.Sprint(reply), 60))
 	}
 	if e.sleep(300 * time.Millisecond); e.t.died() {
 		e.problem("the CALL killed it")
@@ -102,20 +104,20 @@ func attackPPT(e *attackEnv) error {
 	if err != nil {
 		return err
 	}
-	if err := rs.send(2*time.Second, 64, 1, map[string]any{}, "p2"); err != nil {
+	if err := rs.Send(2*time.Second, 64, 1, map[string]any{}, "p2"); err != nil {
 		return err
 	}
-	if _, err := rs.readUntil(2*time.Second, 65); err != nil {
+	if _, err := rs.ReadUntil(2*time.Second, 65); err != nil {
 		return fmt.Errorf("REGISTER: %w", err)
 	}
-	if err := rs.send(2*time.Second, 48, 2, map[string]any{}, "p2", []any{}); err != nil {
+	if err := rs.Send(2*time.Second, 48, 2, map[string]any{}, "p2", []any{}); err != nil {
 		return err
 	}
-	inv, err := rs.readUntil(2*time.Second, 68)
+	inv, err := rs.ReadUntil(2*time.Second, 68)
 	if err != nil {
 		return fmt.Errorf("no INVOCATION: %w", err)
 	}
-	if err := rs.send(2*time.Second, 70, inv[1], map[string]any{"ppt_scheme": "x", "ppt_cipher": []int{1}}); err != nil {
+	if err := rs.Send(2*time.Second, 70, inv[1], map[string]any{"ppt_scheme": "x", "ppt_cipher": []int{1}}); err != nil {
 		return err
 	}
 	if e.sleep(500 * time.Millisecond); e.t.died() {
@@ -147,7 +149,7 @@ func attackSlowReader(e *attackEnv) error {
 	var sent atomic.Int64
 	e.wg.Go(func() {
 		for i := range n {
-			if bad.send(window, 48, i+1, map[string]any{}, "attack.shared", []any{arg}) != nil {
+			if bad.Send(window, 48, i+1, map[string]any{}, "attack.shared", []any{arg}) != nil {
 				return
 			}
 			sent.Add(1)
@@ -160,7 +162,7 @@ func attackSlowReader(e *attackEnv) error {
 	defer closeClient(good)
 	ok, total := e.callEvery(good, "attack.shared", window)
 	// Unblock the bad caller's writer; it stays connected, not reading.
-	_ = bad.conn.NetConn().SetWriteDeadline(time.Now())
+	_ = bad.NetConn().SetWriteDeadline(time.Now())
 	e.note("the bad caller got %d calls out", sent.Load())
 	if ok < total {
 		e.problem("the good caller of the shared callee: %d of %d calls failed", total-ok, total)
@@ -194,10 +196,10 @@ func attackNonReading(e *attackEnv) error {
 	if err != nil {
 		return err
 	}
-	if err := sink.send(2*time.Second, 64, 1, map[string]any{}, "attack.sink"); err != nil {
+	if err := sink.Send(2*time.Second, 64, 1, map[string]any{}, "attack.sink"); err != nil {
 		return err
 	}
-	if _, err := sink.readUntil(2*time.Second, 65); err != nil {
+	if _, err := sink.ReadUntil(2*time.Second, 65); err != nil {
 		return fmt.Errorf("REGISTER: %w", err)
 	}
 	caller, err := e.dialRaw(rawOpts{})
@@ -208,7 +210,7 @@ func attackNonReading(e *attackEnv) error {
 	half := e.scale.d(25*time.Second, 4*time.Second)
 	sentCalls := 0
 	for i := range calls {
-		if caller.send(half, 48, i+1, map[string]any{}, "attack.sink", []any{arg}) != nil {
+		if caller.Send(half, 48, i+1, map[string]any{}, "attack.sink", []any{arg}) != nil {
 			break
 		}
 		sentCalls++
@@ -220,10 +222,10 @@ func attackNonReading(e *attackEnv) error {
 		if err != nil {
 			return err
 		}
-		if err := sub.send(2*time.Second, 32, i+1, map[string]any{}, "attack.topic"); err != nil {
+		if err := sub.Send(2*time.Second, 32, i+1, map[string]any{}, "attack.topic"); err != nil {
 			return err
 		}
-		if _, err := sub.readUntil(2*time.Second, 33); err != nil {
+		if _, err := sub.ReadUntil(2*time.Second, 33); err != nil {
 			return fmt.Errorf("SUBSCRIBE: %w", err)
 		}
 	}
@@ -234,7 +236,7 @@ func attackNonReading(e *attackEnv) error {
 	e.drain(pub)
 	sentEvents := 0
 	for i := range events {
-		if pub.send(half, 16, i+1, map[string]any{}, "attack.topic", []any{arg}) != nil {
+		if pub.Send(half, 16, i+1, map[string]any{}, "attack.topic", []any{arg}) != nil {
 			break
 		}
 		sentEvents++
@@ -256,12 +258,12 @@ func attackHugeURIs(e *attackEnv) error {
 	pad := strings.Repeat("u", megabyte)
 	for i := range n {
 		msg := []byte(`[48,` + strconv.Itoa(i+1) + `,{},"attack.uri.` + strconv.Itoa(i) + "." + pad + `",[]]`)
-		if err := rs.sendBytes(10*time.Second, msg); err != nil {
+		if err := rs.SendBytes(10*time.Second, msg); err != nil {
 			return fmt.Errorf("call %d: %w", i, err)
 		}
 	}
 	got := e.waitReceived(rs, int64(n), e.scale.d(20*time.Second, 3*time.Second))
-	rs.conn.Close()
+	rs.Close()
 	e.sleep(300 * time.Millisecond)
 	e.note("%d answers", got)
 	start := time.Now()
@@ -296,15 +298,15 @@ func attackSlots(e *attackEnv) error {
 	}
 	e.drain(rs)
 	for i := range n {
-		if err := rs.send(5*time.Second, 64, 2*i+1, map[string]any{}, "attack.fake."+strconv.Itoa(i)); err != nil {
+		if err := rs.Send(5*time.Second, 64, 2*i+1, map[string]any{}, "attack.fake."+strconv.Itoa(i)); err != nil {
 			return err
 		}
-		if err := rs.send(5*time.Second, 48, 2*i+2, map[string]any{}, "attack.madeup."+strconv.Itoa(i), []any{}); err != nil {
+		if err := rs.Send(5*time.Second, 48, 2*i+2, map[string]any{}, "attack.madeup."+strconv.Itoa(i), []any{}); err != nil {
 			return err
 		}
 	}
 	e.waitReceived(rs, int64(2*n), 5*time.Second)
-	rs.conn.Close()
+	rs.Close()
 	if idle {
 		e.sleep(1500 * time.Millisecond) // -procedure-idle 1s, and the sweep
 	} else {
@@ -548,10 +550,10 @@ func attackNexusState(e *attackEnv) error {
 	if err != nil {
 		return err
 	}
-	if err := hold.send(2*time.Second, 64, 1, map[string]any{}, "attack.hold"); err != nil {
+	if err := hold.Send(2*time.Second, 64, 1, map[string]any{}, "attack.hold"); err != nil {
 		return err
 	}
-	if _, err := hold.readUntil(2*time.Second, 65); err != nil {
+	if _, err := hold.ReadUntil(2*time.Second, 65); err != nil {
 		return fmt.Errorf("REGISTER: %w", err)
 	}
 	e.drain(hold)
@@ -578,7 +580,7 @@ func attackNexusState(e *attackEnv) error {
 						return
 					}
 					msg := []byte(`[48,` + strconv.Itoa(j+1) + `,` + options + `,"attack.hold",[]]`)
-					if rs.sendBytes(time.Until(deadline), msg) != nil {
+					if rs.SendBytes(time.Until(deadline), msg) != nil {
 						return
 					}
 					sent.Add(1)
@@ -590,7 +592,7 @@ func attackNexusState(e *attackEnv) error {
 	}
 	leave := func(rss []*rawSession) {
 		for _, rs := range rss {
-			rs.conn.Close()
+			rs.Close()
 		}
 	}
 	sent, rss, err := flood(holdCalls, 8, "{}", e.scale.d(45*time.Second, 3*time.Second))
@@ -617,7 +619,7 @@ func attackNexusState(e *attackEnv) error {
 	arg := strings.Repeat("t", megabyte)
 	nt := 0
 	for i := range testaments {
-		if ts.send(e.scale.d(20*time.Second, 2*time.Second), 48, i+1, map[string]any{}, "wamp.session.add_testament",
+		if ts.Send(e.scale.d(20*time.Second, 2*time.Second), 48, i+1, map[string]any{}, "wamp.session.add_testament",
 			[]any{"attack.testament", []any{arg}, map[string]any{}}) != nil {
 			break
 		}
@@ -814,5 +816,5 @@ func (e *attackEnv) lint() (string, error) {
 	if first == "" {
 		first = err.Error()
 	}
-	return truncate(first, 160), nil
+	return wampraw.Truncate(first, 160), nil
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/php-wamp-observer/php-wamp-observer/internal/freeport"
 )
 
 // runBench measures both paths against their references in one run,
@@ -73,13 +74,13 @@ type target struct {
 	waitErr    error
 }
 
+// freePort is a loopback address for a router or sink to listen on.
 func freePort() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		panic(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 func startTarget(ctx context.Context, name string, args ...string) (*target, error) {

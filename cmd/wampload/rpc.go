@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -56,16 +58,10 @@ func runRPC(ctx context.Context, args []string) error {
 	return nil
 }
 
-type quietLog struct{}
-
-func (quietLog) Print(...any)          {}
-func (quietLog) Println(...any)        {}
-func (quietLog) Printf(string, ...any) {}
-
 func connect(ctx context.Context, url, realm string) (*client.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := client.ConnectNet(ctx, url, client.Config{Realm: realm, Serialization: serialize.JSON, Logger: quietLog{}})
+	c, err := client.ConnectNet(ctx, url, client.Config{Realm: realm, Serialization: serialize.JSON, Logger: log.New(io.Discard, "", 0)})
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", url, err)
 	}

@@ -2,49 +2,19 @@ package main
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net"
 	"testing"
 	"time"
 
-	"github.com/php-wamp-observer/php-wamp-observer/app"
-	"github.com/php-wamp-observer/php-wamp-observer/wamplog"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
 )
-
-// startRouterInProcess runs the program on free loopback ports.
-func startRouterInProcess(t *testing.T) (wampURL, metricsURL, logAddr string) {
-	t.Helper()
-	listen := func() net.Listener {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ln
-	}
-	socks, err := wamplog.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ls := app.Listeners{WAMP: listen(), Metrics: listen(), Log: socks}
-	wampURL, metricsURL = "ws://"+ls.WAMP.Addr().String()+"/", "http://"+ls.Metrics.Addr().String()+"/metrics"
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, app.Config{Realm: "realm1", CallTimeout: time.Second, MaxProcedures: 100,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, ls)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return wampURL, metricsURL, socks.Addr().String()
-}
 
 // TestLoadsMeasureWhatTheyClaim runs each load mode briefly against a real
 // router: the numbers it prints must be the router's.
 func TestLoadsMeasureWhatTheyClaim(t *testing.T) {
-	wampURL, metricsURL, logAddr := startRouterInProcess(t)
+	in := harness.Start(t, harness.Config{Timeout: time.Second, MaxProcedures: 100, Log: true})
 	ctx := context.Background()
 
-	res, err := rpcLoad(ctx, rpcConfig{url: wampURL, realm: "realm1", callers: 2, window: 2,
+	res, err := rpcLoad(ctx, rpcConfig{url: in.WAMPURL, realm: harness.Realm, callers: 2, window: 2,
 		duration: 300 * time.Millisecond, warmup: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -54,8 +24,8 @@ func TestLoadsMeasureWhatTheyClaim(t *testing.T) {
 	}
 
 	for _, transport := range []string{"tcp", "udp"} {
-		lr, err := logLoad(ctx, logConfig{addr: logAddr, transport: transport, senders: 3, pairs: 500,
-			rate: 20_000, metricsURL: metricsURL})
+		lr, err := logLoad(ctx, logConfig{addr: in.LogAddr, transport: transport, senders: 3, pairs: 500,
+			rate: 20_000, metricsURL: in.MetricsURL + "/metrics"})
 		if err != nil {
 			t.Fatal(err)
 		}

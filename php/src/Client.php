@@ -72,10 +72,10 @@ final class Client
     private ?string $closeReason = null;
 
     public function __construct(
-        private readonly Loop $loop,
-        private readonly string $url,
-        private readonly string $realm,
-        private readonly ?string $logDirection = null,
+        private Loop $loop,
+        private string $url,
+        private string $realm,
+        private ?string $logDirection = null,
     ) {
     }
 

@@ -79,7 +79,7 @@ final class Field
     public static function args(array $message, int $index): array
     {
         $value = $message[$index] ?? [];
-        if (!is_array($value) || !array_is_list($value)) {
+        if (!is_array($value) || !self::isList($value)) {
             throw self::violation($message, $index, 'a list');
         }
         return Json::plain($value);
@@ -99,5 +99,22 @@ final class Field
     private static function violation(array $message, int $index, string $expected): ProtocolViolation
     {
         return new ProtocolViolation("field $index of message {$message[0]} is not $expected");
+    }
+
+    /**
+     * Whether $value's keys are 0, 1, 2, … in order: array_is_list(),
+     * which PHP 8.0 lacks.
+     *
+     * @param array<mixed> $value
+     */
+    private static function isList(array $value): bool
+    {
+        $next = 0;
+        foreach ($value as $key => $_) {
+            if ($key !== $next++) {
+                return false;
+            }
+        }
+        return true;
     }
 }

@@ -18,9 +18,9 @@ final class Frame
     public const PONG = 0xA;
 
     public function __construct(
-        public readonly bool $fin,
-        public readonly int $opcode,
-        public readonly string $payload,
+        public bool $fin,
+        public int $opcode,
+        public string $payload,
     ) {
     }
 

@@ -22,8 +22,8 @@ final class FrameDecoder
      *                         client reading a server, true for the reverse
      */
     public function __construct(
-        private readonly int $maxPayload,
-        private readonly bool $masked = false,
+        private int $maxPayload,
+        private bool $masked = false,
     ) {
     }
 

@@ -13,11 +13,11 @@ final class Handshake
     /** RFC 6455 §1.3: appended to the key before hashing. */
     private const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
-    public readonly string $key;
+    public string $key;
 
     public function __construct(
-        private readonly WebSocketUrl $url,
-        private readonly string $subprotocol,
+        private WebSocketUrl $url,
+        private string $subprotocol,
         ?string $key = null,
     ) {
         // The key must be a fresh random nonce per connection (§4.1).

@@ -23,12 +23,12 @@ final class Invocation
      * @param \Closure(array): void  $reply   sends the answer and forgets the invocation
      */
     public function __construct(
-        public readonly int $request,
-        public readonly string $procedure,
-        public readonly array $args,
-        public readonly array $kwargs,
-        public readonly array $details,
-        private readonly \Closure $reply,
+        public int $request,
+        public string $procedure,
+        public array $args,
+        public array $kwargs,
+        public array $details,
+        private \Closure $reply,
     ) {
     }
 

@@ -14,7 +14,7 @@ final class MessageAssembler
     private ?int $opcode = null;
     private string $fragments = '';
 
-    public function __construct(private readonly int $maxMessage)
+    public function __construct(private int $maxMessage)
     {
     }
 

@@ -15,9 +15,9 @@ final class PendingCall
      * @param \Closure(array, array, array): void|null         $onProgress progressive results
      */
     public function __construct(
-        public readonly ?\Closure $onResult,
-        public readonly ?\Closure $onError,
-        public readonly ?\Closure $onProgress,
+        public ?\Closure $onResult,
+        public ?\Closure $onError,
+        public ?\Closure $onProgress,
     ) {
     }
 }

@@ -14,9 +14,9 @@ final class PendingRegistration
      * @param \Closure(string, array, array, array): void|null $onError      error URI, args, kwargs, details
      */
     public function __construct(
-        public readonly Registration $registration,
-        public readonly ?\Closure $onRegistered,
-        public readonly ?\Closure $onError,
+        public Registration $registration,
+        public ?\Closure $onRegistered,
+        public ?\Closure $onError,
     ) {
     }
 }

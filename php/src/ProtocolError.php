@@ -13,7 +13,7 @@ final class ProtocolError extends \RuntimeException
     public const INVALID_PAYLOAD = 1007;
     public const MESSAGE_TOO_BIG = 1009;
 
-    public function __construct(string $message, public readonly int $closeCode = self::PROTOCOL_ERROR)
+    public function __construct(string $message, public int $closeCode = self::PROTOCOL_ERROR)
     {
         parent::__construct($message);
     }

@@ -11,8 +11,8 @@ final class Registration
 {
     /** @param \Closure(Invocation): void $handler */
     public function __construct(
-        public readonly string $procedure,
-        public readonly \Closure $handler,
+        public string $procedure,
+        public \Closure $handler,
     ) {
     }
 }

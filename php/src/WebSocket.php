@@ -45,8 +45,8 @@ final class WebSocket
     private bool $watchingWrites = false;
     /** The connect/handshake deadline, then the close-handshake deadline. */
     private ?int $deadline = null;
-    private readonly FrameDecoder $decoder;
-    private readonly MessageAssembler $assembler;
+    private FrameDecoder $decoder;
+    private MessageAssembler $assembler;
 
     /** @var \Closure(): void */
     private \Closure $onOpen;
@@ -56,9 +56,9 @@ final class WebSocket
     private \Closure $onClose;
 
     public function __construct(
-        private readonly Loop $loop,
-        private readonly string $url,
-        private readonly string $subprotocol,
+        private Loop $loop,
+        private string $url,
+        private string $subprotocol,
         int $maxMessage = self::DEFAULT_MAX_MESSAGE,
     ) {
         $this->decoder = new FrameDecoder($maxMessage);

@@ -10,9 +10,9 @@ namespace Wamp;
 final class WebSocketUrl
 {
     private function __construct(
-        public readonly string $host,
-        public readonly int $port,
-        public readonly string $target,
+        public string $host,
+        public int $port,
+        public string $target,
     ) {
     }
 

@@ -5,6 +5,9 @@ declare(strict_types=1);
 namespace Wamp\Tests;
 
 use PHPUnit\Framework\TestCase;
+use Wamp\Tests\Support\Php70Syntax;
+
+require_once __DIR__ . '/Support/Php70Syntax.php';
 
 /**
  * php/composer.json, checked without composer (which cannot be installed
@@ -27,11 +30,30 @@ final class ComposerJsonTest extends TestCase
         // composer's own pattern for package names.
         self::assertMatchesRegularExpression('{^[a-z0-9]([_.-]?[a-z0-9]+)*/[a-z0-9](([_.]|-{1,2})?[a-z0-9]+)*$}D', $composer['name']);
         self::assertSame('library', $composer['type']);
-        // readonly properties and array_is_list() in src/ need PHP 8.1.
-        self::assertSame(['php' => '>=8.1'], $composer['require']);
+        // Kept true by testThePackageIsPhp80Code.
+        self::assertSame(['php' => '>=8.0'], $composer['require']);
         self::assertArrayNotHasKey('require-dev', $composer);
         foreach (array_keys($composer['suggest']) as $extension) {
             self::assertStringStartsWith('ext-', $extension);
+        }
+    }
+
+    /**
+     * The package says PHP 8.0: nothing in what it autoloads may be newer
+     * (readonly, enums, never, array_is_list(), … as the checker knows them).
+     */
+    public function testThePackageIsPhp80Code(): void
+    {
+        $files = [self::ROOT . '/WampObserver.php'];
+        $tree = new \RecursiveIteratorIterator(new \RecursiveDirectoryIterator(self::ROOT . '/src', \FilesystemIterator::SKIP_DOTS));
+        foreach ($tree as $file) {
+            if ($file->getExtension() === 'php') {
+                $files[] = $file->getPathname();
+            }
+        }
+        self::assertGreaterThan(10, count($files));
+        foreach ($files as $file) {
+            self::assertSame([], Php70Syntax::violations((string) file_get_contents($file), '8.0'), $file);
         }
     }
 

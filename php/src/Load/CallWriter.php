@@ -33,9 +33,9 @@ final class CallWriter
     private \Closure $onDone;
 
     public function __construct(
-        private readonly Loop $loop,
-        private readonly Client $client,
-        private readonly ?int $limit,
+        private Loop $loop,
+        private Client $client,
+        private ?int $limit,
     ) {
     }
 

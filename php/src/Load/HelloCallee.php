@@ -24,8 +24,8 @@ final class HelloCallee
     private int $interrupted = 0;
 
     public function __construct(
-        private readonly Loop $loop,
-        private readonly Client $client,
+        private Loop $loop,
+        private Client $client,
     ) {
     }
 

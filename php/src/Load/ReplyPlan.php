@@ -12,11 +12,11 @@ final class ReplyPlan
 {
     private function __construct(
         /** Seconds before the answer: 5-10 ms, plus 300 ms one time in nine. */
-        public readonly float $delay,
+        public float $delay,
         /** One call in nine is never answered. */
-        public readonly bool $answered,
+        public bool $answered,
         /** One answer in 99 is an error rather than a result. */
-        public readonly bool $error,
+        public bool $error,
     ) {
     }
 

@@ -10,12 +10,12 @@ namespace Wamp\Load;
 final class Settings
 {
     private function __construct(
-        public readonly string $url,
-        public readonly string $realm,
+        public string $url,
+        public string $realm,
         /** "host:port" of the UDP log receiver; "" turns logging off. */
-        public readonly string $observerAddress,
+        public string $observerAddress,
         /** Stop after this many calls (writers only); null runs until a signal. */
-        public readonly ?int $callLimit,
+        public ?int $callLimit,
     ) {
     }
 

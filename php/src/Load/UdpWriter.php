@@ -33,8 +33,8 @@ final class UdpWriter
     private \Closure $onDone;
 
     public function __construct(
-        private readonly Loop $loop,
-        private readonly ?int $limit,
+        private Loop $loop,
+        private ?int $limit,
     ) {
     }
 

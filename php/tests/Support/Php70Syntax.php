@@ -59,14 +59,19 @@ final class Php70Syntax
     /** @var list<string> */
     private array $found = [];
 
+    /** The oldest PHP the code is meant for: what is newer is reported. */
+    private string $target = '7.0';
+
     /**
-     * What in $code PHP 7.0 would not run, one "line N: what (version)" each.
+     * What in $code PHP $target (7.0 unless given) would not run, one
+     * "line N: what (version)" each.
      *
      * @return list<string>
      */
-    public static function violations(string $code): array
+    public static function violations(string $code, string $target = '7.0'): array
     {
         $check = new self();
+        $check->target = $target;
         $line = 1; // single characters come without theirs
         foreach (token_get_all($code) as $token) {
             [$id, $text] = is_array($token) ? [$token[0], $token[1]] : [$token, $token];
@@ -288,6 +293,10 @@ final class Php70Syntax
 
     private function add(int $line, string $what): void
     {
+        // Every finding ends with the version that added it: "(8.1)".
+        if (preg_match('/\((\d+\.\d+)\)$/', $what, $m) === 1 && version_compare($m[1], $this->target, '<=')) {
+            return;
+        }
         $this->found[] = "line $line: $what";
     }
 }

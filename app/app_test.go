@@ -3,8 +3,6 @@ package app_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -17,41 +15,20 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/php-wamp-observer/php-wamp-observer/app"
-	"github.com/php-wamp-observer/php-wamp-observer/wamplog"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-func listeners(t *testing.T, withLog bool) app.Listeners {
-	t.Helper()
-	listen := func() net.Listener {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ln
-	}
-	ls := app.Listeners{WAMP: listen(), Metrics: listen()}
-	if withLog {
-		socks, err := wamplog.Listen("127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls.Log = socks
-	}
-	return ls
-}
-
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 // TestZeroConfigObservesCalls runs the zero Config, a logger aside: it is
 // the product, so a call is timed and shows in the scrape, on the default
 // realm.
 func TestZeroConfigObservesCalls(t *testing.T) {
-	ls := listeners(t, true)
-	a, err := app.New(app.Config{Logger: quiet()}, ls)
+	ls := harness.Listeners(t, true)
+	a, err := app.New(app.Config{Logger: testkit.QuietLog()}, ls)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,8 +103,8 @@ func TestNewReportsConfigErrorsAndClosesTheListeners(t *testing.T) {
 		{"negative out queue", app.Config{OutQueueSize: -1}, "out queue size"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ls := listeners(t, true)
-			tc.cfg.Logger = quiet()
+			ls := harness.Listeners(t, true)
+			tc.cfg.Logger = testkit.QuietLog()
 			a, err := app.New(tc.cfg, ls)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("New: %v, want an error about %s", err, tc.want)
@@ -148,8 +125,8 @@ func TestNewReportsConfigErrorsAndClosesTheListeners(t *testing.T) {
 }
 
 func TestNewWantsBothHTTPListeners(t *testing.T) {
-	ls := listeners(t, false)
-	if _, err := app.New(app.Config{Logger: quiet()}, app.Listeners{WAMP: ls.WAMP}); err == nil {
+	ls := harness.Listeners(t, false)
+	if _, err := app.New(app.Config{Logger: testkit.QuietLog()}, app.Listeners{WAMP: ls.WAMP}); err == nil {
 		t.Fatal("New accepted no metrics listener")
 	}
 	if _, err := ls.WAMP.Accept(); !errors.Is(err, net.ErrClosed) {

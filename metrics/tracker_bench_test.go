@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
 
 // BenchmarkExpireIdleSenders is one sweep of a tracker holding 10,000 log
@@ -13,7 +15,7 @@ import (
 // out and nothing due: what the sweeper costs every SweepInterval while
 // nothing expires.
 func BenchmarkExpireIdleSenders(b *testing.B) {
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock(time.Unix(1_700_000_000, 0))
 	tracker, err := NewTracker(TrackerOpts{DefaultTimeout: 300 * time.Millisecond, Now: clock.Now})
 	if err != nil {
 		b.Fatal(err)

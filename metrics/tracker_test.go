@@ -12,33 +12,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
-
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Unix(1_700_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 type fixture struct {
 	reg     *prometheus.Registry
 	family  *Family
 	tracker *Tracker
-	clock   *fakeClock
+	clock   *testkit.FakeClock
 }
 
 func newFixture(t *testing.T, maxProcedures int) *fixture {
@@ -48,7 +30,7 @@ func newFixture(t *testing.T, maxProcedures int) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock(time.Unix(1_700_000_000, 0))
 	tracker, err := NewTracker(TrackerOpts{DefaultTimeout: 300 * time.Millisecond, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -70,9 +52,9 @@ func (f *fixture) summary(t *testing.T, outcome Outcome, procedure string) (coun
 func (f *fixture) metric(t *testing.T, name, procedure string) *dto.Metric {
 	t.Helper()
 	if procedure == "" {
-		return findMetric(t, f.reg, name)
+		return testkit.FindMetric(t, f.reg, name)
 	}
-	return findMetric(t, f.reg, name, "message", procedure)
+	return testkit.FindMetric(t, f.reg, name, "message", procedure)
 }
 
 func (f *fixture) histogramCount(t *testing.T, outcome Outcome) uint64 {
@@ -528,7 +510,7 @@ func TestPendingLimitsLeaveNewCallsUntracked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock(time.Unix(1_700_000_000, 0))
 	tracker, err := NewTracker(TrackerOpts{DefaultTimeout: time.Second, Now: clock.Now, MaxPending: 5, MaxPendingPerSession: 3})
 	if err != nil {
 		t.Fatal(err)

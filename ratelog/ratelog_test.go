@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -49,27 +51,9 @@ func (b *syncBuffer) lines() []map[string]string {
 	return out
 }
 
-// fakeClock decides windows; the window-end timers run on real time.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func TestAFloodLogsItsFirstRecordThenTheCountAtClose(t *testing.T) {
 	var buf syncBuffer
-	clock := &fakeClock{t: time.Unix(0, 0)}
+	clock := testkit.NewFakeClock(time.Unix(0, 0))
 	l := New(slog.New(slog.NewJSONHandler(&buf, nil)), time.Hour, clock.Now)
 	for i := range 6 {
 		l.Warn("bad line", "n", i)
@@ -87,7 +71,7 @@ func TestAFloodLogsItsFirstRecordThenTheCountAtClose(t *testing.T) {
 // One kind's flood neither hides another kind nor takes its count.
 func TestKindsHaveWindowsOfTheirOwn(t *testing.T) {
 	var buf syncBuffer
-	clock := &fakeClock{t: time.Unix(0, 0)}
+	clock := testkit.NewFakeClock(time.Unix(0, 0))
 	l := New(slog.New(slog.NewJSONHandler(&buf, nil)), time.Hour, clock.Now)
 	for range 100 {
 		l.Warn("origin refused")
@@ -134,7 +118,7 @@ func TestTheCountIsLoggedWhenTheWindowEnds(t *testing.T) {
 
 func TestAfterTheWindowTheNextRecordGoesThrough(t *testing.T) {
 	var buf syncBuffer
-	clock := &fakeClock{t: time.Unix(0, 0)}
+	clock := testkit.NewFakeClock(time.Unix(0, 0))
 	l := New(slog.New(slog.NewJSONHandler(&buf, nil)), time.Second, clock.Now)
 	l.Warn("bad line")
 	clock.Advance(time.Second)

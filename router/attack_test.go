@@ -15,6 +15,7 @@ import (
 	"github.com/gammazero/nexus/v3/client"
 	"github.com/gammazero/nexus/v3/wamp"
 	"github.com/gorilla/websocket"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
 
 // Attacks on the WebSocket front (issue 10), each alongside valid traffic
@@ -227,7 +228,7 @@ func TestOutQueuesAreBoundedOverAllClients(t *testing.T) {
 // after a client that reads nothing filled its queue. Before, nexus retried
 // the callee's YIELDs to it for a minute, and shutdown waited for that.
 func TestShutdownIsQuickWithANonReadingClient(t *testing.T) {
-	r, err := New(Config{Realm: "realm1", Logger: quietLogger(), OutQueueSize: 64})
+	r, err := New(Config{Realm: "realm1", Logger: testkit.QuietLog(), OutQueueSize: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +306,7 @@ func TestKeepAliveDropsClientsThatDoNotPong(t *testing.T) {
 // count against the bound from accept; over it, HTTP 503.
 func TestConnectionBoundRefusesWith503(t *testing.T) {
 	rej := &rejections{n: map[string]int{}}
-	r, err := New(Config{Realm: "realm1", Logger: quietLogger(), Rejected: rej.add, MaxConns: 3})
+	r, err := New(Config{Realm: "realm1", Logger: testkit.QuietLog(), Rejected: rej.add, MaxConns: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -516,7 +517,7 @@ func TestRegistrationsAndSubscriptionsAreBoundedPerSession(t *testing.T) {
 // out. Only when every place is a session is it refused.
 func TestConnectionBoundEvictsIdlersFirst(t *testing.T) {
 	rej := &rejections{n: map[string]int{}}
-	r, err := New(Config{Realm: "realm1", Logger: quietLogger(), Rejected: rej.add, MaxConns: 3})
+	r, err := New(Config{Realm: "realm1", Logger: testkit.QuietLog(), Rejected: rej.add, MaxConns: 3})
 	if err != nil {
 		t.Fatal(err)
 	}

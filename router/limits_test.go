@@ -18,6 +18,7 @@ import (
 	"github.com/gammazero/nexus/v3/wamp"
 	"github.com/gammazero/nexus/v3/wamp/crsign"
 	"github.com/gorilla/websocket"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
 
 // rejections counts what the router reports, by reason.
@@ -185,7 +186,7 @@ func TestShutdownSaysGoodbyeToEverySession(t *testing.T) {
 	// queue is full, and discards it if still queued when it closes. (A
 	// queue smaller than the 50 answers below makes these clients slow
 	// consumers, disconnected without GOODBYE.)
-	r, err := New(Config{Realm: "realm1", Logger: quietLogger(), OutQueueSize: 64})
+	r, err := New(Config{Realm: "realm1", Logger: testkit.QuietLog(), OutQueueSize: 64})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
 
 // nexusFuzzSessions is how many sessions each input drives at once.
@@ -228,7 +229,7 @@ const fuzzHello = `[1,"realm1",{"roles":{` +
 	`"subscriber":{"features":{"payload_passthru_mode":true,"pattern_based_subscription":true,"publisher_identification":true}}}}]`
 
 func FuzzNexus(f *testing.F) {
-	r, err := New(Config{Realm: "realm1", Logger: quietLogger(), MaxCallsInFlight: 50})
+	r, err := New(Config{Realm: "realm1", Logger: testkit.QuietLog(), MaxCallsInFlight: 50})
 	if err != nil {
 		f.Fatal(err)
 	}

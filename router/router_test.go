@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -17,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 	"github.com/php-wamp-observer/php-wamp-observer/internal/wampraw"
 )
 
@@ -51,7 +50,6 @@ func (r recorder) snapshot() []string {
 }
 func newRecorder() recorder              { return recorder{mu: &sync.Mutex{}, events: &[]string{}} }
 func (r recorder) open() OpenSessionFunc { return func() CallSession { r.add("open"); return r } }
-func quietLogger() *slog.Logger          { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 func wsURL(srv *httptest.Server) string  { return "ws" + strings.TrimPrefix(srv.URL, "http") + "/" }
 func (r recorder) waitFor(t *testing.T, want string) {
 	t.Helper()
@@ -75,7 +73,7 @@ func startRouter(t *testing.T, cfg Config) *httptest.Server {
 		cfg.Realm = "realm1"
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = quietLogger()
+		cfg.Logger = testkit.QuietLog()
 	}
 	r, err := New(cfg)
 	if err != nil {
@@ -210,7 +208,7 @@ func countOf(events []string, want string) int {
 
 func TestRouterGoodbyeAnsweredWithGoodbyeAndOut(t *testing.T) {
 	rec := newRecorder()
-	cfg := Config{Realm: "realm1", OpenSession: rec.open(), Logger: quietLogger()}
+	cfg := Config{Realm: "realm1", OpenSession: rec.open(), Logger: testkit.QuietLog()}
 	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -347,7 +345,7 @@ func TestOriginPolicy(t *testing.T) {
 }
 
 func TestOriginPatternMustBeValid(t *testing.T) {
-	if _, err := New(Config{Realm: "realm1", AllowOrigins: []string{"[a-"}, Logger: quietLogger()}); err == nil {
+	if _, err := New(Config{Realm: "realm1", AllowOrigins: []string{"[a-"}, Logger: testkit.QuietLog()}); err == nil {
 		t.Fatal("a malformed origin pattern was accepted")
 	}
 }

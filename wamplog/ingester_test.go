@@ -15,13 +15,15 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/php-wamp-observer/php-wamp-observer/metrics"
+
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
 
 // ingestFixture is an ingester and one UDP reader on a fake clock, driven
 // line by line without a socket.
 type ingestFixture struct {
 	reg     *prometheus.Registry
-	clock   *fakeClock
+	clock   *testkit.FakeClock
 	tracker *metrics.Tracker
 	in      *Ingester
 	r       *Reader
@@ -29,12 +31,12 @@ type ingestFixture struct {
 
 func newIngestFixture(t *testing.T, opts IngesterOpts) *ingestFixture {
 	t.Helper()
-	f := &ingestFixture{reg: prometheus.NewRegistry(), clock: newFakeClock()}
+	f := &ingestFixture{reg: prometheus.NewRegistry(), clock: testkit.NewFakeClock(time.Unix(1_700_000_000, 0))}
 	var err error
 	if f.tracker, err = metrics.NewTracker(metrics.TrackerOpts{DefaultTimeout: 300 * time.Millisecond, Now: f.clock.Now}); err != nil {
 		t.Fatal(err)
 	}
-	opts.Tracker, opts.Logger = f.tracker, quietLog()
+	opts.Tracker, opts.Logger = f.tracker, testkit.QuietLog()
 	if opts.MaxProcedures == 0 {
 		opts.MaxProcedures = 100
 	}
@@ -53,7 +55,7 @@ func (f *ingestFixture) line(from netip.AddrPort, msg string) {
 // count is the count of php_out_<outcome>_seconds{message=procedure}.
 func (f *ingestFixture) count(t *testing.T, outcome metrics.Outcome, procedure string) uint64 {
 	t.Helper()
-	m := findMetric(t, f.reg, "php_out_"+outcome.String()+"_seconds", "message", procedure)
+	m := testkit.FindMetric(t, f.reg, "php_out_"+outcome.String()+"_seconds", "message", procedure)
 	if m == nil {
 		return 0
 	}
@@ -62,7 +64,7 @@ func (f *ingestFixture) count(t *testing.T, outcome metrics.Outcome, procedure s
 
 func (f *ingestFixture) sum(t *testing.T, outcome metrics.Outcome, procedure string) float64 {
 	t.Helper()
-	m := findMetric(t, f.reg, "php_out_"+outcome.String()+"_seconds", "message", procedure)
+	m := testkit.FindMetric(t, f.reg, "php_out_"+outcome.String()+"_seconds", "message", procedure)
 	if m == nil {
 		return 0
 	}
@@ -72,7 +74,7 @@ func (f *ingestFixture) sum(t *testing.T, outcome metrics.Outcome, procedure str
 // value is the value of a counter or gauge without labels; 0 when absent.
 func (f *ingestFixture) value(t *testing.T, name string) float64 {
 	t.Helper()
-	m := findMetric(t, f.reg, name)
+	m := testkit.FindMetric(t, f.reg, name)
 	switch {
 	case m == nil:
 		return 0
@@ -307,7 +309,7 @@ func TestWorstCaseScrapeSizeOfAFamily(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock(time.Unix(1_700_000_000, 0))
 	tracker, err := metrics.NewTracker(metrics.TrackerOpts{DefaultTimeout: time.Second, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)

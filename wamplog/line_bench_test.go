@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/php-wamp-observer/php-wamp-observer/metrics"
+
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
 
 // BenchmarkParseLine is the line parser on the lines PHP processes send
@@ -45,7 +47,7 @@ func BenchmarkHandleLinePair(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	in, err := NewIngester(prometheus.NewRegistry(), IngesterOpts{Tracker: tracker, MaxProcedures: 1000, Logger: quietLog()})
+	in, err := NewIngester(prometheus.NewRegistry(), IngesterOpts{Tracker: tracker, MaxProcedures: 1000, Logger: testkit.QuietLog()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/php-wamp-observer/php-wamp-observer/metrics"
+
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
 
 type logFixture struct {
@@ -46,7 +48,7 @@ func startListenerWith(t *testing.T, timeout time.Duration, now func() time.Time
 	if _, err := metrics.NewFamily(reg, metrics.FamilyOpts{Prefix: "wamp_router", MaxProcedures: 10}); err != nil {
 		t.Fatal(err)
 	}
-	in, err := NewIngester(reg, IngesterOpts{Tracker: tracker, MaxProcedures: 100, MaxFamilies: 4, Logger: quietLog()})
+	in, err := NewIngester(reg, IngesterOpts{Tracker: tracker, MaxProcedures: 100, MaxFamilies: 4, Logger: testkit.QuietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +56,7 @@ func startListenerWith(t *testing.T, timeout time.Duration, now func() time.Time
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.Logger = quietLog()
+	opts.Logger = testkit.QuietLog()
 	l, err := NewListener(reg, socks, in, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +90,7 @@ func send(t *testing.T, c net.Conn, lines ...string) {
 // the series does not exist.
 func (f *logFixture) value(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	m := findMetric(t, f.reg, name, labels...)
+	m := testkit.FindMetric(t, f.reg, name, labels...)
 	switch {
 	case m == nil:
 		return -1
@@ -107,7 +109,7 @@ func (f *logFixture) value(t *testing.T, name string, labels ...string) float64 
 // sum reads the sum of a summary series; -1 when it does not exist.
 func (f *logFixture) sum(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	m := findMetric(t, f.reg, name, labels...)
+	m := testkit.FindMetric(t, f.reg, name, labels...)
 	if m == nil || m.Summary == nil {
 		return -1
 	}
@@ -235,7 +237,7 @@ func TestEveryBadLineReasonStartsAtZero(t *testing.T) {
 // the connection went idle before it: a call answered 100 ms after it was
 // logged, on a connection quiet for a second before, took 100 ms.
 func TestTCPLinesAreTimedByTheReadThatDeliveredThem(t *testing.T) {
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock(time.Unix(1_700_000_000, 0))
 	f := startListenerWithClock(t, 300*time.Millisecond, 0, clock.Now)
 	c := f.dial(t, "tcp")
 	f.waitFor(t, 1, "wamp_observer_log_tcp_connections")
@@ -287,7 +289,7 @@ func originalWriterTraffic(calls int) (lines []string, want map[string][numOutco
 func TestOriginalWriterLinesCountExactly(t *testing.T) {
 	for _, network := range []string{"tcp", "udp"} {
 		t.Run(network, func(t *testing.T) {
-			clock := newFakeClock()
+			clock := testkit.NewFakeClock(time.Unix(1_700_000_000, 0))
 			f := startListenerWithClock(t, 300*time.Millisecond, 0, clock.Now)
 			lines, want := originalWriterTraffic(90)
 			c := f.dial(t, network)

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"io"
 	"log"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/php-wamp-observer/php-wamp-observer/app"
 	"github.com/php-wamp-observer/php-wamp-observer/internal/freeport"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 	"github.com/php-wamp-observer/php-wamp-observer/internal/wampraw"
 	"github.com/php-wamp-observer/php-wamp-observer/wamplog"
 )
@@ -56,25 +56,13 @@ type Instance struct {
 // it shuts down and must return no error.
 func Start(t testing.TB, cfg Config) *Instance {
 	t.Helper()
-	listen := func() net.Listener {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ln
-	}
-	ls := app.Listeners{WAMP: listen(), Metrics: listen()}
+	ls := Listeners(t, cfg.Log)
 	in := &Instance{
 		WAMPURL:    "ws://" + ls.WAMP.Addr().String() + "/",
 		MetricsURL: "http://" + ls.Metrics.Addr().String(),
 	}
-	if cfg.Log {
-		socks, err := wamplog.Listen("127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls.Log = socks
-		in.LogAddr = socks.Addr().String()
+	if ls.Log != nil {
+		in.LogAddr = ls.Log.Addr().String()
 	}
 	a, err := app.New(app.Config{
 		CallTimeout:     cfg.Timeout,
@@ -83,7 +71,7 @@ func Start(t testing.TB, cfg Config) *Instance {
 		HTTPIdleTimeout: cfg.IdleTimeout,
 		MaxLogLineLen:   cfg.MaxLogLine,
 		MaxLogConns:     cfg.MaxLogConns,
-		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:          testkit.QuietLog(),
 	}, ls)
 	if err != nil {
 		t.Fatalf("router: %v", err)
@@ -98,6 +86,29 @@ func Start(t testing.TB, cfg Config) *Instance {
 		}
 	})
 	return in
+}
+
+// Listeners opens the program's listeners on free loopback ports: WAMP,
+// metrics and, withLog, the log sockets (UDP and TCP on one port). Whoever
+// receives them closes them (app.New does, also when it fails).
+func Listeners(t testing.TB, withLog bool) app.Listeners {
+	t.Helper()
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
+	}
+	ls := app.Listeners{WAMP: listen(), Metrics: listen()}
+	if withLog {
+		socks, err := wamplog.Listen("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls.Log = socks
+	}
+	return ls
 }
 
 // nexusLog is a nexus logger that writes nothing.

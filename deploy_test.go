@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
 
 // The systemd files shipped in deploy/systemd.
@@ -149,7 +150,7 @@ func TestSystemdService(t *testing.T) {
 				t.Logf("router stderr:\n%s", stderr.String())
 			}
 		})
-		harness.Eventually(t, 10*time.Second, "the metrics endpoint", func() (any, bool) {
+		testkit.Eventually(t, 10*time.Second, "the metrics endpoint", func() (any, bool) {
 			rsp, err := http.Get("http://" + metricsAddr + "/metrics")
 			if err != nil {
 				return err, false

@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 	"github.com/php-wamp-observer/php-wamp-observer/internal/wampraw"
 )
 
@@ -52,7 +53,7 @@ func TestDisconnectStormLeavesNothingPending(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		harness.Eventually(t, 10*time.Second, fmt.Sprintf("round %d: %d calls in flight", round, sessions), func() (any, bool) {
+		testkit.Eventually(t, 10*time.Second, fmt.Sprintf("round %d: %d calls in flight", round, sessions), func() (any, bool) {
 			n, ok := in.Scrape(t).Gauge("wamp_router_calls_in_flight")
 			return n, ok && n == sessions
 		})
@@ -61,7 +62,7 @@ func TestDisconnectStormLeavesNothingPending(t *testing.T) {
 				c.Close()
 			}
 		}
-		harness.Eventually(t, 10*time.Second, fmt.Sprintf("round %d: nothing pending", round), func() (any, bool) {
+		testkit.Eventually(t, 10*time.Second, fmt.Sprintf("round %d: nothing pending", round), func() (any, bool) {
 			s := in.Scrape(t)
 			inFlight, ok1 := s.Gauge("wamp_router_calls_in_flight")
 			open, ok2 := s.Gauge("wamp_router_sessions")
@@ -133,7 +134,7 @@ func TestThousandConcurrentSessions(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	harness.Eventually(t, 10*time.Second, "1,000 responses", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "1,000 responses", func() (any, bool) {
 		n, _, ok := in.Scrape(t).Summary("wamp_router_responses_seconds", "message", "hello1")
 		return n, ok && n == sessions
 	})
@@ -157,7 +158,7 @@ func TestCalleeDyingMidCallEndsCallsAsErrors(t *testing.T) {
 			results <- err
 		}()
 	}
-	harness.Eventually(t, 10*time.Second, "the calls in flight", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "the calls in flight", func() (any, bool) {
 		n, ok := in.Scrape(t).Gauge("wamp_router_calls_in_flight")
 		return n, ok && n == calls
 	})
@@ -167,7 +168,7 @@ func TestCalleeDyingMidCallEndsCallsAsErrors(t *testing.T) {
 			t.Errorf("caller got %q, want wamp.error.canceled", got)
 		}
 	}
-	harness.Eventually(t, 10*time.Second, "the calls counted as errors", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "the calls counted as errors", func() (any, bool) {
 		s := in.Scrape(t)
 		errs, _, ok1 := s.Summary("wamp_router_errors_seconds", "message", "fragile")
 		inFlight, ok2 := s.Gauge("wamp_router_calls_in_flight")

@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 	"github.com/php-wamp-observer/php-wamp-observer/internal/wampraw"
 	"github.com/php-wamp-observer/php-wamp-observer/router"
 	"github.com/php-wamp-observer/php-wamp-observer/wamplog"
@@ -119,7 +120,7 @@ func TestHostileInputLeavesValidCountsExact(t *testing.T) {
 				inputs++
 				sent++
 				if unsynced += len(datagram) + 64; unsynced > 128<<10 || sent%100 == 0 {
-					harness.Eventually(t, 10*time.Second, "the listener caught up", func() (any, bool) {
+					testkit.Eventually(t, 10*time.Second, "the listener caught up", func() (any, bool) {
 						n, _ := in.Scrape(t).CounterTotal("wamp_observer_log_bad_lines_total") // none yet: 0
 						return fmt.Sprintf("%v bad lines of %d sent", n, sent), n >= float64(sent)
 					})
@@ -150,7 +151,7 @@ func TestHostileInputLeavesValidCountsExact(t *testing.T) {
 			harness.Dial(t, "tcp", in.LogAddr) // closed at the end of the phase
 			inputs++
 		}
-		harness.Eventually(t, 10*time.Second, "idle connections refused", func() (any, bool) {
+		testkit.Eventually(t, 10*time.Second, "idle connections refused", func() (any, bool) {
 			s := in.Scrape(t)
 			open, ok1 := s.Gauge("wamp_observer_log_tcp_connections")
 			refused, ok2 := s.Counter("wamp_observer_log_tcp_refused_total")
@@ -231,7 +232,7 @@ func TestHostileInputLeavesValidCountsExact(t *testing.T) {
 		}
 		// Poll until the counts settle; whatever still differs is reported.
 		var got *harness.Scrape
-		harness.Eventually(t, 15*time.Second, "every count exact", func() (any, bool) {
+		testkit.Eventually(t, 15*time.Second, "every count exact", func() (any, bool) {
 			got = in.Scrape(t)
 			var diffs []string
 			check := func(what string, got float64, ok bool, want float64) {

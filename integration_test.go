@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 )
 
@@ -134,7 +135,7 @@ func TestRouterTimesEveryOutcomePerProcedure(t *testing.T) {
 		defer close(leaverDone)
 		_ = call(leaver, "hello6", wamp.Dict{"timeout": 10_000}, nil)
 	}()
-	harness.Eventually(t, 10*time.Second, "the hello6 call in flight", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "the hello6 call in flight", func() (any, bool) {
 		n, ok := in.Scrape(t).Gauge("wamp_router_calls_in_flight")
 		return n, ok && n == 1
 	})
@@ -143,7 +144,7 @@ func TestRouterTimesEveryOutcomePerProcedure(t *testing.T) {
 	close(release)
 
 	var got *harness.Scrape
-	harness.Eventually(t, 10*time.Second, "no calls in flight and 6 sessions", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "no calls in flight and 6 sessions", func() (any, bool) {
 		got = in.Scrape(t)
 		inFlight, ok1 := got.Gauge("wamp_router_calls_in_flight")
 		sessions, ok2 := got.Gauge("wamp_router_sessions")
@@ -219,7 +220,7 @@ func TestMetricsEndpoints(t *testing.T) {
 	}, nil); err != nil {
 		t.Fatal(err)
 	}
-	harness.Eventually(t, 10*time.Second, "a hello1 series", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "a hello1 series", func() (any, bool) {
 		_, _, ok := in.ScrapePath(t, "/").Summary("wamp_router_responses_seconds", "message", "hello1")
 		return ok, ok
 	})
@@ -324,7 +325,7 @@ func TestOneCalleeServesAHundredBusyCallers(t *testing.T) {
 		t.Errorf("calls failed: %v", failures)
 	}
 	var got *harness.Scrape
-	harness.Eventually(t, 10*time.Second, "no calls in flight", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "no calls in flight", func() (any, bool) {
 		got = in.Scrape(t)
 		n, ok := got.Gauge("wamp_router_calls_in_flight")
 		return n, ok && n == 0
@@ -395,7 +396,7 @@ func TestDealerTimeoutOutcomeIsWhatTheCallerReceived(t *testing.T) {
 		t.Fatalf("the caller received %v", received)
 	}
 	var got *harness.Scrape
-	harness.Eventually(t, 10*time.Second, "every call recorded", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "every call recorded", func() (any, bool) {
 		got = in.Scrape(t)
 		n := 0
 		for _, o := range outcomes {
@@ -457,7 +458,7 @@ func TestScrapeStormDoesNotDistortTimings(t *testing.T) {
 	wg.Wait()
 	// The server may still be finishing the scrapes the storm abandoned,
 	// and answers 503 to more than its bound of them.
-	harness.Eventually(t, 10*time.Second, "the scrape storm's end", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "the scrape storm's end", func() (any, bool) {
 		rsp, err := http.Get(in.MetricsURL + "/metrics")
 		if err != nil {
 			return err, false

@@ -16,6 +16,7 @@ import (
 	"github.com/gammazero/nexus/v3/wamp"
 
 	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
 
 // The interop tests put a WAMP client nobody here wrote, Autobahn|JS
@@ -99,7 +100,7 @@ func TestAutobahnCallerToGoCallee(t *testing.T) {
 	if want := map[string]uint64{"wamp.error.timeout": 3}; !maps.Equal(s.Errors, want) {
 		t.Errorf("interop.hang: errors %v, want %v", s.Errors, want)
 	}
-	harness.Eventually(t, 10*time.Second, "3 interrupted invocations", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "3 interrupted invocations", func() (any, bool) {
 		n := interrupted.Load()
 		return n, n == 3
 	})
@@ -116,7 +117,7 @@ func TestAutobahnCallerToGoCallee(t *testing.T) {
 
 	// Every caller has left with GOODBYE: only the Go callee's session is open.
 	var got *harness.Scrape
-	harness.Eventually(t, 10*time.Second, "idle with one session", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "idle with one session", func() (any, bool) {
 		got = in.Scrape(t)
 		inFlight, ok1 := got.Gauge("wamp_router_calls_in_flight")
 		sessions, ok2 := got.Gauge("wamp_router_sessions")
@@ -196,7 +197,7 @@ func TestAutobahnCalleeServesPHPWriter(t *testing.T) {
 
 	// The writers have left; their log lines are on their way over UDP.
 	var got *harness.Scrape
-	harness.Eventually(t, 10*time.Second, "every logged call ended", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "every logged call ended", func() (any, bool) {
 		got = in.Scrape(t)
 		var logged uint64
 		for _, o := range outcomes {
@@ -293,7 +294,7 @@ func TestAutobahnCallerToPHPCallee(t *testing.T) {
 	canceled := cancelled.Errors["wamp.error.canceled"]
 
 	var got *harness.Scrape
-	harness.Eventually(t, 10*time.Second, "every call ended in the router and in the callee's log", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "every call ended in the router and in the callee's log", func() (any, bool) {
 		got = in.Scrape(t)
 		var logged uint64
 		for _, o := range outcomes {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
 
 // php7LogScript logs calls with known outcomes through whichever
@@ -55,7 +56,7 @@ func TestPHP7ObserverLinesCountLikeThePHP8Ones(t *testing.T) {
 			}
 			php.ExitsCleanly()
 			var got *harness.Scrape
-			harness.Eventually(t, 10*time.Second, "no calls pending and both timeouts", func() (any, bool) {
+			testkit.Eventually(t, 10*time.Second, "no calls pending and both timeouts", func() (any, bool) {
 				got = in.Scrape(t)
 				pending, ok := got.Gauge("wamp_observer_log_calls_pending")
 				timeouts, _ := got.SummaryTotal("wamp_out_timeouts_seconds") // no series: none yet

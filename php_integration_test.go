@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
 
 var hellos = []string{"hello1", "hello2", "hello3", "hello4", "hello5", "hello6", "hello7", "hello8", "hello9"}
@@ -31,7 +32,7 @@ func TestRouterCallerAndCalleeAgree(t *testing.T) {
 	// Run until every procedure has been called and every outcome seen,
 	// at least 3 seconds; errors are 1 in 99 answered calls.
 	start := time.Now()
-	harness.Eventually(t, 60*time.Second, "every procedure answered and every outcome seen", func() (any, bool) {
+	testkit.Eventually(t, 60*time.Second, "every procedure answered and every outcome seen", func() (any, bool) {
 		s := in.Scrape(t)
 		var unanswered []string
 		for _, h := range hellos {
@@ -50,7 +51,7 @@ func TestRouterCallerAndCalleeAgree(t *testing.T) {
 
 	// Every call has ended: answered, or past its deadline everywhere.
 	var got *harness.Scrape
-	harness.Eventually(t, 10*time.Second, "no calls pending", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "no calls pending", func() (any, bool) {
 		got = in.Scrape(t)
 		inFlight, ok1 := got.Gauge("wamp_router_calls_in_flight")
 		pending, ok2 := got.Gauge("wamp_observer_log_calls_pending")
@@ -104,7 +105,7 @@ func TestUDPWriterKeepsTheSeedsProportions(t *testing.T) {
 		to, _ := s.SummaryTotal("wamp_in_timeouts_seconds")
 		return float64(r), float64(e), float64(to)
 	}
-	harness.Eventually(t, 60*time.Second, "1200 calls", func() (any, bool) {
+	testkit.Eventually(t, 60*time.Second, "1200 calls", func() (any, bool) {
 		r, e, to := ended(in.Scrape(t))
 		return r + e + to, r+e+to >= 1200
 	})
@@ -112,7 +113,7 @@ func TestUDPWriterKeepsTheSeedsProportions(t *testing.T) {
 		t.Log(w.Stop("writer --udp:"))
 	}
 	var got *harness.Scrape
-	harness.Eventually(t, 10*time.Second, "no calls pending", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "no calls pending", func() (any, bool) {
 		got = in.Scrape(t)
 		pending, ok := got.Gauge("wamp_observer_log_calls_pending")
 		return pending, ok && pending == 0

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
 
 // The operator files shipped in deploy/prometheus.
@@ -92,7 +93,7 @@ func TestLogFamilyNamesKeepTheScrapeLintClean(t *testing.T) {
 		}
 	}
 	want := float64(3 * len(refused))
-	harness.Eventually(t, 10*time.Second, "the refused lines counted", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "the refused lines counted", func() (any, bool) {
 		n, ok := in.Scrape(t).Counter("wamp_observer_log_bad_lines_total", "reason", "lint_name")
 		return n, ok && n == want
 	})

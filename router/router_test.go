@@ -56,15 +56,10 @@ func (r recorder) waitFor(t *testing.T, want string) {
 	waitUntil(t, want, func() bool { return slices.Contains(r.snapshot(), want) })
 }
 
+// waitUntil is testkit.Eventually for a condition with nothing to show.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testkit.Eventually(t, 5*time.Second, what, func() (any, bool) { return nil, cond() })
 }
 
 func startRouter(t *testing.T, cfg Config) *httptest.Server {

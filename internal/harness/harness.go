@@ -1,7 +1,7 @@
 // Package harness starts instances of the router and drives them with real
 // clients for the tests: nexus's Go client, raw WAMP sessions, log lines
 // over UDP and TCP, PHP and Node processes, a real Prometheus; and it reads
-// back what the router counted, polling with a deadline.
+// back what the router counted, polling with a deadline (testkit.Eventually).
 //
 // Start is the one place that builds an app.Config and runs the program
 // in-process; tests say what they need in a harness.Config.

@@ -10,6 +10,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/php-wamp-observer/php-wamp-observer/internal/wampraw"
+
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -112,7 +114,7 @@ func TestAnInstanceServesEveryClient(t *testing.T) {
 	if got := ErrorURI(err); got != "wamp.error.no_such_procedure" {
 		t.Errorf("error %q", got)
 	}
-	Eventually(t, 10*time.Second, "two calls of hello1 through the router", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "two calls of hello1 through the router", func() (any, bool) {
 		n, _, ok := in.Scrape(t).Summary("wamp_router_responses_seconds", "message", "hello1")
 		return n, ok && n == 2
 	})

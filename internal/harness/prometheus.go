@@ -16,6 +16,8 @@ import (
 	promapi "github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
 
 // Prometheus is a real Prometheus, started by the test on a free loopback
@@ -72,7 +74,7 @@ scrape_configs:
 	})
 
 	url := "http://" + addr
-	Eventually(t, 10*time.Second, "Prometheus ready", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "Prometheus ready", func() (any, bool) {
 		rsp, err := http.Get(url + "/-/ready")
 		if err != nil {
 			return err, false
@@ -112,7 +114,7 @@ func (p *Prometheus) Query(t testing.TB, q, label string) map[string]float64 {
 // learns that Prometheus has scraped the final values.
 func (p *Prometheus) WaitForQuery(t testing.TB, q, label string, want map[string]float64) {
 	t.Helper()
-	Eventually(t, 20*time.Second, fmt.Sprintf("%s = %v", q, want), func() (any, bool) {
+	testkit.Eventually(t, 20*time.Second, fmt.Sprintf("%s = %v", q, want), func() (any, bool) {
 		got := p.Query(t, q, label)
 		return got, maps.Equal(got, want)
 	})

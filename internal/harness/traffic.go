@@ -8,6 +8,8 @@ import (
 	"github.com/gammazero/nexus/v3/client"
 	"github.com/gammazero/nexus/v3/transport/serialize"
 	"github.com/gammazero/nexus/v3/wamp"
+
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
 
 // CallThroughEachPath puts one call through each path of an instance
@@ -30,7 +32,7 @@ func (in *Instance) CallThroughEachPath(t testing.TB) {
 	if _, err := conn.Write([]byte(LogLine("wamp", "out", `[48,1,{},"hello1"]`) + "\n" + LogLine("wamp", "out", `[50,1,{}]`) + "\n")); err != nil {
 		t.Fatal(err)
 	}
-	Eventually(t, 10*time.Second, "the logged call counted", func() (any, bool) {
+	testkit.Eventually(t, 10*time.Second, "the logged call counted", func() (any, bool) {
 		n, _, ok := in.Scrape(t).Summary("wamp_out_responses_seconds", "message", "hello1")
 		return n, ok && n == 1
 	})

@@ -51,7 +51,7 @@ if ($arguments === ['--udp']) {
     $stop = fn () => $writer->stop();
 } else {
     $client = new Client($loop, $settings->url, $settings->realm, WampObserver::logging() ? 'out' : null);
-    $writer = new CallWriter($loop, $client, $settings->callLimit);
+    $writer = new CallWriter($loop, $client, $settings->callLimit, $settings->callTimeoutMs);
     $joined = false;
     $client->connect(
         function () use ($writer, $client, $loop, &$joined): void {

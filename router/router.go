@@ -137,7 +137,8 @@ type Config struct {
 	// policy. See originPolicy.
 	AllowOrigins []string
 	// OpenSession starts the observation of a session. Nil turns the
-	// observer off: the front then hands nexus its serializers untouched.
+	// observer off: each connection is still a peer of the front, with its
+	// guard and bounded queues, but nothing is shown to an observer.
 	OpenSession OpenSessionFunc
 	// MaxMessageSize bounds a message from a client, in bytes;
 	// DefaultMaxMessageSize when 0.

@@ -97,6 +97,7 @@ final class ScriptsTest extends TestCase
     {
         yield 'unknown option' => [['writer.php', '--tcp'], [], 'usage'];
         yield 'bad call limit' => [['writer.php', '--udp'], ['WRITER_CALLS' => 'many'], 'WRITER_CALLS'];
+        yield 'bad call timeout' => [['writer.php'], ['WRITER_CALL_TIMEOUT_MS' => '0'], 'WRITER_CALL_TIMEOUT_MS'];
         yield 'bad observer address' => [['callee.php'], ['WAMP_OBSERVER_ADDR' => 'nowhere'], 'host:port'];
     }
 
@@ -119,7 +120,7 @@ final class ScriptsTest extends TestCase
      */
     private static function runScript(array $arguments, array $env): array
     {
-        $command = ['env', '-u', 'WAMP_OBSERVER_ADDR', '-u', 'WRITER_CALLS', '-u', 'WAMP_URL'];
+        $command = ['env', '-u', 'WAMP_OBSERVER_ADDR', '-u', 'WRITER_CALLS', '-u', 'WRITER_CALL_TIMEOUT_MS', '-u', 'WAMP_URL'];
         foreach ($env as $name => $value) {
             $command[] = "$name=$value";
         }

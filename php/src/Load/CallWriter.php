@@ -15,8 +15,8 @@ final class CallWriter
 {
     /** Pause between calls, as in the original tool. */
     private const PAUSE = 0.0025;
-    /** The CALL timeout option, in milliseconds: the router times calls out. */
-    private const CALL_TIMEOUT_MS = 300;
+    /** The CALL timeout option's default, in milliseconds, the original tool's deadline. */
+    public const CALL_TIMEOUT_MS = 300;
     /** How long stop() waits for the call in hand. */
     private const DRAIN_TIMEOUT = 1.5;
 
@@ -36,6 +36,8 @@ final class CallWriter
         private Loop $loop,
         private Client $client,
         private ?int $limit,
+        /** The CALL timeout option, in milliseconds: the dealer times calls out. */
+        private int $timeoutMs = self::CALL_TIMEOUT_MS,
     ) {
     }
 
@@ -83,7 +85,7 @@ final class CallWriter
         $this->client->call(
             'hello' . random_int(1, HelloCallee::PROCEDURES),
             ["hello world {$this->calls}"],
-            ['timeout' => self::CALL_TIMEOUT_MS],
+            ['timeout' => $this->timeoutMs],
             function (): void {
                 $this->results++;
                 $this->ended();

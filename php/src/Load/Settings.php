@@ -16,20 +16,16 @@ final class Settings
         public string $observerAddress,
         /** Stop after this many calls (writers only); null runs until a signal. */
         public ?int $callLimit,
+        /** The writers' CALL timeout option, in milliseconds. */
+        public int $callTimeoutMs = CallWriter::CALL_TIMEOUT_MS,
     ) {
     }
 
-    /** @throws \InvalidArgumentException for a malformed WRITER_CALLS */
+    /** @throws \InvalidArgumentException for a malformed WRITER_CALLS or WRITER_CALL_TIMEOUT_MS */
     public static function fromEnvironment(): self
     {
-        $limit = self::nonEmpty('WRITER_CALLS', '');
-        $calls = null;
-        if ($limit !== '') {
-            $calls = filter_var($limit, FILTER_VALIDATE_INT, ['options' => ['min_range' => 1]]);
-            if ($calls === false) {
-                throw new \InvalidArgumentException("WRITER_CALLS must be a positive integer, not \"$limit\"");
-            }
-        }
+        $calls = self::positiveInt('WRITER_CALLS');
+        $timeout = self::positiveInt('WRITER_CALL_TIMEOUT_MS') ?? CallWriter::CALL_TIMEOUT_MS;
         $observer = getenv('WAMP_OBSERVER_ADDR');
         return new self(
             self::nonEmpty('WAMP_URL', 'ws://127.0.0.1:9090/'),
@@ -37,7 +33,22 @@ final class Settings
             // Set but empty means "no logging", unlike the other settings.
             $observer === false ? '127.0.0.1:6666' : $observer,
             $calls,
+            $timeout,
         );
+    }
+
+    /** @throws \InvalidArgumentException when $name is set to anything but a positive integer */
+    private static function positiveInt(string $name): ?int
+    {
+        $value = self::nonEmpty($name, '');
+        if ($value === '') {
+            return null;
+        }
+        $n = filter_var($value, FILTER_VALIDATE_INT, ['options' => ['min_range' => 1]]);
+        if ($n === false) {
+            throw new \InvalidArgumentException("$name must be a positive integer, not \"$value\"");
+        }
+        return $n;
     }
 
     private static function nonEmpty(string $name, string $default): string

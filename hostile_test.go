@@ -61,7 +61,7 @@ func TestHostileInputLeavesValidCountsExact(t *testing.T) {
 	validTCP := harness.Dial(t, "tcp", in.LogAddr)
 	valid.Go(func() {
 		for i := 1; i <= validLogPairs; i++ {
-			call, result := harness.LogLine("wamp", "out", fmt.Sprintf(`[48,%d,{},"hello1"]`, i)), harness.LogLine("wamp", "out", fmt.Sprintf(`[50,%d,{}]`, i))
+			call, result := testkit.LogLine("wamp", "out", fmt.Sprintf(`[48,%d,{},"hello1"]`, i)), testkit.LogLine("wamp", "out", fmt.Sprintf(`[50,%d,{}]`, i))
 			if _, err := validUDP.Write([]byte(call + "\n" + result + "\n")); err != nil {
 				t.Errorf("valid datagram: %v", err)
 			}
@@ -76,7 +76,7 @@ func TestHostileInputLeavesValidCountsExact(t *testing.T) {
 	ok := t.Run("udp", func(t *testing.T) {
 		// Bad datagrams, each family with the reason it must be counted under.
 		wampMsg := func(msg string) func(int) []byte {
-			return func(i int) []byte { return []byte(harness.LogLine("wamp", "out", fmt.Sprintf(msg, i))) }
+			return func(i int) []byte { return []byte(testkit.LogLine("wamp", "out", fmt.Sprintf(msg, i))) }
 		}
 		udpHostile := []struct {
 			reason string
@@ -88,9 +88,9 @@ func TestHostileInputLeavesValidCountsExact(t *testing.T) {
 			{wamplog.ReasonNotJSON, func(i int) []byte { return fmt.Appendf(nil, `["wamp","out"]%d`, i) }},
 			{wamplog.ReasonNotJSON, func(i int) []byte { return fmt.Appendf(nil, `{"wamp":%d}`, i) }},
 			{wamplog.ReasonNotJSON, func(i int) []byte { return []byte(strings.Repeat("x", 65000)) }}, // 64 KiB datagrams
-			{wamplog.ReasonBadName, func(i int) []byte { return []byte(harness.LogLine("WAMP", "out", `[48,1,{},"p"]`)) }},
-			{wamplog.ReasonBadName, func(i int) []byte { return []byte(harness.LogLine("wamp", fmt.Sprintf("out_%d", i), `[48,1,{},"p"]`)) }},
-			{wamplog.ReasonBadName, func(i int) []byte { return []byte(harness.LogLine(strings.Repeat("a", 40), "out", `[48,1,{},"p"]`)) }},
+			{wamplog.ReasonBadName, func(i int) []byte { return []byte(testkit.LogLine("WAMP", "out", `[48,1,{},"p"]`)) }},
+			{wamplog.ReasonBadName, func(i int) []byte { return []byte(testkit.LogLine("wamp", fmt.Sprintf("out_%d", i), `[48,1,{},"p"]`)) }},
+			{wamplog.ReasonBadName, func(i int) []byte { return []byte(testkit.LogLine(strings.Repeat("a", 40), "out", `[48,1,{},"p"]`)) }},
 			{wamplog.ReasonBadMessage, wampMsg(`{"type":%d}`)},
 			{wamplog.ReasonBadMessage, wampMsg(`[%d`)},
 			{wamplog.ReasonWrongArity, wampMsg(`[48,%d,{}]`)},
@@ -138,11 +138,11 @@ func TestHostileInputLeavesValidCountsExact(t *testing.T) {
 			inputs++
 		}
 		fmt.Fprintf(tcpBad, "%s", strings.Repeat("y", 1<<20)) // 1 MiB, no newline yet
-		fmt.Fprintf(tcpBad, "\n%s\n", harness.LogLine("wamp", "out", `[48,1000001,{},"hello2"]`))
+		fmt.Fprintf(tcpBad, "\n%s\n", testkit.LogLine("wamp", "out", `[48,1000001,{},"hello2"]`))
 		want[wamplog.ReasonTooLong]++
 		inputs++
 		slow := harness.Dial(t, "tcp", in.LogAddr)
-		pair := harness.LogLine("wamp", "out", `[48,2000001,{},"hello2"]`) + "\n" + harness.LogLine("wamp", "out", `[50,2000001,{}]`) + "\n"
+		pair := testkit.LogLine("wamp", "out", `[48,2000001,{},"hello2"]`) + "\n" + testkit.LogLine("wamp", "out", `[50,2000001,{}]`) + "\n"
 		for i := 0; i < len(pair); i += 7 {
 			slow.Write([]byte(pair[i:min(i+7, len(pair))]))
 			time.Sleep(200 * time.Microsecond)

@@ -77,7 +77,7 @@ func TestLogFamilyNamesKeepTheScrapeLintClean(t *testing.T) {
 	// name part as a namespace, not a unit or type.
 	valid := [][2]string{{"wamp", "in"}, {"wamp", "out"}, {"wamp", "v1"}, {"php", "out"}, {"s", "out"}, {"gauge", "out"}}
 	line := func(pair [2]string, msg string) string {
-		return harness.LogLine(pair[0], pair[1], msg) + "\n"
+		return testkit.LogLine(pair[0], pair[1], msg) + "\n"
 	}
 	for round := range 3 {
 		for _, p := range refused {

@@ -49,7 +49,7 @@ func newIngestFixture(t *testing.T, opts IngesterOpts) *ingestFixture {
 }
 
 func (f *ingestFixture) line(from netip.AddrPort, msg string) {
-	f.r.HandleLine(from, []byte(wrap("php", "out", msg)))
+	f.r.HandleLine(from, []byte(testkit.LogLine("php", "out", msg)))
 }
 
 // count is the count of php_out_<outcome>_seconds{message=procedure}.
@@ -266,7 +266,7 @@ func TestRegistrationChargesAreGivenBack(t *testing.T) {
 // place, so such pairs cannot lock valid ones out.
 func TestLintRefusedPairIsLintedOnce(t *testing.T) {
 	f := newIngestFixture(t, IngesterOpts{MaxFamilies: 2})
-	bad := []byte(wrap("php", "ms", `[48,1,{},"x"]`))
+	bad := []byte(testkit.LogLine("php", "ms", `[48,1,{},"x"]`))
 	from := sender(1)
 	f.r.HandleLine(from, bad)
 	perLine := testing.AllocsPerRun(100, func() { f.r.HandleLine(from, bad) })
@@ -275,7 +275,7 @@ func TestLintRefusedPairIsLintedOnce(t *testing.T) {
 		t.Errorf("a refused pair's line allocates %v times, linting %v: linted again?", perLine, lint)
 	}
 	for _, dir := range []string{"sec", "us", "ns", "kb"} {
-		f.r.HandleLine(from, []byte(wrap("php", dir, `[48,1,{},"x"]`)))
+		f.r.HandleLine(from, []byte(testkit.LogLine("php", dir, `[48,1,{},"x"]`)))
 	}
 	if got, want := testutil.ToFloat64(f.in.badLines[ReasonLintName]), float64(2+100+4); got != want {
 		t.Errorf("lint_name %v, want %v", got, want)
@@ -368,7 +368,7 @@ func TestFamiliesAreThoseLinesCreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pair := range [][2]string{{"php", "out"}, {"wamp", "router"}, {"php", "ms"}, {"wamp", "in"}, {"php", "out"}} {
-		f.r.HandleLine(sender(1), []byte(wrap(pair[0], pair[1], `[48,1,{},"p"]`)))
+		f.r.HandleLine(sender(1), []byte(testkit.LogLine(pair[0], pair[1], `[48,1,{},"p"]`)))
 	}
 	var names []string
 	for _, fam := range f.in.Families() {

@@ -19,13 +19,13 @@ import (
 func BenchmarkParseLine(b *testing.B) {
 	big := strings.Repeat("x", 4096)
 	for _, bc := range []struct{ name, line string }{
-		{"v2_call", wrap("wamp", "out", `[48,123456,{"timeout":300},"hello3",["hello world 1"]]`)},
-		{"v2_result", wrap("wamp", "out", `[50,123456,{},["Hello from hello3"]]`)},
-		{"v2_invocation", wrap("wamp", "in", `[68,98765,4242,{"procedure":"hello3"},["hello world 1"]]`)},
-		{"v1_call", wrap("wamp", "in", `[2,"6560a1b2c3d4e","hello3",{"msg":"hello world 1 details"}]`)},
-		{"v2_call_4KiB_args", wrap("wamp", "out", `[48,123456,{"timeout":300},"hello3",["`+big+`"]]`)},
+		{"v2_call", testkit.LogLine("wamp", "out", `[48,123456,{"timeout":300},"hello3",["hello world 1"]]`)},
+		{"v2_result", testkit.LogLine("wamp", "out", `[50,123456,{},["Hello from hello3"]]`)},
+		{"v2_invocation", testkit.LogLine("wamp", "in", `[68,98765,4242,{"procedure":"hello3"},["hello world 1"]]`)},
+		{"v1_call", testkit.LogLine("wamp", "in", `[2,"6560a1b2c3d4e","hello3",{"msg":"hello world 1 details"}]`)},
+		{"v2_call_4KiB_args", testkit.LogLine("wamp", "out", `[48,123456,{"timeout":300},"hello3",["`+big+`"]]`)},
 		{"bad_not_json", `this is not a log line at all`},
-		{"bad_name", wrap("WAMP", "out", `[48,1,{},"p"]`)},
+		{"bad_name", testkit.LogLine("WAMP", "out", `[48,1,{},"p"]`)},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			p := newLineParser()
@@ -57,8 +57,8 @@ func BenchmarkHandleLinePair(b *testing.B) {
 	calls := make([][]byte, 1024)
 	results := make([][]byte, 1024)
 	for i := range calls {
-		calls[i] = []byte(wrap("wamp", "out", fmt.Sprintf(`[48,%d,{"timeout":300},"hello%d",["hello world"]]`, i+1, i%9+1)))
-		results[i] = []byte(wrap("wamp", "out", fmt.Sprintf(`[50,%d,{},["Hello"]]`, i+1)))
+		calls[i] = []byte(testkit.LogLine("wamp", "out", fmt.Sprintf(`[48,%d,{"timeout":300},"hello%d",["hello world"]]`, i+1, i%9+1)))
+		results[i] = []byte(testkit.LogLine("wamp", "out", fmt.Sprintf(`[50,%d,{},["Hello"]]`, i+1)))
 	}
 	b.ReportAllocs()
 	i := 0

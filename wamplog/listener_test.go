@@ -135,13 +135,13 @@ func TestUDPSendersReusingIDsNeverCollide(t *testing.T) {
 	f := startListener(t, 300*time.Millisecond, 0)
 	a, b := f.dial(t, "udp"), f.dial(t, "udp")
 	// Both PHP processes number their calls from 1.
-	send(t, a, wrap("wamp", "out", `[48,1,{},"hello1"]`))
-	send(t, b, wrap("wamp", "out", `[48,1,{},"hello2"]`))
+	send(t, a, testkit.LogLine("wamp", "out", `[48,1,{},"hello1"]`))
+	send(t, b, testkit.LogLine("wamp", "out", `[48,1,{},"hello2"]`))
 	f.waitFor(t, 2, "wamp_out_calls_in_flight")
 	// Two lines in one datagram.
-	send(t, a, wrap("wamp", "out", `[50,1,{},["hi"]]`), wrap("wamp", "out", `[48,2,{},"hello1"]`))
-	send(t, b, wrap("wamp", "out", `[8,48,1,{},"app.error.hello"]`))
-	send(t, a, wrap("wamp", "out", `[50,2,{"progress":true},[1]]`), wrap("wamp", "out", `[50,2,{},[2]]`))
+	send(t, a, testkit.LogLine("wamp", "out", `[50,1,{},["hi"]]`), testkit.LogLine("wamp", "out", `[48,2,{},"hello1"]`))
+	send(t, b, testkit.LogLine("wamp", "out", `[8,48,1,{},"app.error.hello"]`))
+	send(t, a, testkit.LogLine("wamp", "out", `[50,2,{"progress":true},[1]]`), testkit.LogLine("wamp", "out", `[50,2,{},[2]]`))
 	f.waitFor(t, 2, "wamp_out_responses_seconds", "message", "hello1")
 	f.waitFor(t, 1, "wamp_out_errors_seconds", "message", "hello2")
 	f.waitFor(t, 0, "wamp_out_responses_seconds", "message", "hello2")
@@ -156,19 +156,19 @@ func TestCalleeViewAndV1Frames(t *testing.T) {
 	send(t, c,
 		// A callee that logs its registration, then invocations without
 		// details.procedure, as routers send them for exact registrations.
-		wrap("wamp", "in", `[64,1,{},"hello7"]`),
-		wrap("wamp", "in", `[65,1,555]`),
-		wrap("wamp", "in", `[68,10,555,{},["x"]]`),
-		wrap("wamp", "in", `[70,10,{},["y"]]`),
-		wrap("wamp", "in", `[68,11,555,{"procedure":"hello8"}]`),
-		wrap("wamp", "in", `[69,11,{"mode":"killnowait","reason":"wamp.error.timeout"}]`),
-		wrap("wamp", "in", `[68,12,556,{}]`), // unknown registration
+		testkit.LogLine("wamp", "in", `[64,1,{},"hello7"]`),
+		testkit.LogLine("wamp", "in", `[65,1,555]`),
+		testkit.LogLine("wamp", "in", `[68,10,555,{},["x"]]`),
+		testkit.LogLine("wamp", "in", `[70,10,{},["y"]]`),
+		testkit.LogLine("wamp", "in", `[68,11,555,{"procedure":"hello8"}]`),
+		testkit.LogLine("wamp", "in", `[69,11,{"mode":"killnowait","reason":"wamp.error.timeout"}]`),
+		testkit.LogLine("wamp", "in", `[68,12,556,{}]`), // unknown registration
 		// The original synthetic writer: v1 frames, string ids.
-		wrap("wamp", "v1", `[2,"a1","hello9",{"msg":"x"}]`),
-		wrap("wamp", "v1", `[3,"a1",{"msg":"y"}]`),
-		wrap("wamp", "v1", `[2,"a2","hello9",{"msg":"x"}]`),
-		wrap("wamp", "v1", `[4,"a2","app.error","z"]`),
-		wrap("wamp", "v1", `[2,"a3","hello9",{"msg":"x"}]`), // never answered
+		testkit.LogLine("wamp", "v1", `[2,"a1","hello9",{"msg":"x"}]`),
+		testkit.LogLine("wamp", "v1", `[3,"a1",{"msg":"y"}]`),
+		testkit.LogLine("wamp", "v1", `[2,"a2","hello9",{"msg":"x"}]`),
+		testkit.LogLine("wamp", "v1", `[4,"a2","app.error","z"]`),
+		testkit.LogLine("wamp", "v1", `[2,"a3","hello9",{"msg":"x"}]`), // never answered
 	)
 	f.waitFor(t, 1, "wamp_in_responses_seconds", "message", "hello7")
 	f.waitFor(t, 1, "wamp_in_timeouts_seconds", "message", "hello8")
@@ -183,15 +183,15 @@ func TestTCPLinesLongLinesAndBadLines(t *testing.T) {
 	f := startListener(t, 300*time.Millisecond, 256)
 	c := f.dial(t, "tcp")
 	send(t, c,
-		wrap("wamp", "out", `[48,1,{},"hello1"]`),
+		testkit.LogLine("wamp", "out", `[48,1,{},"hello1"]`),
 		strings.Repeat("x", 1000), // over the 256-byte limit
 		"not json",
-		wrap("Wamp", "out", `[48,2,{},"hello1"]`),
-		wrap("wamp", "router", `[48,3,{},"hello1"]`), // wamp_router_* is the router's
-		wrap("wamp", "out", `[50,1,{},[]]`),
+		testkit.LogLine("Wamp", "out", `[48,2,{},"hello1"]`),
+		testkit.LogLine("wamp", "router", `[48,3,{},"hello1"]`), // wamp_router_* is the router's
+		testkit.LogLine("wamp", "out", `[50,1,{},[]]`),
 	)
 	// The original class's last line may lack its newline.
-	if _, err := c.Write([]byte(wrap("wamp", "out", `[48,4,{},"hello1"]`) + "\n" + wrap("wamp", "out", `[50,4,{},[]]`))); err != nil {
+	if _, err := c.Write([]byte(testkit.LogLine("wamp", "out", `[48,4,{},"hello1"]`) + "\n" + testkit.LogLine("wamp", "out", `[50,4,{},[]]`))); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
@@ -209,7 +209,7 @@ func TestTooManyFamilies(t *testing.T) {
 	f := startListener(t, 300*time.Millisecond, 0)
 	c := f.dial(t, "udp")
 	for _, dir := range []string{"one", "two", "three", "four", "five", "six"} { // the fixture allows 4
-		send(t, c, wrap("wamp", dir, `[48,1,{},"p"]`))
+		send(t, c, testkit.LogLine("wamp", dir, `[48,1,{},"p"]`))
 	}
 	f.waitFor(t, 2, "wamp_observer_log_bad_lines_total", "reason", ReasonTooManyFamilies)
 	if got := f.value(t, "wamp_e_calls_in_flight"); got != -1 {
@@ -242,10 +242,10 @@ func TestTCPLinesAreTimedByTheReadThatDeliveredThem(t *testing.T) {
 	c := f.dial(t, "tcp")
 	f.waitFor(t, 1, "wamp_observer_log_tcp_connections")
 	clock.Advance(time.Second) // the connection idles
-	send(t, c, wrap("wamp", "out", `[48,1,{},"hello1"]`))
+	send(t, c, testkit.LogLine("wamp", "out", `[48,1,{},"hello1"]`))
 	f.waitFor(t, 1, "wamp_out_calls_in_flight")
 	clock.Advance(100 * time.Millisecond)
-	send(t, c, wrap("wamp", "out", `[50,1,{},["hi"]]`))
+	send(t, c, testkit.LogLine("wamp", "out", `[50,1,{},["hi"]]`))
 	f.waitFor(t, 1, "wamp_out_responses_seconds", "message", "hello1")
 	if got := f.sum(t, "wamp_out_responses_seconds", "message", "hello1"); got != 0.1 {
 		t.Errorf("response time %vs, want 0.1s", got)
@@ -265,16 +265,16 @@ func originalWriterTraffic(calls int) (lines []string, want map[string][numOutco
 	for i := range calls {
 		id := fmt.Sprintf("%013x", 0x692dbe1a00000+i) // as PHP's uniqid()
 		procedure := fmt.Sprintf("hello%d", i%9+1)
-		lines = append(lines, wrap("wamp", "in", fmt.Sprintf(`[2,"%s","%s",{"msg":"hello world%d request details"}]`, id, procedure, i)))
+		lines = append(lines, testkit.LogLine("wamp", "in", fmt.Sprintf(`[2,"%s","%s",{"msg":"hello world%d request details"}]`, id, procedure, i)))
 		counts := want[procedure]
 		switch {
 		case i%7 == 3:
 			counts[metrics.Timeout]++
 		case i%5 == 2:
-			lines = append(lines, wrap("wamp", "in", fmt.Sprintf(`[4,"%s",{"msg":"hello world%d error details"}]`, id, i)))
+			lines = append(lines, testkit.LogLine("wamp", "in", fmt.Sprintf(`[4,"%s",{"msg":"hello world%d error details"}]`, id, i)))
 			counts[metrics.Error]++
 		default:
-			lines = append(lines, wrap("wamp", "in", fmt.Sprintf(`[3,"%s",{"msg":"hello world%d reply details"}]`, id, i)))
+			lines = append(lines, testkit.LogLine("wamp", "in", fmt.Sprintf(`[3,"%s",{"msg":"hello world%d reply details"}]`, id, i)))
 			counts[metrics.Response]++
 		}
 		want[procedure] = counts
@@ -326,13 +326,13 @@ func TestIdleTCPConnectionsAreClosed(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	f := startListenerWith(t, 100*time.Millisecond, nil, ListenerOpts{MaxConns: 8, IdleTimeout: idle})
 	active := f.dial(t, "tcp")
-	send(t, active, wrap("wamp", "out", `[48,1,{},"busy"]`), wrap("wamp", "out", `[50,1,{},[]]`))
+	send(t, active, testkit.LogLine("wamp", "out", `[48,1,{},"busy"]`), testkit.LogLine("wamp", "out", `[50,1,{},[]]`))
 	f.waitFor(t, 1, "wamp_out_responses_seconds", "message", "busy")
 	idlers := make([]net.Conn, 7)
 	for i := range idlers {
 		idlers[i] = f.dial(t, "tcp")
 	}
-	send(t, idlers[0], wrap("wamp", "out", `[48,1,{},"idler"]`)) // then silence
+	send(t, idlers[0], testkit.LogLine("wamp", "out", `[48,1,{},"idler"]`)) // then silence
 	f.waitFor(t, 8, "wamp_observer_log_tcp_connections")
 	f.dial(t, "tcp") // all places taken
 	f.waitFor(t, 1, "wamp_observer_log_tcp_refused_total")
@@ -343,7 +343,7 @@ func TestIdleTCPConnectionsAreClosed(t *testing.T) {
 	defer tick.Stop()
 	for id := 2; id < 2+10; id++ {
 		<-tick.C
-		send(t, active, wrap("wamp", "out", fmt.Sprintf(`[48,%d,{},"busy"]`, id)), wrap("wamp", "out", fmt.Sprintf(`[50,%d,{},[]]`, id)))
+		send(t, active, testkit.LogLine("wamp", "out", fmt.Sprintf(`[48,%d,{},"busy"]`, id)), testkit.LogLine("wamp", "out", fmt.Sprintf(`[50,%d,{},[]]`, id)))
 	}
 	f.waitFor(t, 7, "wamp_observer_log_tcp_idle_closed_total")
 	f.waitFor(t, 1, "wamp_observer_log_tcp_connections")
@@ -351,7 +351,7 @@ func TestIdleTCPConnectionsAreClosed(t *testing.T) {
 	f.waitFor(t, 1, "wamp_out_timeouts_seconds", "message", "idler")
 
 	late := f.dial(t, "tcp")
-	send(t, late, wrap("wamp", "out", `[48,1,{},"late"]`), wrap("wamp", "out", `[50,1,{},[]]`))
+	send(t, late, testkit.LogLine("wamp", "out", `[48,1,{},"late"]`), testkit.LogLine("wamp", "out", `[50,1,{},[]]`))
 	f.waitFor(t, 1, "wamp_out_responses_seconds", "message", "late")
 	f.waitFor(t, 1, "wamp_observer_log_tcp_refused_total")
 	f.waitFor(t, 7, "wamp_observer_log_tcp_idle_closed_total")

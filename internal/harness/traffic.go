@@ -29,7 +29,7 @@ func (in *Instance) CallThroughEachPath(t testing.TB) {
 		t.Fatal(err)
 	}
 	conn := Dial(t, "udp", in.LogAddr)
-	if _, err := conn.Write([]byte(LogLine("wamp", "out", `[48,1,{},"hello1"]`) + "\n" + LogLine("wamp", "out", `[50,1,{}]`) + "\n")); err != nil {
+	if _, err := conn.Write([]byte(testkit.LogLine("wamp", "out", `[48,1,{},"hello1"]`) + "\n" + testkit.LogLine("wamp", "out", `[50,1,{}]`) + "\n")); err != nil {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, 10*time.Second, "the logged call counted", func() (any, bool) {

@@ -265,7 +265,11 @@ func TestAutobahnCallerToPHPCallee(t *testing.T) {
 
 	const timedCalls, cancelledCalls = 270, 90
 	procs := "--procedure=" + strings.Join(hellos, ",")
-	timed := ab.Call(t, in, procs, fmt.Sprint("--calls=", timedCalls), "--concurrency=12", "--timeout=300")
+	// 250 ms, not the callee's 300: its slow answers leave 305-310 ms after
+	// the INVOCATION, and one that left before the dealer's INTERRUPT
+	// reached a lagging callee is a response in its log and a timeout for
+	// the caller, a real difference of view (see TestRouterCallerAndCalleeAgree).
+	timed := ab.Call(t, in, procs, fmt.Sprint("--calls=", timedCalls), "--concurrency=12", "--timeout=250")
 	cancelled := ab.Call(t, in, procs, fmt.Sprint("--calls=", cancelledCalls), "--concurrency=12", "--cancel-after=50")
 	for _, run := range []struct {
 		name    string
@@ -273,7 +277,7 @@ func TestAutobahnCallerToPHPCallee(t *testing.T) {
 		calls   uint64
 		allowed []string
 	}{
-		{"timeout=300", timed, timedCalls, []string{"app.error.hello", "wamp.error.timeout"}},
+		{"timeout=250", timed, timedCalls, []string{"app.error.hello", "wamp.error.timeout"}},
 		{"cancel-after=50", cancelled, cancelledCalls, []string{"app.error.hello", "wamp.error.canceled"}},
 	} {
 		ended := run.s.Results

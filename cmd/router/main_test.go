@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -324,4 +325,70 @@ func TestFrontFlagsHaveDefaultsAndEnvironmentTwins(t *testing.T) {
 		c.MaxConns != 7 || c.MaxCallsInFlight != 12 || !slices.Equal(c.AllowHosts, []string{"router.internal:*", "*.lan"}) {
 		t.Errorf("parsed %+v", c)
 	}
+}
+
+// TestREADMEListsEveryFlagWithItsDefault keeps the README's flag table true:
+// every flag -h documents has a row, with the default -h shows, and the
+// table names no flag the program lacks.
+func TestREADMEListsEveryFlagWithItsDefault(t *testing.T) {
+	var usage strings.Builder
+	if _, err := parseFlags([]string{"-h"}, env(nil), &usage); err == nil {
+		t.Fatal("-h did not stop the program")
+	}
+	// PrintDefaults writes "  -name type" and then the help, ending in
+	// "(default X)" unless the default is the zero value.
+	flagLine := regexp.MustCompile(`^  -([a-z-]+)`)
+	defaultOf := regexp.MustCompile(`\(default (.*)\)$`)
+	documented := map[string]string{} // flag: its default as -h shows it, "" for none
+	var last string
+	for line := range strings.Lines(usage.String()) {
+		line = strings.TrimRight(line, "\n")
+		if m := flagLine.FindStringSubmatch(line); m != nil {
+			last = m[1]
+			documented[last] = ""
+		} else if m := defaultOf.FindStringSubmatch(line); m != nil && last != "" {
+			documented[last] = strings.Trim(m[1], `"`)
+		}
+	}
+	if len(documented) < 20 {
+		t.Fatalf("read only %d flags from -h:\n%s", len(documented), usage.String())
+	}
+
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `-([a-z-]+)[^`]*` \\| ([^|]*) \\|")
+	listed := map[string]string{}
+	for _, m := range row.FindAllStringSubmatch(string(readme), -1) {
+		listed[m[1]] = strings.Trim(strings.TrimSpace(m[2]), "`")
+	}
+	delete(listed, "h")
+	for name, def := range documented {
+		got, ok := listed[name]
+		switch {
+		case !ok:
+			t.Errorf("-%s is not in the README's flag table", name)
+		case !sameDefault(def, got):
+			t.Errorf("-%s: the README says its default is %q, -h says %q", name, got, def)
+		}
+	}
+	for name := range listed {
+		if _, ok := documented[name]; !ok {
+			t.Errorf("the README's flag table lists -%s, which the program does not have", name)
+		}
+	}
+}
+
+// sameDefault compares a default as -h prints it with the README's
+// spelling: "none" for an empty one, durations by value (1m0s is 1m).
+func sameDefault(flagDefault, readme string) bool {
+	if readme == "none" {
+		return flagDefault == ""
+	}
+	if a, err := time.ParseDuration(flagDefault); err == nil {
+		b, err := time.ParseDuration(readme)
+		return err == nil && a == b
+	}
+	return flagDefault == readme
 }

@@ -16,12 +16,13 @@ const maxMillis = math.MaxInt64 / int64(time.Millisecond)
 
 // Timeout is the timeout that a CALL's timeout option of ms milliseconds
 // asks for (WAMP v2, Call Timeouts: CALL.Options.timeout|integer, in
-// milliseconds). A positive value is a timeout the dealer enforces; 0 is
-// the spec's "no timeout", and a negative value, which the spec does not
-// allow, is none as well, as nexus's dealer reads it. A timeout longer
-// than a Duration holds is clamped to the longest one, not taken as none:
-// the caller asked for a very long wait, and the dealer's answer decides
-// the outcome.
+// milliseconds), ms read as nexus's dealer reads the option (wamp.AsInt64,
+// which wraps a uint64 beyond an int64 into a negative number). A
+// positive value is a timeout the dealer enforces; 0 is the spec's "no
+// timeout", and a negative value, which the spec does not allow, is none
+// as well, as the dealer treats it. A timeout longer than a Duration
+// holds is clamped to the longest one, not taken as none: the caller
+// asked for a very long wait, and the dealer's answer decides the outcome.
 func Timeout(ms int64) time.Duration {
 	if ms <= 0 {
 		return 0
@@ -30,16 +31,16 @@ func Timeout(ms int64) time.Duration {
 }
 
 // TimeoutFloat is Timeout for an option that is not a plain integer:
-// msgpack, CBOR and JavaScript clients send 1500.0. It is read in whole
-// milliseconds, the fraction dropped, as nexus's dealer converts it
-// (wamp.AsInt64), so 0.5 is none. NaN is none; a value beyond an int64 is
-// clamped like any other long timeout.
+// msgpack, CBOR and JavaScript clients send 1500.0, and a JSON integer
+// beyond a uint64 decodes as a float. It is converted as nexus's dealer
+// converts it (wamp.AsInt64: Go's int64 conversion), so 1500.7 is 1500 ms
+// and 0.5 none, and a value beyond an int64 is whatever that conversion
+// makes of it on this platform (on amd64 the most negative int64: none),
+// as for the dealer itself: the router and the log path then agree on
+// every value and platform.
 func TimeoutFloat(ms float64) time.Duration {
-	switch {
-	case math.IsNaN(ms) || ms < 1:
+	if math.IsNaN(ms) {
 		return 0
-	case ms >= math.MaxInt64:
-		return Timeout(math.MaxInt64)
 	}
 	return Timeout(int64(ms))
 }

@@ -10,13 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gammazero/nexus/v3/transport/serialize"
+	"github.com/gammazero/nexus/v3/wamp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 
-	"github.com/php-wamp-observer/php-wamp-observer/metrics"
-
 	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
+	"github.com/php-wamp-observer/php-wamp-observer/metrics"
+	"github.com/php-wamp-observer/php-wamp-observer/wampcall"
 )
 
 // ingestFixture is an ingester and one UDP reader on a fake clock, driven
@@ -340,23 +342,59 @@ func TestWorstCaseScrapeSizeOfAFamily(t *testing.T) {
 	t.Logf("a full family scrapes as %d bytes", buf.Len())
 }
 
-// TestHugeTimeoutIsALongOneNotNone: a CALL asking for more than a Duration
-// holds (uint64 max, as a client may send for "wait as long as it takes")
-// asked for a long wait, so the dealer's answer decides, as for the
-// router; before, the log path took it for no timeout and recorded a
-// timeout at the default 300 ms.
-func TestHugeTimeoutIsALongOneNotNone(t *testing.T) {
+// TestHugeTimeoutsAreReadAsTheRouterReadsThem: a CALL asking for more
+// than a Duration holds (MaxInt64 ms, as a client may send for "wait as
+// long as it takes") asked for a long wait, so the answer decides; one
+// beyond an int64 (uint64 max) is no timeout for nexus's dealer, which
+// wraps it negative, nor for the router's observer, so the default
+// deadline holds.
+func TestHugeTimeoutsAreReadAsTheRouterReadsThem(t *testing.T) {
 	f := newIngestFixture(t, IngesterOpts{})
 	from := sender(1)
-	f.line(from, `[48,1,{"timeout":18446744073709551615},"slow"]`)
+	f.line(from, `[48,1,{"timeout":9223372036854775807},"slow"]`)
+	f.line(from, `[48,2,{"timeout":18446744073709551615},"wrapped"]`)
 	f.clock.Advance(time.Second)
 	f.tracker.Expire(nil)
 	f.line(from, `[50,1,{}]`)
-	if got := f.count(t, metrics.Timeout, "slow"); got != 0 {
-		t.Errorf("%d timeouts, want 0", got)
+	f.line(from, `[50,2,{}]`)
+	for _, tc := range []struct {
+		procedure           string
+		responses, timeouts uint64
+	}{
+		{"slow", 1, 0},
+		{"wrapped", 0, 1},
+	} {
+		if got := f.count(t, metrics.Response, tc.procedure); got != tc.responses {
+			t.Errorf("%s: %d responses, want %d", tc.procedure, got, tc.responses)
+		}
+		if got := f.count(t, metrics.Timeout, tc.procedure); got != tc.timeouts {
+			t.Errorf("%s: %d timeouts, want %d", tc.procedure, got, tc.timeouts)
+		}
 	}
-	if got := f.count(t, metrics.Response, "slow"); got != 1 {
-		t.Errorf("%d responses, want 1", got)
+}
+
+// TestTimeoutsReadAsTheDealerReadsThem: for every kind of number a JSON
+// CALL can carry as its timeout, the log parser reads what nexus's own
+// JSON serializer and wamp.AsInt64 make of it, by the rule the router's
+// observer applies (wampcall.Timeout).
+func TestTimeoutsReadAsTheDealerReadsThem(t *testing.T) {
+	p := newLineParser()
+	for _, v := range []string{"300", "1", "0", "-5", "1500.7", "0.5", "1e3", "-1e3", "9223372036853", "9223372036855",
+		"9223372036854775807", "9223372036854775808", "18446744073709551615", "18446744073709551616", "9.3e18", "1e300"} {
+		msg := `[48,2,{"timeout":` + v + `},"p",[]]`
+		decoded, err := (&serialize.JSONSerializer{}).Deserialize([]byte(msg))
+		if err != nil {
+			t.Fatalf("%s: nexus: %v", v, err)
+		}
+		ms, _ := wamp.AsInt64(decoded.(*wamp.Call).Options[wamp.OptTimeout])
+		want := wampcall.Timeout(ms)
+		var l logLine
+		if r := p.parse([]byte(testkit.LogLine("wamp", "out", msg)), &l); r != "" {
+			t.Fatalf("%s: refused as %s", v, r)
+		}
+		if l.timeout != want {
+			t.Errorf("timeout %s: the log parser reads %v, the router %v", v, l.timeout, want)
+		}
 	}
 }
 

@@ -3,7 +3,6 @@ package wamplog
 import (
 	"bytes"
 	"hash/maphash"
-	"math"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -411,10 +410,10 @@ func (p *lineParser) parseV2Error(out *logLine) string {
 	return checkUTF8(out)
 }
 
-// timeoutValue reads a timeout option, by the rule the router's observer
-// shares (wampcall.Timeout): a positive number of milliseconds is a
-// timeout, clamped to the longest Duration; anything else means none. It
-// is consumed all the same.
+// timeoutValue reads a timeout option as the router's observer does, by
+// the rule they share (wampcall.Timeout) after nexus's conversion of the
+// number: a positive number of milliseconds is a timeout, clamped to the
+// longest Duration; anything else means none. It is consumed all the same.
 func (s *jsonScanner) timeoutValue() time.Duration {
 	s.skipSpace()
 	start := s.pos
@@ -430,7 +429,9 @@ func (s *jsonScanner) timeoutValue() time.Duration {
 		f, _ := strconv.ParseFloat(string(s.b[start:s.pos]), 64)
 		return wampcall.TimeoutFloat(f)
 	}
-	return wampcall.Timeout(int64(min(ms, math.MaxInt64)))
+	// A uint64 beyond an int64 wraps, as in wamp.AsInt64: the dealer
+	// then enforces no timeout, and neither does the router's observer.
+	return wampcall.Timeout(int64(ms))
 }
 
 func (s *jsonScanner) skipDetails() bool {

@@ -33,12 +33,14 @@ func TestParseGoodLines(t *testing.T) {
 			logLine{kind: kindCall, id: 2, procedure: []byte("p"), timeout: 1500 * time.Millisecond}},
 		{"v2 call, negative timeout ignored", testkit.LogLine("wamp", "out", `[48,2,{"timeout":-5},"p"]`),
 			logLine{kind: kindCall, id: 2, procedure: []byte("p")}},
-		// As the router reads it (wampcall.Timeout): a timeout too long for
-		// a Duration is the longest one, not none.
-		{"v2 call, huge timeout clamped", testkit.LogLine("wamp", "out", `[48,2,{"timeout":18446744073709551615},"p"]`),
+		// As the router reads it (wamp.AsInt64, then wampcall.Timeout): a
+		// timeout too long for a Duration is the longest one, not none; a
+		// uint64 beyond an int64 wraps to a negative one, none, as for the
+		// dealer (TestTimeoutsReadAsTheDealerReadsThem).
+		{"v2 call, huge timeout clamped", testkit.LogLine("wamp", "out", `[48,2,{"timeout":9223372036854775807},"p"]`),
 			logLine{kind: kindCall, id: 2, procedure: []byte("p"), timeout: 9223372036854 * time.Millisecond}},
-		{"v2 call, huge float timeout clamped", testkit.LogLine("wamp", "out", `[48,2,{"timeout":1e300},"p"]`),
-			logLine{kind: kindCall, id: 2, procedure: []byte("p"), timeout: 9223372036854 * time.Millisecond}},
+		{"v2 call, timeout beyond an int64 is none", testkit.LogLine("wamp", "out", `[48,2,{"timeout":18446744073709551615},"p"]`),
+			logLine{kind: kindCall, id: 2, procedure: []byte("p")}},
 		{"v2 call, timeout below a millisecond is none", testkit.LogLine("wamp", "out", `[48,2,{"timeout":0.5},"p"]`),
 			logLine{kind: kindCall, id: 2, procedure: []byte("p")}},
 		{"v2 result", testkit.LogLine("wamp", "out", `[50,7,{},["Hello"]]`), logLine{kind: kindResult, id: 7}},

@@ -1,7 +1,6 @@
 package observer_test
 
 import (
-	"bufio"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/php-wamp-observer/php-wamp-observer/app"
 	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
 	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
@@ -41,8 +41,12 @@ func TestSystemdService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	unit := parseUnit(t, string(unitText))
-	flags := routerFlags(t, binary)
+	unit := harness.ParseUnit(t, shippedUnit, string(unitText))
+	usage, err := exec.Command(binary, "-h").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s -h: %v\n%s", binary, err, usage)
+	}
+	flags := harness.FlagDefaults(t, string(usage))
 
 	t.Run("systemd-analyze verify passes without a warning", func(t *testing.T) {
 		if got := unit["ExecStart"]; len(got) != 1 || got[0] != unitExecStart {
@@ -82,7 +86,7 @@ func TestSystemdService(t *testing.T) {
 	})
 
 	t.Run("LimitNOFILE covers max-conns and max-log-conns", func(t *testing.T) {
-		limit, err := strconv.Atoi(last(unit["LimitNOFILE"]))
+		limit, err := strconv.Atoi(unit.Last("LimitNOFILE"))
 		if err != nil {
 			t.Fatalf("LimitNOFILE = %q: %v", unit["LimitNOFILE"], err)
 		}
@@ -95,7 +99,7 @@ func TestSystemdService(t *testing.T) {
 		if want := conns + logConns + 256; limit < want {
 			t.Errorf("LimitNOFILE=%d, want at least %d (-max-conns %d + -max-log-conns %d + 256)", limit, want, conns, logConns)
 		}
-		if got := unit["Restart"]; last(got) != "on-failure" {
+		if got := unit["Restart"]; unit.Last("Restart") != "on-failure" {
 			t.Errorf("Restart = %q, want on-failure", got)
 		}
 		if got := unit["EnvironmentFile"]; len(got) != 1 || got[0] != "-/etc/default/php-wamp-observer" {
@@ -103,11 +107,11 @@ func TestSystemdService(t *testing.T) {
 		}
 	})
 
-	env := parseEnvFile(t)
+	env := harness.ParseEnvFile(t, shippedEnvFile)
 	t.Run("the example environment file names every flag with its default", func(t *testing.T) {
 		for name := range flags {
-			if _, ok := env[envTwin(name)]; !ok {
-				t.Errorf("-%s: no %s line", name, envTwin(name))
+			if _, ok := env[app.EnvName(name)]; !ok {
+				t.Errorf("-%s: no %s line", name, app.EnvName(name))
 			}
 		}
 		for key, setting := range env {
@@ -115,10 +119,10 @@ func TestSystemdService(t *testing.T) {
 			def, ok := flags[name]
 			switch {
 			case !ok:
-				t.Errorf("line %d: %s is no flag's environment twin", setting.line, key)
+				t.Errorf("line %d: %s is no flag's environment twin", setting.Line, key)
 			case name == "auth-file": // an example path, not the default
-			case !sameSetting(setting.value, def):
-				t.Errorf("line %d: %s=%s, but the default of -%s is %q", setting.line, key, setting.value, name, def)
+			case !harness.SameDefault(def, setting.Value):
+				t.Errorf("line %d: %s=%s, but the default of -%s is %q", setting.Line, key, setting.Value, name, def)
 			}
 		}
 	})
@@ -128,7 +132,7 @@ func TestSystemdService(t *testing.T) {
 		cmd.Env = os.Environ()
 		for key, setting := range env {
 			if key != "WAMP_OBSERVER_AUTH_FILE" {
-				cmd.Env = append(cmd.Env, key+"="+setting.value)
+				cmd.Env = append(cmd.Env, key+"="+setting.Value)
 			}
 		}
 		// Free ports rather than the defaults, which other tests or a
@@ -158,7 +162,7 @@ func TestSystemdService(t *testing.T) {
 			rsp.Body.Close()
 			return rsp.Status, rsp.StatusCode == http.StatusOK
 		})
-		stopTimeout, err := time.ParseDuration(last(unit["TimeoutStopSec"]))
+		stopTimeout, err := time.ParseDuration(unit.Last("TimeoutStopSec"))
 		if err != nil {
 			t.Fatalf("TimeoutStopSec = %q: %v", unit["TimeoutStopSec"], err)
 		}
@@ -181,109 +185,4 @@ func TestSystemdService(t *testing.T) {
 			t.Fatalf("still running %v (TimeoutStopSec) after SIGTERM", stopTimeout)
 		}
 	})
-}
-
-// parseUnit reads a unit file's Key=Value lines (all sections), keeping
-// every value of repeated keys in order.
-func parseUnit(t *testing.T, text string) map[string][]string {
-	t.Helper()
-	unit := map[string][]string{}
-	for _, line := range strings.Split(text, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' || line[0] == ';' || line[0] == '[' {
-			continue
-		}
-		key, value, ok := strings.Cut(line, "=")
-		if !ok {
-			t.Fatalf("%s: not Key=Value: %q", shippedUnit, line)
-		}
-		unit[key] = append(unit[key], value)
-	}
-	return unit
-}
-
-func last(values []string) string {
-	if len(values) == 0 {
-		return ""
-	}
-	return values[len(values)-1]
-}
-
-// routerFlags reads the flags and their defaults ("" when none is shown)
-// from the router's -h.
-func routerFlags(t *testing.T, binary string) map[string]string {
-	t.Helper()
-	out, err := exec.Command(binary, "-h").CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s -h: %v\n%s", binary, err, out)
-	}
-	flags := map[string]string{}
-	var current string
-	for _, line := range strings.Split(string(out), "\n") {
-		if m := regexp.MustCompile(`^  -([a-z-]+)`).FindStringSubmatch(line); m != nil {
-			current = m[1]
-			flags[current] = ""
-		}
-		if m := regexp.MustCompile(`\(default "?([^")]*)"?\)$`).FindStringSubmatch(line); m != nil && current != "" {
-			flags[current] = m[1]
-		}
-	}
-	if len(flags) < 20 {
-		t.Fatalf("only %d flags in %s -h:\n%s", len(flags), binary, out)
-	}
-	return flags
-}
-
-func envTwin(flag string) string {
-	return "WAMP_OBSERVER_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
-}
-
-type envSetting struct {
-	value string
-	line  int
-}
-
-// parseEnvFile reads the example file: its settings and the commented-out
-// ones ("#NAME=value"), each named once, in the plain NAME=value form
-// systemd's EnvironmentFile reads the same way as a shell.
-func parseEnvFile(t *testing.T) map[string]envSetting {
-	t.Helper()
-	f, err := os.Open(shippedEnvFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	settings := map[string]envSetting{}
-	assignment := regexp.MustCompile(`^#?(WAMP_OBSERVER_[A-Z_]+)=([^\s"'$\\]*)$`)
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "# ") || line == "#" {
-			continue
-		}
-		m := assignment.FindStringSubmatch(line)
-		if m == nil {
-			t.Errorf("%s:%d: neither a comment nor NAME=value: %q", shippedEnvFile, n, line)
-			continue
-		}
-		if _, dup := settings[m[1]]; dup {
-			t.Errorf("%s:%d: %s again", shippedEnvFile, n, m[1])
-		}
-		settings[m[1]] = envSetting{value: m[2], line: n}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return settings
-}
-
-// sameSetting says whether a value in the file means the flag's default:
-// equal, or the same duration written differently (1m and 1m0s).
-func sameSetting(value, def string) bool {
-	if value == def {
-		return true
-	}
-	v, err1 := time.ParseDuration(value)
-	d, err2 := time.ParseDuration(def)
-	return err1 == nil && err2 == nil && v == d
 }

@@ -66,6 +66,15 @@ type Config struct {
 	HTTPIdleTimeout time.Duration // idle keep-alive HTTP connections; DefaultHTTPIdleTimeout; negative: none
 }
 
+// EnvPrefix prefixes the environment twin of every flag of cmd/router:
+// -out-queue is also read from WAMP_OBSERVER_OUT_QUEUE (see EnvName).
+const EnvPrefix = "WAMP_OBSERVER_"
+
+// EnvName is the environment twin of the flag named flag.
+func EnvName(flag string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
 // DefaultRealm is Config.Realm's default, the realm the original tool's
 // PHP clients join.
 const DefaultRealm = "realm1"

@@ -24,10 +24,6 @@ import (
 	"github.com/php-wamp-observer/php-wamp-observer/wamplog"
 )
 
-// envPrefix prefixes the environment twin of every flag: -out-queue is
-// also read from WAMP_OBSERVER_OUT_QUEUE.
-const envPrefix = "WAMP_OBSERVER_"
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -176,7 +172,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.BoolVar(&observe, "observe", true, "observe calls; false serves bare nexus behind the same front (for benchmarks)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: router [flags]\n\nA WAMP v2 router that times every call per procedure for Prometheus.\n"+
-			"Every flag can also be set with the environment variable %s<NAME>, e.g. %sTIMEOUT=500ms.\n\n", envPrefix, envPrefix)
+			"Every flag can also be set with the environment variable %s<NAME>, e.g. %sTIMEOUT=500ms.\n\n", app.EnvPrefix, app.EnvPrefix)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -192,7 +188,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 		if given[f.Name] {
 			return
 		}
-		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		name := app.EnvName(f.Name)
 		if v, ok := lookupEnv(name); ok {
 			if err := fs.Set(f.Name, v); err != nil {
 				envErr = errors.Join(envErr, fmt.Errorf("%s=%q: %w", name, v, err))
@@ -200,6 +196,14 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 		}
 	})
 	s.cfg.Bare = !observe
+	// In an app.Config, 0 means the default; given as a flag, 0 would
+	// silently mean it too. These two were always refused at 0.
+	if s.cfg.CallTimeout <= 0 {
+		envErr = errors.Join(envErr, fmt.Errorf("-timeout %v: must be positive", s.cfg.CallTimeout))
+	}
+	if s.cfg.MaxProcedures <= 0 {
+		envErr = errors.Join(envErr, fmt.Errorf("-max-procedures %d: must be positive", s.cfg.MaxProcedures))
+	}
 	return s, envErr
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/php-wamp-observer/php-wamp-observer/app"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
 	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 	"github.com/php-wamp-observer/php-wamp-observer/router"
 	"github.com/php-wamp-observer/php-wamp-observer/wamplog"
@@ -164,6 +165,12 @@ func TestBadValuesAreReportedByName(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"stray"}, env(nil), io.Discard); err == nil {
 		t.Error("stray argument accepted")
+	}
+	// 0 would quietly mean the default; it is refused, as it always was.
+	for _, args := range [][]string{{"-timeout", "0"}, {"-timeout", "-1s"}, {"-max-procedures", "0"}} {
+		if _, err := parseFlags(args, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%q: %v, want it refused by name", args, err)
+		}
 	}
 }
 
@@ -335,24 +342,7 @@ func TestREADMEListsEveryFlagWithItsDefault(t *testing.T) {
 	if _, err := parseFlags([]string{"-h"}, env(nil), &usage); err == nil {
 		t.Fatal("-h did not stop the program")
 	}
-	// PrintDefaults writes "  -name type" and then the help, ending in
-	// "(default X)" unless the default is the zero value.
-	flagLine := regexp.MustCompile(`^  -([a-z-]+)`)
-	defaultOf := regexp.MustCompile(`\(default (.*)\)$`)
-	documented := map[string]string{} // flag: its default as -h shows it, "" for none
-	var last string
-	for line := range strings.Lines(usage.String()) {
-		line = strings.TrimRight(line, "\n")
-		if m := flagLine.FindStringSubmatch(line); m != nil {
-			last = m[1]
-			documented[last] = ""
-		} else if m := defaultOf.FindStringSubmatch(line); m != nil && last != "" {
-			documented[last] = strings.Trim(m[1], `"`)
-		}
-	}
-	if len(documented) < 20 {
-		t.Fatalf("read only %d flags from -h:\n%s", len(documented), usage.String())
-	}
+	documented := harness.FlagDefaults(t, usage.String()) // flag: its default, "" for none
 
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
@@ -369,7 +359,7 @@ func TestREADMEListsEveryFlagWithItsDefault(t *testing.T) {
 		switch {
 		case !ok:
 			t.Errorf("-%s is not in the README's flag table", name)
-		case !sameDefault(def, got):
+		case !harness.SameDefault(def, got):
 			t.Errorf("-%s: the README says its default is %q, -h says %q", name, got, def)
 		}
 	}
@@ -378,17 +368,4 @@ func TestREADMEListsEveryFlagWithItsDefault(t *testing.T) {
 			t.Errorf("the README's flag table lists -%s, which the program does not have", name)
 		}
 	}
-}
-
-// sameDefault compares a default as -h prints it with the README's
-// spelling: "none" for an empty one, durations by value (1m0s is 1m).
-func sameDefault(flagDefault, readme string) bool {
-	if readme == "none" {
-		return flagDefault == ""
-	}
-	if a, err := time.ParseDuration(flagDefault); err == nil {
-		b, err := time.ParseDuration(readme)
-		return err == nil && a == b
-	}
-	return flagDefault == readme
 }

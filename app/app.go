@@ -331,16 +331,6 @@ func (a *App) shutdown(s *namedServer) error {
 	return nil
 }
 
-// Run builds an App from cfg on ls and runs it until ctx is done: New,
-// then App.Run. It closes the listeners, also when cfg is invalid.
-func Run(ctx context.Context, cfg Config, ls Listeners) error {
-	a, err := New(cfg, ls)
-	if err != nil {
-		return err
-	}
-	return a.Run(ctx)
-}
-
 // rejectionCounter counts the WebSocket front's rejections by reason, each
 // reason's series present from the start.
 func rejectionCounter(reg prometheus.Registerer) (func(string), error) {

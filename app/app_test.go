@@ -9,14 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
 
 	"github.com/php-wamp-observer/php-wamp-observer/app"
 	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
 	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/wampraw"
 )
 
 func TestMain(m *testing.M) {
@@ -36,28 +34,16 @@ func TestZeroConfigObservesCalls(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 
-	conn, _, err := (&websocket.Dialer{Subprotocols: []string{"wamp.2.json"}}).Dial("ws://"+ls.WAMP.Addr().String()+"/", nil)
+	conn, err := wampraw.Join(context.Background(), "ws://"+ls.WAMP.Addr().String()+"/", app.DefaultRealm, wampraw.Options{})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatal(err) // not welcomed on the default realm
 	}
 	defer conn.Close()
-	exchange := func(send string) string {
-		t.Helper()
-		if err := conn.WriteMessage(websocket.TextMessage, []byte(send)); err != nil {
-			t.Fatal(err)
-		}
-		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, b, err := conn.ReadMessage()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
+	if err := conn.Send(5*time.Second, 48, 1, map[string]any{}, "nobody.registered"); err != nil {
+		t.Fatal(err)
 	}
-	if got := exchange(`[1,"` + app.DefaultRealm + `",{"roles":{"caller":{}}}]`); !strings.HasPrefix(got, "[2,") {
-		t.Fatalf("HELLO answered with %s", got)
-	}
-	if got := exchange(`[48,1,{},"nobody.registered"]`); !strings.HasPrefix(got, "[8,48,1,") {
-		t.Fatalf("CALL answered with %s", got)
+	if got, err := conn.Read(5 * time.Second); err != nil || len(got) < 3 || string(got[0]) != "8" || string(got[1]) != "48" || string(got[2]) != "1" {
+		t.Fatalf("CALL answered with %s, %v", got, err)
 	}
 
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
@@ -65,16 +51,15 @@ func TestZeroConfigObservesCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(rsp.Body)
+	scrape, err := harness.ParseScrape(rsp.Body)
 	rsp.Body.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := mfs["wamp_router_errors_total_seconds"].GetMetric(); len(got) != 1 || got[0].GetHistogram().GetSampleCount() != 1 {
-		t.Errorf("wamp_router_errors_total_seconds: %v, want one call", got)
+	if h, ok := scrape.Histogram("wamp_router_errors_total_seconds"); !ok || h.GetSampleCount() != 1 {
+		t.Errorf("wamp_router_errors_total_seconds: %v, want one call", h)
 	}
-	if _, ok := mfs["wamp_observer_log_lines_total"]; !ok {
+	if _, ok := scrape.Family("wamp_observer_log_lines_total"); !ok {
 		t.Error("no log listener metrics")
 	}
 

@@ -2,9 +2,9 @@
 //
 // It knows nothing of nexus, WebSockets or log lines: the router's observer
 // and the PHP log path (package wamplog) both report calls to a Tracker,
-// which times them against a
-// deadline and records each outcome in a Family of collectors named in the
-// original php-wamp-observer's shape, <prefix>_<outcome>_seconds.
+// which times them against a deadline and records each outcome in a Family
+// of collectors named in the original php-wamp-observer's shape,
+// <prefix>_<outcome>_seconds.
 package metrics
 
 import (

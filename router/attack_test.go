@@ -41,7 +41,7 @@ func connectClient(t *testing.T, url string) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := client.ConnectNet(ctx, url, client.Config{Realm: "realm1", Logger: quietStdLog})
+	c, err := client.ConnectNet(ctx, url, client.Config{Realm: "realm1", Logger: testkit.QuietStdLog()})
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}

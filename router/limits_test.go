@@ -3,8 +3,6 @@ package router
 import (
 	"context"
 	"fmt"
-	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -116,7 +114,7 @@ func TestCredentialsLetInTicketAndCRAClientsOnly(t *testing.T) {
 	srv := startRouter(t, Config{Credentials: creds, Rejected: rej.add})
 	connect := func(cfg client.Config) (*client.Client, error) {
 		cfg.Realm = "realm1"
-		cfg.Logger = quietStdLog
+		cfg.Logger = testkit.QuietStdLog()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		c, err := client.ConnectNet(ctx, wsURL(srv), cfg)
@@ -174,9 +172,6 @@ func TestLoadCredentialsRefusesBadFiles(t *testing.T) {
 		t.Error("accepted a missing file")
 	}
 }
-
-// quietStdLog is a nexus logger that writes nothing.
-var quietStdLog = log.New(io.Discard, "", 0)
 
 // TestShutdownSaysGoodbyeToEverySession: nexus queues GOODBYE on shutdown
 // but may close the connection before writing it; the front makes sure

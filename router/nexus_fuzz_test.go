@@ -18,6 +18,7 @@ package router
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -32,6 +33,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/wampraw"
 )
 
 // nexusFuzzSessions is how many sessions each input drives at once.
@@ -220,13 +222,13 @@ func fuzzMessages(data []byte, lastInvoke func(int) uint64) func() (int, []any, 
 	}
 }
 
-// fuzzHello announces every role and feature, so that nexus goes down
+// fuzzHelloDetails announce every role and feature, so that nexus goes down
 // every path, Payload PassThru Mode included.
-const fuzzHello = `[1,"realm1",{"roles":{` +
+const fuzzHelloDetails = `{"roles":{` +
 	`"caller":{"features":{"payload_passthru_mode":true,"progressive_call_results":true,"call_canceling":true,"call_timeout":true,"caller_identification":true,"progressive_call_invocations":true}},` +
 	`"callee":{"features":{"payload_passthru_mode":true,"progressive_call_results":true,"call_canceling":true,"call_timeout":true,"caller_identification":true,"pattern_based_registration":true,"shared_registration":true,"progressive_call_invocations":true}},` +
 	`"publisher":{"features":{"payload_passthru_mode":true,"publisher_exclusion":true,"publisher_identification":true,"subscriber_blackwhite_listing":true}},` +
-	`"subscriber":{"features":{"payload_passthru_mode":true,"pattern_based_subscription":true,"publisher_identification":true}}}}]`
+	`"subscriber":{"features":{"payload_passthru_mode":true,"pattern_based_subscription":true,"publisher_identification":true}}}}`
 
 func FuzzNexus(f *testing.F) {
 	r, err := New(Config{Realm: "realm1", Logger: testkit.QuietLog(), MaxCallsInFlight: 50})
@@ -236,25 +238,23 @@ func FuzzNexus(f *testing.F) {
 	srv := httptest.NewServer(r)
 	f.Cleanup(func() { r.Close(); srv.Close() })
 	url := wsURL(srv)
-	dialer := websocket.Dialer{Subprotocols: []string{"wamp.2.json"}, HandshakeTimeout: 5 * time.Second}
+	var details map[string]any
+	if err := json.Unmarshal([]byte(fuzzHelloDetails), &details); err != nil {
+		f.Fatal(err)
+	}
+	join := wampraw.Options{Timeout: 5 * time.Second, Details: details}
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sessions := make([]*fuzzSession, nexusFuzzSessions)
 		for i := range sessions {
-			conn, _, err := dialer.Dial(url, nil)
+			c, err := wampraw.Join(context.Background(), url, "realm1", join)
 			if err != nil {
-				t.Fatalf("dial: %v", err)
+				t.Fatalf("join: %v", err)
 			}
+			conn := c.Conn
 			s := &fuzzSession{conn: conn, synced: make(chan struct{}), readDone: make(chan struct{})}
 			sessions[i] = s
 			defer func() { conn.Close(); <-s.readDone }()
-			if err := conn.WriteMessage(websocket.TextMessage, []byte(fuzzHello)); err != nil {
-				t.Fatal(err)
-			}
-			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-			if _, b, err := conn.ReadMessage(); err != nil || len(b) < 3 || b[1] != '2' {
-				t.Fatalf("join: %q %v", b, err)
-			}
 			go s.read()
 		}
 		next := fuzzMessages(data, func(i int) uint64 { return sessions[i].lastInvoke.Load() })

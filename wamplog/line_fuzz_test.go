@@ -1240,8 +1240,8 @@ func writeFuzzSeed(t *testing.T, target, name string, values ...[]byte) {
 	}
 }
 
-// seedWrap is wrap (logline_test.go), repeated so that the seeds do not
-// depend on another file's helpers.
+// seedWrap is the line of a seed: its message byte for byte (wrapJSONLine),
+// so that seeds may carry what testkit.LogLine would change.
 func seedWrap(protocol, direction, msg string) string {
 	return string(wrapJSONLine(protocol, direction, []byte(msg)))
 }

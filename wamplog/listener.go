@@ -156,7 +156,10 @@ func NewListener(reg prometheus.Registerer, socks *Sockets, in *Ingester, opts L
 			Help: "TCP log connections closed because they delivered nothing for the idle timeout.",
 		}),
 	}
-	drops := newUDPDropsCollector(l.udp)
+	drops, err := newUDPDropsCollector(l.udp)
+	if err != nil {
+		l.log.Warn("not exporting wamp_observer_log_udp_kernel_drops_total", slog.Any("err", err))
+	}
 	for _, c := range []prometheus.Collector{l.conns, l.refusals, l.idleClosed, drops} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register log listener metrics: %w", err)

@@ -23,17 +23,17 @@ type udpDropsCollector struct {
 }
 
 // newUDPDropsCollector watches conn's socket. Off Linux, or without
-// /proc, it exports nothing.
-func newUDPDropsCollector(conn *net.UDPConn) *udpDropsCollector {
+// /proc, it exports nothing, and the error says why.
+func newUDPDropsCollector(conn *net.UDPConn) (*udpDropsCollector, error) {
 	fs, err := procfs.NewDefaultFS()
 	if err != nil {
-		return newUDPDropsCollectorFor(procfs.FS{}, 0)
+		return newUDPDropsCollectorFor(procfs.FS{}, 0), fmt.Errorf("kernel UDP drops: %w", err)
 	}
 	inode, err := socketInode(conn)
 	if err != nil {
-		return newUDPDropsCollectorFor(procfs.FS{}, 0)
+		return newUDPDropsCollectorFor(procfs.FS{}, 0), fmt.Errorf("kernel UDP drops: %w", err)
 	}
-	return newUDPDropsCollectorFor(fs, inode)
+	return newUDPDropsCollectorFor(fs, inode), nil
 }
 
 // newUDPDropsCollectorFor watches the socket with inode in the tables of
@@ -52,7 +52,7 @@ func newUDPDropsCollectorFor(proc procfs.FS, inode uint64) *udpDropsCollector {
 func socketInode(conn *net.UDPConn) (uint64, error) {
 	raw, err := conn.SyscallConn()
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("UDP socket: %w", err)
 	}
 	var link string
 	var linkErr error
@@ -69,7 +69,11 @@ func socketInode(conn *net.UDPConn) (uint64, error) {
 	if !isSocket || !closed {
 		return 0, fmt.Errorf("file descriptor link %q is no socket", link)
 	}
-	return strconv.ParseUint(digits, 10, 64)
+	inode, err := strconv.ParseUint(digits, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("file descriptor link %q: %w", link, err)
+	}
+	return inode, nil
 }
 
 func (c *udpDropsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }

@@ -89,9 +89,9 @@ func TestUDPDropsOfARealSocket(t *testing.T) {
 	if err := conn.SetReadBuffer(1); err != nil { // the kernel's minimum
 		t.Fatal(err)
 	}
-	c := newUDPDropsCollector(conn)
-	if c.inode == 0 {
-		t.Fatal("no inode found for the socket")
+	c, err := newUDPDropsCollector(conn)
+	if err != nil || c.inode == 0 {
+		t.Fatalf("no inode found for the socket: %v", err)
 	}
 	if got := testutil.ToFloat64(c); got != 0 {
 		t.Fatalf("drops %v before any datagram, want 0", got)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -17,10 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/php-wamp-observer/php-wamp-observer/app"
 	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/wampraw"
 	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 	"github.com/php-wamp-observer/php-wamp-observer/router"
 	"github.com/php-wamp-observer/php-wamp-observer/wamplog"
@@ -228,23 +228,16 @@ func TestProgramDrainsOnSIGTERM(t *testing.T) {
 	}
 
 	// A session that makes one call, to a procedure nobody registered.
-	dialer := websocket.Dialer{Subprotocols: []string{"wamp.2.json"}}
-	conn, _, err := dialer.Dial(urls["ws"], nil)
+	conn, err := wampraw.Join(context.Background(), urls["ws"], app.DefaultRealm, wampraw.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	exchange := func(send string) string {
-		if err := conn.WriteMessage(websocket.TextMessage, []byte(send)); err != nil {
-			t.Fatal(err)
-		}
-		return readMessage(t, conn)
+	if err := conn.Send(5*time.Second, 48, 1, map[string]any{}, "nobody.registered"); err != nil {
+		t.Fatal(err)
 	}
-	if got := exchange(`[1,"realm1",{"roles":{"caller":{}}}]`); !strings.HasPrefix(got, "[2,") {
-		t.Fatalf("HELLO answered with %s", got)
-	}
-	if got := exchange(`[48,1,{},"nobody.registered"]`); !strings.HasPrefix(got, "[8,48,1,") {
-		t.Fatalf("CALL answered with %s", got)
+	if got, err := conn.Read(5 * time.Second); err != nil || len(got) < 3 || string(got[0]) != "8" || string(got[1]) != "48" || string(got[2]) != "1" {
+		t.Fatalf("CALL answered with %s, %v", got, err)
 	}
 
 	// Clients that connected and sent nothing, or half a request, on
@@ -269,10 +262,10 @@ func TestProgramDrainsOnSIGTERM(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if got := readMessage(t, conn); !strings.HasPrefix(got, "[6,") {
-		t.Fatalf("got %s, want GOODBYE", got)
+	if got, err := conn.Read(5 * time.Second); err != nil || string(got[0]) != "6" {
+		t.Fatalf("got %s, %v; want GOODBYE", got, err)
 	}
-	_ = conn.WriteMessage(websocket.TextMessage, []byte(`[6,{},"wamp.close.goodbye_and_out"]`))
+	_ = conn.Send(time.Second, 6, map[string]any{}, "wamp.close.goodbye_and_out")
 
 	var final []string
 	for line := range logLines { // until the program has exited
@@ -286,23 +279,14 @@ func TestProgramDrainsOnSIGTERM(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("took %v to exit", took)
 	}
-	if _, _, err := dialer.Dial(urls["ws"], nil); err == nil {
+	if c, _, err := wampraw.Dial(context.Background(), urls["ws"], wampraw.Options{Timeout: time.Second}); err == nil {
+		c.Close()
 		t.Error("a new connection was accepted after shutdown")
 	}
 	want := "family=wamp_router errors=1 responses=0 timeouts=0"
 	if len(final) != 1 || !strings.Contains(final[0], want) {
 		t.Errorf("final counts %q, want one line with %q", final, want)
 	}
-}
-
-func readMessage(t *testing.T, conn *websocket.Conn) string {
-	t.Helper()
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, b, err := conn.ReadMessage()
-	if err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	return string(b)
 }
 
 func TestFrontFlagsHaveDefaultsAndEnvironmentTwins(t *testing.T) {

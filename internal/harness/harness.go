@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log"
 	"net"
 	"testing"
 	"time"
@@ -93,26 +92,29 @@ func Start(t testing.TB, cfg Config) *Instance {
 // receives them closes them (app.New does, also when it fails).
 func Listeners(t testing.TB, withLog bool) app.Listeners {
 	t.Helper()
-	listen := func() net.Listener {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	var ls app.Listeners
+	fail := func(err error) {
+		for _, c := range []io.Closer{ls.WAMP, ls.Metrics} {
+			if c != nil {
+				c.Close()
+			}
 		}
-		return ln
+		t.Fatal(err)
 	}
-	ls := app.Listeners{WAMP: listen(), Metrics: listen()}
+	var err error
+	if ls.WAMP, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		fail(err)
+	}
+	if ls.Metrics, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		fail(err)
+	}
 	if withLog {
-		socks, err := wamplog.Listen("127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+		if ls.Log, err = wamplog.Listen("127.0.0.1:0"); err != nil {
+			fail(err)
 		}
-		ls.Log = socks
 	}
 	return ls
 }
-
-// nexusLog is a nexus logger that writes nothing.
-var nexusLog = log.New(io.Discard, "", 0)
 
 // Connect joins the realm with nexus's own Go client, over the serializer
 // given; the client is closed when the test ends.
@@ -120,7 +122,7 @@ func (in *Instance) Connect(t testing.TB, s serialize.Serialization) *client.Cli
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := client.ConnectNet(ctx, in.WAMPURL, client.Config{Realm: Realm, Serialization: s, Logger: nexusLog})
+	c, err := client.ConnectNet(ctx, in.WAMPURL, client.Config{Realm: Realm, Serialization: s, Logger: testkit.QuietStdLog()})
 	if err != nil {
 		t.Fatalf("connect %s: %v", in.WAMPURL, err)
 	}

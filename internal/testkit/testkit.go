@@ -1,12 +1,14 @@
-// Package testkit holds the few helpers the packages' own tests share: a
-// clock they move by hand, a quiet logger, and a lookup of one series in a
-// registry. It imports none of this module's packages, so that the tests
-// inside metrics, wamplog and ratelog can use it; the end-to-end helpers,
-// which need the whole program, are in internal/harness.
+// Package testkit holds the helpers every package's tests share: polling
+// with a deadline (Eventually), a clock moved by hand, quiet loggers, the
+// log-line builder, and a lookup of one series in a registry. It imports
+// none of this module's packages, so that the tests inside metrics,
+// wamplog, ratelog and router can use it; the end-to-end helpers, which
+// need the whole program, are in internal/harness.
 package testkit
 
 import (
 	"io"
+	"log"
 	"log/slog"
 	"sync"
 	"testing"
@@ -75,3 +77,7 @@ func hasLabel(m *dto.Metric, name, value string) bool {
 	}
 	return false
 }
+
+// QuietStdLog is a logger for nexus (which takes a standard library
+// logger) that writes nothing.
+func QuietStdLog() *log.Logger { return log.New(io.Discard, "", 0) }

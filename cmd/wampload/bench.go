@@ -29,6 +29,7 @@ func runBench(ctx context.Context, args []string) error {
 	duration := fs.Duration("duration", 5*time.Second, "measured duration of each RPC run")
 	rounds := fs.Int("rounds", 5, "runs of each side, alternating")
 	only := fs.String("only", "rpc,log,micro", "sections to run")
+	shapes := fs.String("shapes", "", "RPC shapes to run, comma-separated (e.g. 16x1,16x1-10KiB); empty: all of "+strings.Join(rpcShapeNames(), ","))
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -48,7 +49,15 @@ func runBench(ctx context.Context, args []string) error {
 	host, _ := os.Hostname()
 	fmt.Printf("## Benchmarks: %s, %d cores, %s, %s\n\n", time.Now().Format("2006-01-02"), runtime.NumCPU(), cpuModel(), host)
 	if strings.Contains(*only, "rpc") {
-		if err := benchRPC(ctx, routerBin, *duration, *rounds); err != nil {
+		selected, err := selectRPCShapes(*shapes)
+		if err != nil {
+			return err
+		}
+		stockBin := filepath.Join(dir, "stocknexus")
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", stockBin, "./cmd/stocknexus").CombinedOutput(); err != nil {
+			return fmt.Errorf("build stocknexus (run from the repository root): %v\n%s", err, out)
+		}
+		if err := benchRPC(ctx, rpcBins{router: routerBin, stock: stockBin}, selected, *duration, *rounds); err != nil {
 			return err
 		}
 	}
@@ -83,11 +92,23 @@ func freePort() string {
 	return addr
 }
 
+// startTarget starts a program that serves metrics, on a free address it
+// is given with -metrics, and waits until they answer.
 func startTarget(ctx context.Context, name string, args ...string) (*target, error) {
-	t := &target{}
 	metrics := freePort()
-	t.metricsURL = "http://" + metrics + "/metrics"
-	cmd := exec.CommandContext(ctx, name, append(args, "-metrics", metrics)...)
+	t, err := startProcess(ctx, nil, "http://"+metrics+"/metrics", name, append(args, "-metrics", metrics)...)
+	if t != nil {
+		t.metricsURL = "http://" + metrics + "/metrics"
+	}
+	return t, err
+}
+
+// startProcess starts name with args, after the prefix (taskset, to pin
+// it) when there is one, and waits until readyURL answers HTTP.
+func startProcess(ctx context.Context, prefix []string, readyURL, name string, args ...string) (*target, error) {
+	t := &target{}
+	argv := append(append(slices.Clone(prefix), name), args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	t.stderr = &tailBuffer{max: 8 << 10}
 	cmd.Stdout, cmd.Stderr = io.Discard, t.stderr
 	if err := cmd.Start(); err != nil {
@@ -97,7 +118,7 @@ func startTarget(ctx context.Context, name string, args ...string) (*target, err
 	t.exited = make(chan struct{})
 	go func() { t.waitErr = cmd.Wait(); close(t.exited) }()
 	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
-		if rsp, err := http.Get(t.metricsURL); err == nil {
+		if rsp, err := http.Get(readyURL); err == nil {
 			rsp.Body.Close()
 			return t, nil
 		}
@@ -201,47 +222,6 @@ func median(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return s[len(s)/2]
-}
-
-func benchRPC(ctx context.Context, routerBin string, duration time.Duration, rounds int) error {
-	fmt.Printf("### Observer off vs on (RPC through the router, JSON, callee answering at once; %d rounds of an off and an on run of %v, in alternating order; medians, and the median of each round's on ÷ off)\n\n", rounds, duration)
-	fmt.Println("| C×W | off calls/s | on calls/s | on ÷ off | off p99 | on p99 | on ÷ off | errors |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
-	for _, shape := range [][2]int{{1, 1}, {4, 1}, {16, 1}, {1, 32}, {16, 32}} {
-		rate := map[bool][]float64{}
-		p99 := map[bool][]float64{}
-		var rateRatios, p99Ratios []float64 // on ÷ off within each round's pair
-		errs := 0
-		for round := range rounds {
-			for _, observe := range [][]bool{{false, true}, {true, false}}[round%2] {
-				t, err := startRouter(ctx, routerBin, observe)
-				if err != nil {
-					return err
-				}
-				res, err := rpcLoad(ctx, rpcConfig{url: t.wampURL, realm: "realm1", callers: shape[0], window: shape[1],
-					duration: duration, warmup: 500 * time.Millisecond})
-				t.stop()
-				if err != nil {
-					return err
-				}
-				rate[observe] = append(rate[observe], res.perSecond())
-				p99[observe] = append(p99[observe], float64(res.p99))
-				for _, n := range res.errors {
-					errs += n
-				}
-			}
-			// The two runs of a round are back to back: their ratio cancels
-			// most of the machine's drift, which is larger than the effect.
-			rateRatios = append(rateRatios, rate[true][round]/rate[false][round])
-			p99Ratios = append(p99Ratios, p99[true][round]/p99[false][round])
-		}
-		off, on := median(rate[false]), median(rate[true])
-		offP, onP := median(p99[false]), median(p99[true])
-		fmt.Printf("| %d×%d | %.0f | %.0f | %.3f | %v | %v | %.3f | %d |\n", shape[0], shape[1], off, on, median(rateRatios),
-			time.Duration(offP).Round(time.Microsecond), time.Duration(onP).Round(time.Microsecond), median(p99Ratios), errs)
-	}
-	fmt.Println()
-	return nil
 }
 
 func benchLog(ctx context.Context, routerBin, self string, rounds int) error {

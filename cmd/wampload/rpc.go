@@ -9,6 +9,7 @@ import (
 	"log"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +23,11 @@ type rpcConfig struct {
 	callers, window int
 	duration        time.Duration
 	warmup          time.Duration
+	procedures      int // the callee registers hello1..helloN (default 9); callers pick one at random per call
+	payload         int // bytes of one string argument each call sends and its answer echoes; 0: none, answer "Hello"
+	// mark, when set, is called when the measured window opens and when
+	// it closes (from a goroutine of its own), to read the router's CPU.
+	mark func()
 }
 
 type rpcResult struct {
@@ -47,6 +53,8 @@ func runRPC(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.window, "window", 1, "calls each caller keeps outstanding (W)")
 	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured duration")
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured run-up")
+	fs.IntVar(&cfg.procedures, "procedures", 9, "procedures the callee registers (hello1..helloN), called at random")
+	fs.IntVar(&cfg.payload, "payload", 0, "`bytes` of a string argument each call sends and its answer echoes; 0: none")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -68,19 +76,35 @@ func connect(ctx context.Context, url, realm string) (*client.Client, error) {
 	return c, nil
 }
 
-var procedures = []string{"hello1", "hello2", "hello3", "hello4", "hello5", "hello6", "hello7", "hello8", "hello9"}
-
-// rpcLoad runs one callee registering hello1..hello9 that answers at once,
-// and C callers each keeping W calls outstanding, for the duration.
+// rpcLoad runs one callee registering hello1..helloN that answers at once
+// (with the call's arguments when it has a payload, else "Hello"), and C
+// callers each keeping W calls outstanding, for the duration.
 func rpcLoad(ctx context.Context, cfg rpcConfig) (rpcResult, error) {
+	if cfg.procedures <= 0 {
+		cfg.procedures = 9
+	}
+	if cfg.callers <= 0 || cfg.window <= 0 {
+		return rpcResult{}, errors.New("callers and window must be positive")
+	}
+	procedures := make([]string, cfg.procedures)
+	for i := range procedures {
+		procedures[i] = fmt.Sprintf("hello%d", i+1)
+	}
+	var args wamp.List
+	answer := wamp.List{"Hello"}
+	if cfg.payload > 0 {
+		args = wamp.List{strings.Repeat("x", cfg.payload)}
+	}
 	callee, err := connect(ctx, cfg.url, cfg.realm)
 	if err != nil {
 		return rpcResult{}, err
 	}
 	defer callee.Close()
-	answer := wamp.List{"Hello"}
 	for _, p := range procedures {
-		if err := callee.Register(p, func(context.Context, *wamp.Invocation) client.InvokeResult {
+		if err := callee.Register(p, func(_ context.Context, inv *wamp.Invocation) client.InvokeResult {
+			if len(inv.Arguments) > 0 {
+				return client.InvokeResult{Args: inv.Arguments}
+			}
 			return client.InvokeResult{Args: answer}
 		}, nil); err != nil {
 			return rpcResult{}, fmt.Errorf("register %s: %w", p, err)
@@ -104,6 +128,18 @@ func rpcLoad(ctx context.Context, cfg rpcConfig) (rpcResult, error) {
 	}
 	workers := make([]*worker, cfg.callers*cfg.window)
 	var wg sync.WaitGroup
+	if cfg.mark != nil {
+		wg.Go(func() {
+			for _, at := range []time.Time{measureFrom, end} {
+				select {
+				case <-time.After(time.Until(at)):
+					cfg.mark()
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
 	for i := range workers {
 		w := &worker{errors: map[string]int{}}
 		workers[i] = w
@@ -115,7 +151,7 @@ func rpcLoad(ctx context.Context, cfg rpcConfig) (rpcResult, error) {
 				if t0.After(end) || ctx.Err() != nil {
 					return
 				}
-				_, err := c.Call(ctx, procedures[rng.IntN(len(procedures))], nil, nil, nil, nil)
+				_, err := c.Call(ctx, procedures[rng.IntN(len(procedures))], nil, args, nil, nil)
 				if t0.Before(measureFrom) {
 					continue
 				}

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,5 +35,43 @@ func TestLoadsMeasureWhatTheyClaim(t *testing.T) {
 		if lr.sent != 3000 || lr.ingested != lr.sent || lr.lost() != 0 || lr.linesPerSecond() <= 0 {
 			t.Errorf("log over %s: %v", transport, lr)
 		}
+	}
+}
+
+// TestBenchStockSideRuns builds cmd/stocknexus and runs bench's stock side
+// briefly, with a payload over many procedures: calls are answered, the
+// router's CPU is read, and the table row has the side's figures.
+func TestBenchStockSideRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds cmd/stocknexus")
+	}
+	bin := filepath.Join(t.TempDir(), "stocknexus")
+	if out, err := exec.Command("go", "build", "-o", bin, "../stocknexus").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	shape := rpcShape{name: "smoke", callers: 2, window: 2, payload: 1 << 10, procedures: 50}
+	r, err := runRPCSide(context.Background(), rpcBins{stock: bin}, nil, sideStock, shape, 500*time.Millisecond, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.res.calls == 0 || len(r.res.errors) > 0 || r.cpu <= 0 || r.cpuPer100k() <= 0 {
+		t.Errorf("stock run: %v, CPU %v", r.res, r.cpu)
+	}
+	row := rpcRow(shape, map[rpcSide][]*sideRun{sideStock: {&r}}, nil)
+	if !strings.HasPrefix(row, "| 2×2, 1 KiB, 50 procedures | ") || !strings.Contains(row, " · — · — |") {
+		t.Errorf("row %q", row)
+	}
+}
+
+func TestSelectRPCShapes(t *testing.T) {
+	got, err := selectRPCShapes("16×1, 16x1-100kib")
+	if err != nil || len(got) != 2 || got[0].name != "16x1" || got[1].payload != 100<<10 {
+		t.Errorf("selectRPCShapes: %v, %v", got, err)
+	}
+	if _, err := selectRPCShapes("17x1"); err == nil {
+		t.Error("an unknown shape was accepted")
+	}
+	if all, _ := selectRPCShapes(""); len(all) != len(rpcShapes()) {
+		t.Errorf("empty selected %d shapes", len(all))
 	}
 }

@@ -4,10 +4,13 @@
 test:
 	./test.sh
 
-# Observer on/off, the log path against a bare sink, and the hot-path
-# microbenchmarks, in one run; prints markdown tables for the README.
+# RPC against stock nexus with the observer off and on, the log path
+# against a bare sink, and the hot-path microbenchmarks, in one run (about
+# 18 minutes); prints markdown tables for the README. BENCHFLAGS passes
+# -only, -shapes, -rounds or -duration, e.g. BENCHFLAGS='-only rpc -rounds 1'.
+BENCHFLAGS ?=
 bench:
-	go run ./cmd/wampload bench
+	go run ./cmd/wampload bench $(BENCHFLAGS)
 
 # The fuzz targets, each for FUZZTIME (default 10m).
 FUZZTIME ?= 10m

@@ -37,6 +37,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/gammazero/nexus/v3/wamp"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -753,10 +754,12 @@ func refMessage(msg []byte) refResult {
 }
 
 // refTimeout reads the timeout option (CALL options, INVOCATION details)
-// as milliseconds: a positive number is a timeout in whole milliseconds
-// (a fraction dropped), clamped to the longest Duration; anything else (a
-// string, zero, a negative number, below one) means none. Duplicate keys:
-// JSON leaves it open.
+// as nexus's dealer does: JSON decodes an unsigned integer as a uint64 and
+// anything else numeric as a float64, and wamp.AsInt64 converts either (a
+// uint64 beyond an int64 wraps negative). A positive result is a timeout
+// in whole milliseconds, clamped to the longest Duration; anything else (a
+// string, zero, a negative number, below one, NaN) means none. Duplicate
+// keys: JSON leaves it open.
 func (w *refResult) refTimeout(keys []string, vals []json.RawMessage) {
 	const maxMillis = math.MaxInt64 / int64(time.Millisecond)
 	switch v, n := member(keys, vals, "timeout"); n {
@@ -764,18 +767,15 @@ func (w *refResult) refTimeout(keys []string, vals []json.RawMessage) {
 		w.checkTimeout = true
 	case 1:
 		w.checkTimeout = true
-		if ms, ok := plainUint(v); ok {
-			if ms > 0 {
-				w.timeout = time.Duration(min(ms, uint64(maxMillis))) * time.Millisecond
-			}
+		var ms int64
+		if u, ok := plainUint(v); ok {
+			ms, _ = wamp.AsInt64(u)
 		} else if isJSONNumber(v) {
 			f, _ := strconv.ParseFloat(string(v), 64) // ±Inf beyond a float64
-			switch {
-			case f >= float64(maxMillis):
-				w.timeout = time.Duration(maxMillis) * time.Millisecond
-			case f >= 1:
-				w.timeout = time.Duration(int64(f)) * time.Millisecond
-			}
+			ms, _ = wamp.AsInt64(f)
+		}
+		if ms > 0 {
+			w.timeout = time.Duration(min(ms, maxMillis)) * time.Millisecond
 		}
 	}
 }
@@ -1268,25 +1268,27 @@ func parseLineSeeds() map[string]string {
 		"legacy_colon_v1_call":  `wamp:in:[2,"abc","hello5",{"msg":"x"}]`,
 		"legacy_colon_v2_call":  `wamp:out:[48,7,{"timeout":1000},"hello1",[]]`,
 		// More good lines.
-		"v2_register":            seedWrap("wamp", "in", `[64,1,{},"hello1"]`),
-		"v2_register_prefix":     seedWrap("wamp", "in", `[64,2,{"match":"prefix"},"com."]`),
-		"v2_registered":          seedWrap("wamp", "in", `[65,1,4242]`),
-		"v2_invocation_learnt":   seedWrap("wamp", "in", `[68,5,4242,{}]`),
-		"v2_progressive_result":  seedWrap("wamp", "out", `[50,7,{"progress":true},[1]]`),
-		"v2_progress_false":      seedWrap("wamp", "out", `[50,7,{"progress":false}]`),
-		"v2_progressive_yield":   seedWrap("wamp", "in", `[70,5,{"progress":true}]`),
-		"v2_hello":               seedWrap("wamp", "out", `[1,"realm1",{"roles":{}}]`),
-		"v2_welcome":             seedWrap("wamp", "out", `[2,123,{}]`),
-		"v2_goodbye":             seedWrap("wamp", "out", `[6,{},"wamp.close.close_realm"]`),
-		"v2_challenge":           seedWrap("wamp", "out", `[4,"ticket",{}]`),
-		"v2_error_register":      seedWrap("wamp", "in", `[8,64,5,{},"wamp.error.procedure_already_exists"]`),
-		"v2_call_max_id":         seedWrap("wamp", "out", `[48,9007199254740992,{},"com.example.add"]`),
-		"v2_call_max_timeout":    seedWrap("wamp", "out", `[48,3,{"timeout":9223372036853},"p"]`),
-		"v2_call_escapes":        seedWrap("wamp", "out", `[48,3,{},"caf\u00e9.\ud83d\ude00"]`),
-		"v2_call_lone_surrogate": seedWrap("wamp", "out", `[48,3,{},"a\ud800b"]`),
-		"spaces_and_crlf":        ` [ "wamp" , "out" , "[48, 4, {}, \"p\"]" ] ` + "\r",
-		"names_max_length":       seedWrap(strings.Repeat("a", 32), "z9", `[48,1,{},"p"]`),
-		"datagram_two_lines":     seedWrap("wamp", "out", `[48,1,{},"p"]`) + "\n" + seedWrap("wamp", "out", `[50,1,{}]`),
+		"v2_register":                seedWrap("wamp", "in", `[64,1,{},"hello1"]`),
+		"v2_register_prefix":         seedWrap("wamp", "in", `[64,2,{"match":"prefix"},"com."]`),
+		"v2_registered":              seedWrap("wamp", "in", `[65,1,4242]`),
+		"v2_invocation_learnt":       seedWrap("wamp", "in", `[68,5,4242,{}]`),
+		"v2_progressive_result":      seedWrap("wamp", "out", `[50,7,{"progress":true},[1]]`),
+		"v2_progress_false":          seedWrap("wamp", "out", `[50,7,{"progress":false}]`),
+		"v2_progressive_yield":       seedWrap("wamp", "in", `[70,5,{"progress":true}]`),
+		"v2_hello":                   seedWrap("wamp", "out", `[1,"realm1",{"roles":{}}]`),
+		"v2_welcome":                 seedWrap("wamp", "out", `[2,123,{}]`),
+		"v2_goodbye":                 seedWrap("wamp", "out", `[6,{},"wamp.close.close_realm"]`),
+		"v2_challenge":               seedWrap("wamp", "out", `[4,"ticket",{}]`),
+		"v2_error_register":          seedWrap("wamp", "in", `[8,64,5,{},"wamp.error.procedure_already_exists"]`),
+		"v2_call_max_id":             seedWrap("wamp", "out", `[48,9007199254740992,{},"com.example.add"]`),
+		"v2_call_max_timeout":        seedWrap("wamp", "out", `[48,3,{"timeout":9223372036853},"p"]`),
+		"v2_call_wrapped_timeout":    seedWrap("wamp", "out", `[48,3,{"timeout":18446744073709551615},"p"]`),
+		"v2_call_huge_float_timeout": seedWrap("wamp", "out", `[48,3,{"timeout":1e300},"p"]`),
+		"v2_call_escapes":            seedWrap("wamp", "out", `[48,3,{},"caf\u00e9.\ud83d\ude00"]`),
+		"v2_call_lone_surrogate":     seedWrap("wamp", "out", `[48,3,{},"a\ud800b"]`),
+		"spaces_and_crlf":            ` [ "wamp" , "out" , "[48, 4, {}, \"p\"]" ] ` + "\r",
+		"names_max_length":           seedWrap(strings.Repeat("a", 32), "z9", `[48,1,{},"p"]`),
+		"datagram_two_lines":         seedWrap("wamp", "out", `[48,1,{},"p"]`) + "\n" + seedWrap("wamp", "out", `[50,1,{}]`),
 		// Bare messages.
 		"msg_call":                         `[48,1,{"timeout":300},"hello3",["hello world 1"]]`,
 		"msg_result":                       `[50,1,{},["Hello from hello3"]]`,

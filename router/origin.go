@@ -110,3 +110,10 @@ func isLoopback(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// OriginPolicy is the front's Origin check for these -allow-origin
+// patterns (see originPolicy), for servers that must check Origins as the
+// router does: cmd/stocknexus puts it in front of stock nexus.
+func OriginPolicy(patterns []string) (func(*http.Request) bool, error) {
+	return originPolicy(patterns)
+}

@@ -13,10 +13,8 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -65,7 +63,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	defer nx.Close()
 	ws := nexus.NewWebsocketServer(nx)
 	ws.OutQueueSize = *outQueue
-	ws.Upgrader.CheckOrigin = sameHostOrNoOrigin
+	if ws.Upgrader.CheckOrigin, err = router.OriginPolicy(nil); err != nil { // cmd/router's default
+		return err
+	}
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -86,23 +86,4 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	srv.Close()
 	<-served
 	return nil
-}
-
-// sameHostOrNoOrigin is cmd/router's default Origin check: non-browser
-// clients send no Origin and are accepted; a browser's Origin must name the
-// host it connects to (whatever the ports).
-func sameHostOrNoOrigin(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	return strings.EqualFold(u.Hostname(), strings.Trim(host, "[]"))
 }

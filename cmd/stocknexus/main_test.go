@@ -16,6 +16,7 @@ import (
 	"github.com/php-wamp-observer/php-wamp-observer/app"
 	"github.com/php-wamp-observer/php-wamp-observer/internal/freeport"
 	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
+	"github.com/php-wamp-observer/php-wamp-observer/router"
 )
 
 // syncBuffer is stderr shared by the program's goroutines and the test.
@@ -114,11 +115,15 @@ func TestOriginCheckIsTheRouters(t *testing.T) {
 		{"http://evil.example", "127.0.0.1:9090", false},
 		{"null", "127.0.0.1:9090", false},
 	} {
+		check, err := router.OriginPolicy(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		r, _ := http.NewRequest(http.MethodGet, "http://"+c.host+"/", nil)
 		if c.origin != "" {
 			r.Header.Set("Origin", c.origin)
 		}
-		if got := sameHostOrNoOrigin(r); got != c.ok {
+		if got := check(r); got != c.ok {
 			t.Errorf("Origin %q, Host %q: accepted %v, want %v", c.origin, c.host, got, c.ok)
 		}
 	}

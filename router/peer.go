@@ -26,6 +26,8 @@ type peerConfig struct {
 	maxInFlight, maxTestaments, maxTestamentBytes int
 	totals                                        guardTotals // over all sessions
 
+	batches *sync.Pool // buffers for coalesced writes (batchConn)
+
 	rejected func(string)
 	shutdown *atomic.Bool    // the router is closing
 	log      *ratelog.Logger // trouble with messages
@@ -57,7 +59,8 @@ type peerConfig struct {
 //     once, and queues the frame for the writer. It never blocks, so wr
 //     (nexus's non-blocking sends) stays nearly empty and nexus never
 //     answers "callee blocked" for a client that is merely busy;
-//   - write writes the frames, each within the write timeout, and pings.
+//   - write writes the frames, each within the write timeout, and pings;
+//     frames waiting together go out in one system call (see batchConn).
 //
 // The queue of encoded frames is bounded in frames and in bytes: a
 // message's size is known only once encoded, and nexus writes wr itself, so
@@ -70,6 +73,7 @@ type peerConfig struct {
 // retries a YIELD for a blocked caller, holding up the callee's session).
 type wsPeer struct {
 	conn        *websocket.Conn
+	batch       *batchConn // under conn
 	serializer  serialize.Serializer
 	payloadType int
 	obs         *connObserver // nil when not observing
@@ -107,9 +111,10 @@ type wsPeer struct {
 // flushTimeout bounds how long Close spends writing what is still queued.
 const flushTimeout = 2 * time.Second
 
-func newWSPeer(conn *websocket.Conn, serializer serialize.Serializer, payloadType int, obs *connObserver, cfg *peerConfig) *wsPeer {
+func newWSPeer(conn *websocket.Conn, batch *batchConn, serializer serialize.Serializer, payloadType int, obs *connObserver, cfg *peerConfig) *wsPeer {
 	p := &wsPeer{
 		conn:        conn,
+		batch:       batch,
 		serializer:  serializer,
 		payloadType: payloadType,
 		obs:         obs,
@@ -406,25 +411,15 @@ func (p *wsPeer) send() {
 	for {
 		select {
 		case b, ok := <-p.frames:
+			if ok {
+				ok = p.writeFrames(b)
+			}
 			if !ok {
 				if !p.dead.Load() {
 					_ = p.conn.WriteControl(websocket.CloseMessage,
 						websocket.FormatCloseMessage(websocket.CloseNormalClosure, "goodbye"), p.deadline())
 				}
 				return
-			}
-			p.queuedBytes.Add(-int64(len(b)))
-			p.cfg.queuedTotal.Add(-int64(len(b)))
-			if p.dead.Load() {
-				continue // discard
-			}
-			_ = p.conn.SetWriteDeadline(p.deadline())
-			if err := p.conn.WriteMessage(p.payloadType, b); err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() && !p.isClosing() {
-					p.drop(RejectSlowConsumer, "a write did not complete within the write timeout")
-				}
-				p.drop("", "")
 			}
 		case <-tick:
 			idle := time.Since(time.Unix(0, p.lastHeard.Load()))
@@ -433,6 +428,67 @@ func (p *wsPeer) send() {
 			}
 		}
 	}
+}
+
+// writeFrames writes first and, when more frames are already waiting, up
+// to maxBatchFrames of them with it in one system call. It returns false
+// when it found the queue closed (encode is done).
+func (p *wsPeer) writeFrames(first []byte) (open bool) {
+	open = true
+	batch := len(p.frames) > 0 // else a lone frame, written at once
+	if batch {
+		p.batch.hold()
+	}
+	// The frames' bytes stay counted in the queue's bounds until written.
+	var held int64
+	b := first
+frames:
+	for n := 1; ; n++ {
+		held += int64(len(b))
+		p.writeFrame(b)
+		if !batch || n == maxBatchFrames || p.batch.held() >= maxBatchBytes {
+			break
+		}
+		select {
+		case b, open = <-p.frames:
+			if !open {
+				break frames
+			}
+		default:
+			break frames
+		}
+	}
+	var err error
+	if batch {
+		err = p.batch.release()
+	}
+	p.queuedBytes.Add(-held)
+	p.cfg.queuedTotal.Add(-held)
+	if err != nil && !p.dead.Load() {
+		p.writeFailed(err)
+	}
+	return open
+}
+
+// writeFrame writes one frame, or hands it to the batchConn when holding.
+func (p *wsPeer) writeFrame(b []byte) {
+	if p.dead.Load() {
+		return // discard
+	}
+	_ = p.conn.SetWriteDeadline(p.deadline())
+	if err := p.conn.WriteMessage(p.payloadType, b); err != nil {
+		p.writeFailed(err)
+	}
+}
+
+// writeFailed drops the client whose write failed: as a slow consumer when
+// the write timeout passed.
+func (p *wsPeer) writeFailed(err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && !p.isClosing() {
+		p.drop(RejectSlowConsumer, "a write did not complete within the write timeout")
+	}
+	p.drop("", "")
 }
 
 // deadline is the write deadline for the next write: the write timeout,

@@ -296,6 +296,7 @@ func New(cfg Config) (*Router, error) {
 		shutdown:          &r.closing,
 		log:               r.refusals,
 		slowLog:           ratelog.New(cfg.Logger, time.Second, nil),
+		batches:           newBatchPool(),
 	}
 	r.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
@@ -341,11 +342,12 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			errors.New("no supported WebSocket subprotocol offered; use one of "+strings.Join(r.upgrader.Subprotocols, ", ")))
 		return
 	}
-	conn, err := r.upgrader.Upgrade(w, req, nil)
+	bw := &batchingWriter{ResponseWriter: w, pool: r.peer.batches}
+	conn, err := r.upgrader.Upgrade(bw, req, nil)
 	if err != nil {
 		return // the upgrader has answered and r.refuse has logged
 	}
-	r.attach(conn)
+	r.attach(conn, bw.conn)
 }
 
 func (r *Router) refuse(w http.ResponseWriter, req *http.Request, status int, reason error) {
@@ -377,7 +379,7 @@ func offersWAMP(offered []string) bool {
 	return false
 }
 
-func (r *Router) attach(conn *websocket.Conn) {
+func (r *Router) attach(conn *websocket.Conn, bc *batchConn) {
 	conn.SetReadLimit(r.maxMessage)
 	var (
 		serializer  serialize.Serializer
@@ -392,7 +394,7 @@ func (r *Router) attach(conn *websocket.Conn) {
 	if r.open != nil {
 		obs = newConnObserver(r.open)
 	}
-	peer := newWSPeer(conn, serializer, payloadType, obs, &r.peer)
+	peer := newWSPeer(conn, bc, serializer, payloadType, obs, &r.peer)
 	if err := r.nexus.AttachClient(peer, nil); err != nil {
 		r.rejected(RejectJoin)
 		r.refusals.Warn("client could not join", slog.String("remote", conn.RemoteAddr().String()), slog.Any("err", err))

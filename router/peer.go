@@ -2,6 +2,7 @@ package router
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -27,6 +28,7 @@ type peerConfig struct {
 	totals                                        guardTotals // over all sessions
 
 	batches *sync.Pool // buffers for coalesced writes (batchConn)
+	reads   readPool
 
 	rejected func(string)
 	shutdown *atomic.Bool    // the router is closing
@@ -200,7 +202,7 @@ func (p *wsPeer) receive() {
 		p.conn.SetPongHandler(func(string) error { p.heard(); return nil })
 	}
 	for {
-		_, b, err := p.conn.ReadMessage()
+		buf, err := p.read()
 		if err != nil {
 			var ne net.Error
 			switch {
@@ -219,7 +221,8 @@ func (p *wsPeer) receive() {
 			return
 		}
 		p.heard()
-		msg, end := p.decode(b)
+		msg, end := p.decode(*buf)
+		p.cfg.reads.put(buf)
 		if end {
 			// The ABORT is queued; the router's Close writes it.
 			return
@@ -231,6 +234,37 @@ func (p *wsPeer) receive() {
 		case p.rd <- msg:
 		case <-p.closing:
 			return
+		}
+	}
+}
+
+// read reads the next message into a buffer from the router's pool. The
+// serializers copy what they decode (ugorji's ZeroCopy is off in nexus's
+// handles; TestDecodedMessagesDoNotShareTheReadBuffer), so the buffer goes
+// back as soon as the message is decoded: unlike gorilla's ReadMessage,
+// which grows a new buffer from 512 bytes for every message, a 10 KiB
+// message costs no allocation and no copy once the pool is warm.
+func (p *wsPeer) read() (*[]byte, error) {
+	_, r, err := p.conn.NextReader()
+	if err != nil {
+		return nil, err
+	}
+	buf := p.cfg.reads.get()
+	b := (*buf)[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			*buf = b
+			return buf, nil
+		}
+		if err != nil {
+			*buf = b
+			p.cfg.reads.put(buf)
+			return nil, err
 		}
 	}
 }
@@ -435,10 +469,9 @@ func (p *wsPeer) send() {
 // when it found the queue closed (encode is done).
 func (p *wsPeer) writeFrames(first []byte) (open bool) {
 	open = true
-	batch := len(p.frames) > 0 // else a lone frame, written at once
-	if batch {
-		p.batch.hold()
-	}
+	// Even a lone frame is held, so that gorilla's header and payload go
+	// out together; it is then written at once.
+	p.batch.hold()
 	// The frames' bytes stay counted in the queue's bounds until written.
 	var held int64
 	b := first
@@ -446,7 +479,7 @@ frames:
 	for n := 1; ; n++ {
 		held += int64(len(b))
 		p.writeFrame(b)
-		if !batch || n == maxBatchFrames || p.batch.held() >= maxBatchBytes {
+		if n == maxBatchFrames || p.batch.held() >= maxBatchBytes {
 			break
 		}
 		select {
@@ -458,10 +491,7 @@ frames:
 			break frames
 		}
 	}
-	var err error
-	if batch {
-		err = p.batch.release()
-	}
+	err := p.batch.release()
 	p.queuedBytes.Add(-held)
 	p.cfg.queuedTotal.Add(-held)
 	if err != nil && !p.dead.Load() {

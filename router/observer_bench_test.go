@@ -42,18 +42,28 @@ func newBenchObserver(b *testing.B) *connObserver {
 }
 
 // BenchmarkObserveCallResult is the observer's hot path: one CALL seen on
-// the way in and its RESULT on the way out, recorded in Prometheus.
+// the way in and its RESULT on the way out, recorded in Prometheus, for
+// one procedure and for calls spread over 1,000 (each its own series,
+// whose lookups and observations miss the caches more).
 func BenchmarkObserveCallResult(b *testing.B) {
-	obs := newBenchObserver(b)
-	call := &wamp.Call{Options: wamp.Dict{}, Procedure: "hello1"}
-	result := &wamp.Result{Details: wamp.Dict{}}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		call.Request = wamp.ID(i)
-		result.Request = wamp.ID(i)
-		obs.fromClient(call)
-		obs.toClient(result)
+	for _, procedures := range []int{1, 1000} {
+		b.Run(fmt.Sprintf("procedures=%d", procedures), func(b *testing.B) {
+			obs := newBenchObserver(b)
+			calls := make([]*wamp.Call, procedures)
+			for i := range calls {
+				calls[i] = &wamp.Call{Options: wamp.Dict{}, Procedure: wamp.URI(fmt.Sprintf("com.example.hello%d", i+1))}
+			}
+			result := &wamp.Result{Details: wamp.Dict{}}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				call := calls[i%procedures]
+				call.Request = wamp.ID(i)
+				result.Request = wamp.ID(i)
+				obs.fromClient(call)
+				obs.toClient(result)
+			}
+		})
 	}
 }
 

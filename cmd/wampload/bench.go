@@ -304,7 +304,7 @@ func benchLog(ctx context.Context, routerBin, self string, rounds int) error {
 func benchMicro(ctx context.Context) error {
 	fmt.Println("### Hot paths (go test -bench)")
 	fmt.Println()
-	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "ObserveCallResult|ParseLine|HandleLinePair",
+	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "ObserveCallResult|BurstWrites|ParseLine|HandleLinePair",
 		"-benchmem", "-count", "3", "./router", "./wamplog")
 	out, err := cmd.CombinedOutput()
 	if err != nil {

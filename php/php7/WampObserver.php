@@ -7,7 +7,11 @@ declare(strict_types=1);
  * byte for byte, as ../WampObserver.php (PHP 8), in PHP 7.0 syntax. Load
  * one of the two, never both: they are the same global class.
  *
- * Sends one log line per WAMP message to a php-wamp-observer over UDP.
+ * Sends log lines of WAMP messages to a php-wamp-observer over UDP, batched
+ * with each line's hrtime(true), as the PHP 8 class documents. PHP 7.0 to
+ * 7.2 have no hrtime(): there, every line is sent at once, in a datagram of
+ * its own, without a time (the receiver times it on arrival), because
+ * batching without the sender's time would corrupt durations.
  * Each line is one datagram: json_encode([$protocol, $direction, $message])
  * and "\n". Logging must never hurt the application that logs: nothing here
  * blocks, throws or raises a PHP error, whatever the receiver does; a line
@@ -38,6 +42,10 @@ final class WampObserver
     public static $dropped = 0;
     /** @var int lines too large for a datagram that were sent with the message cut down to its head */
     public static $shortened = 0;
+    /** @var int datagrams of up to this many bytes; see the PHP 8 class */
+    public static $batchBytes = 8192;
+    /** @var int a batch leaves once its oldest line is this old, at the next log() (or flush()) */
+    public static $flushAfterMs = 10;
 
     /** Stays under the 65507-byte UDP payload limit with room to spare. */
     private static $maxDatagram = 65000;
@@ -69,11 +77,22 @@ final class WampObserver
     /** @var resource|object|null a socket: a resource on PHP 7, a Socket on PHP 8 */
     private static $socket = null;
     /** @var int */
-    private static $socketFamily = 0;
     /** @var resource|null the fallback without the sockets extension: a connected UDP stream */
     private static $stream = null;
-    /** @var string */
-    private static $streamTarget = '';
+    /** @var string where the socket or stream is connected to */
+    private static $target = '';
+    /** @var string lines waiting to be sent, each with its "\n" */
+    private static $batch = '';
+    /** @var int */
+    private static $batchLines = 0;
+    /** @var int hrtime of the oldest line waiting */
+    private static $batchSince = 0;
+    /** @var bool false until a line has been sent at once since start, fork or outage */
+    private static $anchored = false;
+    /** @var int while the receiver is down: the time() before which log() does nothing */
+    private static $downUntil = 0;
+    /** @var bool */
+    private static $atShutdown = false;
 
     /**
      * Sets the receiver as "host:port" ("[::1]:6666" for IPv6); "" turns
@@ -83,6 +102,9 @@ final class WampObserver
      */
     public static function configure(string $addr)
     {
+        self::flush(); // what waits is for the receiver it was logged for
+        self::$downUntil = 0;
+        self::$anchored = false;
         if ($addr === '') {
             self::$enabled = false;
             return;
@@ -101,8 +123,73 @@ final class WampObserver
 
     public static function log(string $protocol, string $direction, string $message)
     {
+        if (self::$downUntil !== 0) {
+            // The receiver refused the last batch: nothing to do until
+            // the retry, as cheaply as the original class skips.
+            if (time() < self::$downUntil) {
+                self::$dropped++;
+                return;
+            }
+            self::$downUntil = 0;
+        }
         if (!self::logging()) {
             return;
+        }
+        // hrtime() is PHP 7.3's; called by name so that PHP 7.0 to 7.2 parse
+        // and skip it.
+        $clock = 'hrtime';
+        $sent = function_exists($clock) ? $clock(true) : null;
+        try {
+            // Escaping only lengthens the message, so a message this long
+            // needs no encoding to be known too long.
+            $line = strlen($message) + 1 > self::$maxDatagram ? null : json_encode(self::fields($protocol, $direction, $message, $sent), self::encoding());
+            if ($line === false) {
+                self::$dropped++;
+                return;
+            }
+            $shortened = false;
+            if ($line === null || strlen($line) + 1 > self::$maxDatagram) {
+                $line = self::shortLine($protocol, $direction, $message, $sent);
+                if ($line === null) {
+                    self::$dropped++;
+                    return;
+                }
+                $shortened = true;
+            }
+            if (self::$batchLines > 0 && strlen(self::$batch) + strlen($line) + 1 > self::$batchBytes) {
+                self::flush();
+            }
+            if (self::$batchLines === 0) {
+                self::$batchSince = (int) $sent;
+            }
+            self::$batch .= $line . "\n";
+            self::$batchLines++;
+            if ($shortened) {
+                self::$shortened++;
+            }
+            if ($sent === null || !self::$anchored || $sent - self::$batchSince >= self::$flushAfterMs * 1000000 || strlen(self::$batch) >= self::$batchBytes) {
+                self::flush();
+            }
+        } catch (\Throwable $e) {
+            self::$dropped++;
+        }
+    }
+
+    /**
+     * Sends the lines waiting, in one datagram; see the PHP 8 class.
+     */
+    public static function flush()
+    {
+        if (self::$batchLines === 0) {
+            return;
+        }
+        $batch = self::$batch;
+        $lines = self::$batchLines;
+        self::$batch = '';
+        self::$batchLines = 0;
+        if (!self::$atShutdown) {
+            self::$atShutdown = true;
+            register_shutdown_function(array(self::class, 'flush'));
         }
         // Silences everything, including a host application's own error
         // handler, which would otherwise see socket warnings.
@@ -110,32 +197,33 @@ final class WampObserver
             return true;
         });
         try {
-            // Escaping only lengthens the message, so a message this long
-            // needs no encoding to be known too long.
-            $line = strlen($message) + 1 > self::$maxDatagram ? null : json_encode(array($protocol, $direction, $message), self::encoding());
-            if ($line === false) {
-                self::$dropped++;
-                return;
-            }
-            $shortened = false;
-            if ($line === null || strlen($line) + 1 > self::$maxDatagram) {
-                $line = self::shortLine($protocol, $direction, $message);
-                if ($line === null) {
-                    self::$dropped++;
-                    return;
-                }
-                $shortened = true;
-            }
-            if (!self::send($line . "\n")) {
-                self::$dropped++;
-            } elseif ($shortened) {
-                self::$shortened++;
-            }
+            $result = self::send($batch);
         } catch (\Throwable $e) {
-            self::$dropped++;
+            $result = false;
         } finally {
             restore_error_handler();
         }
+        if ($result === true) {
+            self::$anchored = true;
+            return;
+        }
+        self::$dropped += $lines;
+        if ($result === null) {
+            self::$downUntil = time() + 1;
+            self::$anchored = false;
+        }
+    }
+
+    /**
+     * The line's elements: with the sender's time where there is one.
+     *
+     * @param mixed $message
+     * @param int|null $sent
+     * @return array
+     */
+    private static function fields(string $protocol, string $direction, $message, $sent): array
+    {
+        return $sent === null ? array($protocol, $direction, $message) : array($protocol, $direction, $message, $sent);
     }
 
     private static function encoding(): int
@@ -150,13 +238,13 @@ final class WampObserver
      *
      * @return string|null
      */
-    private static function shortLine(string $protocol, string $direction, string $message)
+    private static function shortLine(string $protocol, string $direction, string $message, $sent)
     {
         $head = self::head($message);
         if ($head === null) {
             return null;
         }
-        $line = json_encode(array($protocol, $direction, $head), self::encoding());
+        $line = json_encode(self::fields($protocol, $direction, $head, $sent), self::encoding());
         return $line === false || strlen($line) + 1 > self::$maxDatagram ? null : $line;
     }
 
@@ -227,53 +315,79 @@ final class WampObserver
         return array($host, (int) $port);
     }
 
-    private static function send(string $datagram): bool
+    /**
+     * Sends one datagram: true when sent, false when it could not be, null
+     * when refused (the receiver is down).
+     *
+     * @return bool|null
+     */
+    private static function send(string $datagram)
     {
+        if (self::$ownerPid !== getmypid()) {
+            // A forked child: the batch it inherited is its parent's to
+            // send, and the socket too.
+            $first = self::$ownerPid === 0;
+            self::$ownerPid = getmypid();
+            self::$socket = null;
+            self::$stream = null;
+            self::$target = '';
+            if (!$first) {
+                self::$anchored = false;
+                return false;
+            }
+        }
         $ip = self::resolve((string) self::$address);
         if ($ip === null) {
             return false;
         }
-        if (self::$ownerPid !== getmypid()) {
-            self::$socket = null;
-            self::$stream = null;
-            self::$ownerPid = getmypid();
-        }
-        if (function_exists('socket_sendto')) {
+        if (function_exists('socket_send')) {
             return self::sendWithSocket($datagram, $ip);
         }
         return self::sendWithStream($datagram, $ip);
     }
 
-    private static function sendWithSocket(string $datagram, string $ip): bool
+    /**
+     * @return bool|null
+     */
+    private static function sendWithSocket(string $datagram, string $ip)
     {
-        $family = strpos($ip, ':') !== false ? AF_INET6 : AF_INET;
-        if (self::$socket === null || self::$socketFamily !== $family) {
-            $socket = socket_create($family, SOCK_DGRAM, SOL_UDP);
-            if ($socket === false || !socket_set_nonblock($socket)) {
+        $target = $ip . ' ' . (int) self::$port;
+        if (self::$socket === null || self::$target !== $target) {
+            $socket = socket_create(strpos($ip, ':') !== false ? AF_INET6 : AF_INET, SOCK_DGRAM, SOL_UDP);
+            // Connected, so that a receiver that is down is reported;
+            // non-blocking, so that a full send buffer fails at once.
+            if ($socket === false || !socket_set_nonblock($socket) || !socket_connect($socket, $ip, (int) self::$port)) {
                 return false;
             }
             self::$socket = $socket;
-            self::$socketFamily = $family;
+            self::$target = $target;
         }
-        // Unconnected, so the receiver may move (or be down) without the
-        // socket collecting errors; a full send buffer fails at once
-        // (non-blocking) instead of waiting.
-        return socket_sendto(self::$socket, $datagram, strlen($datagram), 0, $ip, (int) self::$port) === strlen($datagram);
+        if (socket_send(self::$socket, $datagram, strlen($datagram), 0) === strlen($datagram)) {
+            return true;
+        }
+        return socket_last_error(self::$socket) === SOCKET_ECONNREFUSED ? null : false;
     }
 
-    private static function sendWithStream(string $datagram, string $ip): bool
+    /**
+     * @return bool|null
+     */
+    private static function sendWithStream(string $datagram, string $ip)
     {
         $target = 'udp://' . (strpos($ip, ':') !== false ? "[$ip]" : $ip) . ':' . (int) self::$port;
-        if (self::$stream === null || self::$streamTarget !== $target) {
+        if (self::$stream === null || self::$target !== $target) {
             $stream = stream_socket_client($target, $errno, $error);
             if ($stream === false) {
                 return false;
             }
             stream_set_blocking($stream, false);
             self::$stream = $stream;
-            self::$streamTarget = $target;
+            self::$target = $target;
         }
-        return fwrite(self::$stream, $datagram) === strlen($datagram);
+        $written = fwrite(self::$stream, $datagram);
+        if ($written === strlen($datagram)) {
+            return true;
+        }
+        return $written === false ? null : false;
     }
 
     /**

@@ -77,6 +77,12 @@ final class Client
         private string $realm,
         private ?string $logDirection = null,
     ) {
+        if ($logDirection !== null) {
+            // The lines this client logs leave before the loop idles,
+            // instead of waiting for the next message (WampObserver
+            // batches them).
+            $loop->beforeWait([\WampObserver::class, 'flush']);
+        }
     }
 
     /**

@@ -61,9 +61,22 @@ final class Loop
 
     private bool $running = false;
 
+    /** @var list<callable(): void> called each time before the loop waits */
+    private array $beforeWait = [];
+
     public function __construct()
     {
         $this->timerHeap = new \SplMinHeap();
+    }
+
+    /**
+     * Calls $callback each time the loop is about to wait for streams or
+     * timers: work that batches (such as WampObserver's lines) is done
+     * then rather than held while the loop idles.
+     */
+    public function beforeWait(callable $callback): void
+    {
+        $this->beforeWait[] = $callback;
     }
 
     /** @param resource $stream */
@@ -171,6 +184,9 @@ final class Loop
 
     private function waitForStreams(?float $timeout): void
     {
+        foreach ($this->beforeWait as $callback) {
+            $callback();
+        }
         $read = $this->readStreams;
         $write = $this->writeStreams;
         if ($read === [] && $write === []) {

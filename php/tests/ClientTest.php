@@ -534,7 +534,7 @@ final class ClientTest extends TestCase
         $this->client = new Client($this->loop, $this->router->url(), 'realm1', 'in');
 
         $invocation = $this->registerAndInvoke('{"0":"zero"}', 41, '[{},[]],{}');
-        $logged = array_map(fn (string $line) => json_decode($line, true), $receiver->payloads(5, 0.5));
+        $logged = array_map(fn (string $line) => json_decode($line, true), $receiver->lines(5, 0.5));
         $receiver->close();
         self::assertSame(
             ['wamp', 'in', '[68,41,' . self::REGISTRATION . ',{"0":"zero","procedure":"hello1"},[{},[]],{}]'],
@@ -562,7 +562,7 @@ final class ClientTest extends TestCase
         LoopRunner::runUntil($this->loop, function () use (&$results): bool {
             return $results !== [];
         });
-        $logged = array_map(fn (string $line) => json_decode($line, true)[2], $receiver->payloads(4, 0.5));
+        $logged = array_map(fn (string $line) => json_decode($line, true)[2], $receiver->lines(4, 0.5));
         $receiver->close();
         self::assertSame([100000], $results);
         self::assertSame('[50,1,{}]', $logged[3] ?? null);
@@ -604,7 +604,7 @@ final class ClientTest extends TestCase
             '[68,42,' . self::REGISTRATION . ',{"procedure":"hello1.pattern"}]',
             '[70,41,{},["Hello from hello1"]]',
         ];
-        $logged = array_map(fn (string $line) => json_decode($line, true), $receiver->payloads(count($wire) + 1, 0.5));
+        $logged = array_map(fn (string $line) => json_decode($line, true), $receiver->lines(count($wire) + 1, 0.5));
         $receiver->close();
         self::assertSame(array_map(fn (string $text) => ['wamp', 'in', $text], $wire), $logged);
         // The handler still sees what the router sent.

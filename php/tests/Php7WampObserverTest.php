@@ -48,7 +48,7 @@ final class Php7WampObserverTest extends TestCase
         self::assertSame(['', ''], [$php8[1], $php7[1]]);
         $want = json_decode($php8[0], true);
         $got = json_decode($php7[0], true);
-        self::assertSame(['configure', 'logging', 'log'], array_keys($want['methods']));
+        self::assertSame(['configure', 'logging', 'log', 'flush'], array_keys($want['methods']));
         self::assertSame($want, $got);
     }
 
@@ -84,7 +84,7 @@ final class Php7WampObserverTest extends TestCase
             unlink($file);
         }
         self::assertSame('', $stderr);
-        $php7 = $php7Receiver->payloads(count($messages), 1.0);
+        $php7 = $php7Receiver->lines(count($messages), 1.0);
         $php7Receiver->close();
 
         $php8Receiver = new UdpReceiver();
@@ -93,7 +93,7 @@ final class Php7WampObserverTest extends TestCase
         foreach ($messages as $message) {
             \WampObserver::log('wamp', 'out', $message);
         }
-        $php8 = $php8Receiver->payloads(count($messages), 1.0);
+        $php8 = $php8Receiver->lines(count($messages), 1.0);
         $php8Receiver->close();
 
         self::assertCount(10, $php8, '7 whole lines and 3 shortened ones');

@@ -26,7 +26,7 @@ final class ScriptsTest extends TestCase
         preg_match('/(\d+) answered, (\d+) errors/', $stdout, $counts);
         $answers = (int) $counts[1] + (int) $counts[2];
 
-        $lines = $receiver->receive(30 + $answers, 2.0);
+        $lines = $receiver->timedLines(30 + $answers, 2.0);
         $receiver->close();
         self::assertCount(30 + $answers, $lines);
         self::assertCount(1, array_unique(array_column($lines, 1)), 'one source port');

@@ -26,6 +26,8 @@ final class WampObserverTest extends TestCase
         \WampObserver::configure("127.0.0.1:{$this->receiver->port}");
         \WampObserver::$dropped = 0;
         \WampObserver::$shortened = 0;
+        \WampObserver::$batchBytes = 8192;
+        \WampObserver::$flushAfterMs = 10;
     }
 
     protected function tearDown(): void
@@ -33,28 +35,111 @@ final class WampObserverTest extends TestCase
         $this->receiver->close();
     }
 
-    public function testSendsOneDatagramPerLineFromOneSourcePort(): void
+    public function testBatchesLinesWithTheSendersTimeFromOneSourcePort(): void
     {
         $messages = ['[48,1,{"timeout":300},"hello3",["hello world 1"]]', '[50,1,{},["Hello from hello3"]]', 'x'];
+        $before = hrtime(true);
         foreach ($messages as $message) {
             \WampObserver::log('wamp', 'out', $message);
         }
-        $received = $this->receiver->receive(3);
+        $after = hrtime(true);
+        // The first line after configure() leaves at once; the others
+        // wait for company until flush().
+        self::assertCount(1, $this->receiver->payloads(1));
+        \WampObserver::flush();
         self::assertSame(
-            array_map(fn (string $m) => json_encode(['wamp', 'out', $m], self::FLAGS) . "\n", $messages),
-            array_column($received, 0),
+            array_map(fn (string $m) => json_encode(['wamp', 'out', $m], self::FLAGS), array_slice($messages, 1)),
+            array_map(fn (string $line) => preg_replace('/,\d+\]$/', ']', $line), explode("\n", rtrim($this->receiver->payloads(1)[0]))) ,
         );
+        $this->receiver->close();
+        $this->receiver = new UdpReceiver();
+        \WampObserver::configure("127.0.0.1:{$this->receiver->port}");
+        foreach ($messages as $message) {
+            \WampObserver::log('wamp', 'out', $message);
+        }
+        $received = $this->receiver->timedLines(3);
+        self::assertSame(array_map(fn (string $m) => json_encode(['wamp', 'out', $m], self::FLAGS) . "\n", $messages), array_column($received, 0));
         self::assertCount(1, array_unique(array_column($received, 1)));
-        self::assertSame(
-            "[\"wamp\",\"out\",\"[48,1,{\\\"timeout\\\":300},\\\"hello3\\\",[\\\"hello world 1\\\"]]\"]\n",
-            $received[0][0],
-        );
+        $times = array_column($received, 2);
+        self::assertSame($times, array_values(array_unique($times)), 'each line has its own time');
+        $sorted = $times;
+        sort($sorted);
+        self::assertSame($sorted, $times);
+        self::assertGreaterThan($after, $times[0]); // the second round began after the first
+        self::assertGreaterThan($before, $times[0]);
+    }
+
+    public function testABatchLeavesWhenItsOldestLineHasWaitedFlushAfterMs(): void
+    {
+        \WampObserver::log('wamp', 'out', 'anchor'); // at once
+        self::assertCount(1, $this->receiver->payloads(1));
+        \WampObserver::$flushAfterMs = 5;
+        $start = hrtime(true);
+        \WampObserver::log('wamp', 'out', 'first');
+        while (hrtime(true) - $start < 5_000_000) {
+            // waiting out the interval on the sender's own clock
+        }
+        \WampObserver::log('wamp', 'out', 'second'); // the oldest has waited 5 ms: both leave
+        $datagrams = $this->receiver->payloads(1);
+        self::assertCount(1, $datagrams);
+        self::assertSame(2, substr_count($datagrams[0], "\n"));
+    }
+
+    public function testABatchLeavesBeforeItPassesBatchBytes(): void
+    {
+        \WampObserver::log('wamp', 'out', 'anchor');
+        self::assertCount(1, $this->receiver->payloads(1));
+        \WampObserver::$batchBytes = 1000;
+        \WampObserver::$flushAfterMs = 60_000;
+        for ($i = 0; $i < 100; $i++) {
+            \WampObserver::log('wamp', 'out', str_repeat('m', 80));
+        }
+        \WampObserver::flush();
+        $datagrams = $this->receiver->payloads(20);
+        self::assertSame(100, array_sum(array_map(fn (string $d) => substr_count($d, "\n"), $datagrams)));
+        foreach ($datagrams as $datagram) {
+            self::assertLessThanOrEqual(1000, strlen($datagram));
+        }
+        self::assertGreaterThanOrEqual(10, count($datagrams));
+    }
+
+    public function testBatchBytesZeroSendsEveryLineAtOnce(): void
+    {
+        \WampObserver::$batchBytes = 0;
+        for ($i = 0; $i < 3; $i++) {
+            \WampObserver::log('wamp', 'out', "alone $i");
+        }
+        self::assertCount(3, $this->receiver->receive(3));
+    }
+
+    public function testAReceiverThatIsDownIsSkippedUntilARetryASecondLater(): void
+    {
+        $port = $this->receiver->port;
+        $this->receiver->close();
+        \WampObserver::configure("127.0.0.1:$port");
+        $this->assertSilent(function (): void {
+            \WampObserver::log('wamp', 'out', 'sent, then refused by the kernel'); // at once
+            \WampObserver::log('wamp', 'out', 'refused');
+            \WampObserver::flush();
+        });
+        self::assertSame(1, \WampObserver::$dropped);
+        $down = new \ReflectionProperty(\WampObserver::class, 'downUntil');
+        self::assertGreaterThan(0, $down->getValue());
+        for ($i = 0; $i < 1000; $i++) {
+            \WampObserver::log('wamp', 'out', 'skipped');
+        }
+        self::assertSame(1001, \WampObserver::$dropped);
+        // A second later, the receiver is back on the same port.
+        $this->receiver = new UdpReceiver('127.0.0.1', $port);
+        $down->setValue(null, time() - 1);
+        \WampObserver::log('wamp', 'out', 'back');
+        self::assertSame(["[\"wamp\",\"out\",\"back\"]\n"], $this->receiver->lines(1));
     }
 
     public function testSlashesAndUnicodeAreNotEscaped(): void
     {
         \WampObserver::log('wamp', 'in', 'a/b é ☃');
-        self::assertSame(["[\"wamp\",\"in\",\"a/b é ☃\"]\n"], $this->receiver->payloads(1));
+        self::assertSame(["[\"wamp\",\"in\",\"a/b é ☃\"]\n"], $this->receiver->lines(1));
     }
 
     public function testEmptyAddressTurnsLoggingOff(): void
@@ -75,7 +160,7 @@ final class WampObserverTest extends TestCase
         $other = new UdpReceiver();
         \WampObserver::$port = $other->port;
         \WampObserver::log('wamp', 'out', 'moved');
-        self::assertSame(["[\"wamp\",\"out\",\"moved\"]\n"], $other->payloads(1));
+        self::assertSame(["[\"wamp\",\"out\",\"moved\"]\n"], $other->lines(1));
         $other->close();
     }
 
@@ -88,7 +173,7 @@ final class WampObserverTest extends TestCase
         }
         \WampObserver::configure("[::1]:{$receiver->port}");
         \WampObserver::log('wamp', 'out', 'six');
-        self::assertSame(["[\"wamp\",\"out\",\"six\"]\n"], $receiver->payloads(1));
+        self::assertSame(["[\"wamp\",\"out\",\"six\"]\n"], $receiver->lines(1));
         $receiver->close();
     }
 
@@ -96,7 +181,7 @@ final class WampObserverTest extends TestCase
     {
         \WampObserver::configure("localhost:{$this->receiver->port}");
         \WampObserver::log('wamp', 'out', 'named');
-        self::assertSame(["[\"wamp\",\"out\",\"named\"]\n"], $this->receiver->payloads(1));
+        self::assertSame(["[\"wamp\",\"out\",\"named\"]\n"], $this->receiver->lines(1));
     }
 
     /** @return iterable<string, array{string}> */
@@ -141,11 +226,14 @@ final class WampObserverTest extends TestCase
 
     public function testLinesOverTheDatagramLimitAreDropped(): void
     {
-        // '["wamp","out",""]' plus "\n" is 18 bytes around the message.
-        $this->assertSilent(function (): void {
-            \WampObserver::log('wamp', 'out', str_repeat('a', 65000 - 18));
-            \WampObserver::log('wamp', 'out', str_repeat('b', 65000 - 18 + 1));
+        // '["wamp","out","",<time>]' plus "\n" is 19 bytes and the time's
+        // digits around the message.
+        $around = 19 + self::timeDigits();
+        $this->assertSilent(function () use ($around): void {
+            \WampObserver::log('wamp', 'out', str_repeat('a', 65000 - $around));
+            \WampObserver::log('wamp', 'out', str_repeat('b', 65000 - $around + 1));
             \WampObserver::log('wamp', 'out', str_repeat('c', 1 << 20));
+            \WampObserver::flush();
         });
         $received = $this->receiver->payloads(3, 0.5);
         self::assertCount(1, $received);
@@ -160,10 +248,10 @@ final class WampObserverTest extends TestCase
         $this->assertSilent(fn () => \WampObserver::log('wamp', 'out', $message));
         $received = $this->receiver->payloads(1);
         self::assertCount(1, $received);
-        $line = $received[0];
-        self::assertLessThanOrEqual(65000, strlen($line));
-        self::assertStringEndsWith("\n", $line);
-        self::assertSame(substr_count($line, "\n"), 1);
+        self::assertLessThanOrEqual(65000, strlen($received[0]));
+        self::assertStringEndsWith("\n", $received[0]);
+        self::assertSame(substr_count($received[0], "\n"), 1);
+        $line = preg_replace('/,\d+\]\n$/', "]\n", $received[0]);
         $logged = json_decode($line, false, 512, JSON_THROW_ON_ERROR);
         self::assertSame(['wamp', 'out'], array_slice($logged, 0, 2));
         self::assertSame('[50,7,{"x":"a/é","empty":{},"list":[],"f":1.0}]', $logged[2]);
@@ -194,7 +282,7 @@ final class WampObserverTest extends TestCase
     public function testOversizedMessagesAreShortenedByType(string $message, string $head): void
     {
         $this->assertSilent(fn () => \WampObserver::log('wamp', 'in', $message));
-        self::assertSame([json_encode(['wamp', 'in', $head], self::FLAGS) . "\n"], $this->receiver->payloads(2, 0.3));
+        self::assertSame([json_encode(['wamp', 'in', $head], self::FLAGS) . "\n"], $this->receiver->lines(2, 0.3));
         self::assertSame([1, 0], [\WampObserver::$shortened, \WampObserver::$dropped]);
     }
 
@@ -221,26 +309,33 @@ final class WampObserverTest extends TestCase
     public function testOversizedMessagesWithoutAHeadThatFitsAreDropped(string $message): void
     {
         $this->assertSilent(fn () => \WampObserver::log('wamp', 'in', $message));
-        self::assertSame([], $this->receiver->payloads(1, 0.2));
+        self::assertSame([], $this->receiver->lines(1, 0.2));
         self::assertSame([0, 1], [\WampObserver::$shortened, \WampObserver::$dropped]);
     }
 
     public function testShortenedOnlyWhenTheLineDoesNotFit(): void
     {
-        // The line is the message plus 18 bytes, plus one per quote escaped:
-        // [50,1,{},["..."]] has two, so 64980 bytes of message just fit.
-        $fits = '[50,1,{},["' . str_repeat('a', 64980 - 14) . '"]]';
-        $escapedTooLong = '[50,1,{},["' . str_repeat('b', 64981 - 14) . '"]]';
-        self::assertSame([64980, 64981], [strlen($fits), strlen($escapedTooLong)]);
+        // The line is the message plus 19 bytes and the time's digits, plus
+        // one per quote escaped: [50,1,{},["..."]] has two.
+        $fitting = 65000 - 19 - self::timeDigits() - 2;
+        $fits = '[50,1,{},["' . str_repeat('a', $fitting - 14) . '"]]';
+        $escapedTooLong = '[50,1,{},["' . str_repeat('b', $fitting + 1 - 14) . '"]]';
         \WampObserver::log('wamp', 'out', $fits);
         \WampObserver::log('wamp', 'out', $escapedTooLong);
+        \WampObserver::flush();
         $received = $this->receiver->payloads(2);
         self::assertSame(65000, strlen($received[0]));
         self::assertSame(
             [json_encode(['wamp', 'out', $fits], self::FLAGS) . "\n", "[\"wamp\",\"out\",\"[50,1,{}]\"]\n"],
-            $received,
+            preg_replace('/,\d+\]\n$/', "]\n", $received),
         );
         self::assertSame([1, 0], [\WampObserver::$shortened, \WampObserver::$dropped]);
+    }
+
+    /** How many digits hrtime(true) has now. */
+    private static function timeDigits(): int
+    {
+        return strlen((string) hrtime(true));
     }
 
     public function testInvalidUtf8IsDroppedSilently(): void
@@ -261,23 +356,27 @@ final class WampObserverTest extends TestCase
         self::assertLessThan(2.0, (hrtime(true) - $start) / 1e9);
     }
 
-    public function testAForkedChildSendsFromItsOwnPort(): void
+    public function testAForkedChildSendsFromItsOwnPortAndNotItsParentsLines(): void
     {
-        \WampObserver::log('wamp', 'out', 'parent');
+        \WampObserver::log('wamp', 'out', 'parent'); // at once
+        \WampObserver::log('wamp', 'out', 'parent, waiting');
         $pid = pcntl_fork();
         if ($pid === 0) {
-            \WampObserver::log('wamp', 'out', 'child');
+            // The inherited batch is the parent's to send: the child's
+            // first flush drops it (with what the child added to it).
+            \WampObserver::flush();
+            \WampObserver::log('wamp', 'out', 'child'); // at once
             // Skip PHPUnit's shutdown in the child.
             posix_kill(getmypid(), SIGKILL);
         }
         pcntl_waitpid($pid, $status);
         \WampObserver::log('wamp', 'out', 'parent again');
         $bySender = [];
-        foreach ($this->receiver->receive(3) as [$payload, $sender]) {
-            $bySender[$sender][] = json_decode($payload)[2];
+        foreach ($this->receiver->timedLines(4) as [$line, $sender]) {
+            $bySender[$sender][] = json_decode($line)[2];
         }
         sort($bySender);
-        self::assertSame([['child'], ['parent', 'parent again']], $bySender);
+        self::assertSame([['child'], ['parent', 'parent, waiting', 'parent again']], $bySender);
     }
 
     public function testEnvironmentIsReadOnFirstUse(): void
@@ -288,7 +387,7 @@ final class WampObserverTest extends TestCase
             ['WAMP_OBSERVER_ADDR' => "127.0.0.1:{$this->receiver->port}"],
         );
         self::assertSame(['true', ''], [$stdout, $stderr]);
-        self::assertSame(["[\"wamp\",\"in\",\"from env\"]\n"], $this->receiver->payloads(1));
+        self::assertSame(["[\"wamp\",\"in\",\"from env\"]\n"], $this->receiver->lines(1));
 
         [$stdout] = self::runPhp([], 'var_export(WampObserver::logging());', ['WAMP_OBSERVER_ADDR' => '']);
         self::assertSame('false', $stdout);
@@ -315,7 +414,7 @@ final class WampObserverTest extends TestCase
             WampObserver::configure('127.0.0.1:$closedPort');
             for (\$i = 0; \$i < 3; \$i++) {
                 WampObserver::log('wamp', 'out', 'refused');
-                usleep(10000);
+                WampObserver::flush();
             }
             echo ' ', WampObserver::\$dropped;
             PHP, []);
@@ -323,7 +422,7 @@ final class WampObserverTest extends TestCase
         // The connected fallback socket learns of the closed port (ICMP)
         // and fails the later sends: counted, never shown.
         self::assertMatchesRegularExpression('/^streams [1-4]$/', $stdout);
-        $received = $this->receiver->receive(3, 0.5);
+        $received = $this->receiver->timedLines(3, 0.5);
         self::assertSame(["[\"wamp\",\"out\",\"one\"]\n", "[\"wamp\",\"out\",\"two\"]\n"], array_column($received, 0));
         self::assertSame($received[0][1], $received[1][1]);
     }

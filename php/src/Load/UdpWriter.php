@@ -36,6 +36,8 @@ final class UdpWriter
         private Loop $loop,
         private ?int $limit,
     ) {
+        // Lines leave before the loop waits (WampObserver batches them).
+        $loop->beforeWait([\WampObserver::class, 'flush']);
     }
 
     /** Starts writing; $onDone() follows once stopped or $limit calls made. */

@@ -13,10 +13,10 @@ final class UdpReceiver
     private $socket;
     public readonly int $port;
 
-    public function __construct(string $host = '127.0.0.1')
+    public function __construct(string $host = '127.0.0.1', int $port = 0)
     {
         $address = str_contains($host, ':') ? "[$host]" : $host;
-        $socket = stream_socket_server("udp://$address:0", $errno, $error, STREAM_SERVER_BIND);
+        $socket = stream_socket_server("udp://$address:$port", $errno, $error, STREAM_SERVER_BIND);
         if ($socket === false) {
             throw new \RuntimeException("cannot bind UDP on $host: $error");
         }
@@ -48,6 +48,42 @@ final class UdpReceiver
             $received[] = [$payload, $peer];
         }
         return $received;
+    }
+
+    /**
+     * Flushes what WampObserver holds, then waits for up to $count lines,
+     * at most $timeout seconds in all, and returns each as the original
+     * class wrote it: without the sender's time, which it checks is there
+     * (an integer, hrtime(true) of the sending process).
+     *
+     * @return list<string> lines, each with its "\n"
+     */
+    public function lines(int $count, float $timeout = 1.0): array
+    {
+        return array_column($this->timedLines($count, $timeout), 0);
+    }
+
+    /**
+     * lines(), with each line's sender address and time.
+     *
+     * @return list<array{string, string, int}> [line without its time, sender, time]
+     */
+    public function timedLines(int $count, float $timeout = 1.0): array
+    {
+        \WampObserver::flush();
+        $lines = [];
+        $deadline = microtime(true) + $timeout;
+        while (count($lines) < $count && ($left = $deadline - microtime(true)) > 0) {
+            foreach ($this->receive(1, $left) as [$payload, $sender]) {
+                foreach (explode("\n", rtrim($payload, "\n")) as $line) {
+                    if (preg_match('/^(.*),(\d+)\]$/s', $line, $m) !== 1) {
+                        throw new \UnexpectedValueException("a line without the sender's time: $line");
+                    }
+                    $lines[] = [$m[1] . "]\n", $sender, (int) $m[2]];
+                }
+            }
+        }
+        return $lines;
     }
 
     /** @return list<string> payloads only */

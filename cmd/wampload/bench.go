@@ -28,7 +28,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("wampload bench", flag.ContinueOnError)
 	duration := fs.Duration("duration", 5*time.Second, "measured duration of each RPC run")
 	rounds := fs.Int("rounds", 5, "runs of each side, alternating")
-	only := fs.String("only", "rpc,log,micro", "sections to run")
+	only := fs.String("only", "rpc,log,php,micro", "sections to run")
 	shapes := fs.String("shapes", "", "RPC shapes to run, comma-separated (e.g. 16x1,16x1-10KiB); empty: all of "+strings.Join(rpcShapeNames(), ","))
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -63,6 +63,11 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	if strings.Contains(*only, "log") {
 		if err := benchLog(ctx, routerBin, self, *rounds); err != nil {
+			return err
+		}
+	}
+	if strings.Contains(*only, "php") {
+		if err := benchPHP(ctx, *rounds); err != nil {
 			return err
 		}
 	}

@@ -75,3 +75,16 @@ func TestSelectRPCShapes(t *testing.T) {
 		t.Errorf("empty selected %d shapes", len(all))
 	}
 }
+
+// TestPHPCostBenchmarkRuns runs php/bench/observer-cost.php briefly against
+// bench's own receivers: every case is measured (no timing is judged).
+func TestPHPCostBenchmarkRuns(t *testing.T) {
+	harness.RequireTool(t, "php")
+	c, err := measurePHPCost(context.Background(), "../../php/bench/observer-cost.php", 2000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.originalUp <= 0 || c.originalDown <= 0 || c.oursUp <= 0 || c.oursDown <= 0 {
+		t.Errorf("a case without a figure: %+v", c)
+	}
+}

@@ -22,6 +22,28 @@ final class LoopTest extends TestCase
         self::assertSame([0.0, 0.01, 0.02, 0.03], $fired);
     }
 
+    public function testBeforeWaitRunsEachTimeTheLoopIsAboutToWait(): void
+    {
+        $loop = new Loop();
+        $events = [];
+        $loop->beforeWait(function () use (&$events): void {
+            $events[] = 'wait';
+        });
+        $loop->addTimer(0.01, function () use (&$events): void {
+            $events[] = 'first';
+        });
+        $loop->addTimer(0.02, function () use (&$events): void {
+            $events[] = 'second';
+        });
+        $loop->run();
+        self::assertSame(['wait', 'first', 'wait', 'second'], array_values(array_filter(
+            $events,
+            // Waits may repeat before a timer is due; none is skipped.
+            static fn (string $e, int $i) => $e !== 'wait' || ($events[$i + 1] ?? '') !== 'wait',
+            ARRAY_FILTER_USE_BOTH,
+        )));
+    }
+
     public function testTimersDueTogetherFireInTheOrderAdded(): void
     {
         $loop = new Loop();

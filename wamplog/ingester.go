@@ -315,6 +315,44 @@ type logSender struct {
 	registering   map[uint64]string
 	registrations map[uint64]string
 	regBytes      int64
+
+	clock senderClock // for lines that carry the sender's time
+}
+
+// senderClock maps a sender's monotonic clock (the time a batching class
+// puts in each line) onto the tracker's. Lines wait in the sender's batch,
+// on the network and in our queue, so their arrival says little about when
+// they were logged; a line is placed at sent + offset instead, where the
+// offset is arrival − sent of the sender's first timed line, which our class
+// sends at once (at start, after a fork or an outage), so that its delay is
+// the network's alone. On one host PHP's hrtime and our clock read the same
+// CLOCK_MONOTONIC, so the offset stays right: durations are exact
+// differences of the sender's clock. A line is never placed before the
+// sender's previous line (a hostile or reordered sender cannot make a
+// duration negative), and one that would be placed more than maxAhead after
+// its arrival sets the offset anew (a sender whose clock jumped, or lies).
+type senderClock struct {
+	offset, last int64
+	set          bool
+}
+
+// maxAhead is how far after its arrival a line may be placed: its sender's
+// first line was delayed by about that much more than this one.
+const maxAhead = int64(time.Second)
+
+// at is the tracker time of a line sent at sent (the sender's clock) that
+// arrived at arrival (Tracker.Now).
+func (c *senderClock) at(sent, arrival int64) int64 {
+	d := arrival - sent
+	if !c.set || d < c.offset-maxAhead {
+		c.offset = d
+	}
+	t := sent + c.offset
+	if c.set && t < c.last {
+		t = c.last
+	}
+	c.set, c.last = true, t
+	return t
 }
 
 // The procedure names a sender's REGISTER and REGISTERED lines teach are
@@ -355,13 +393,17 @@ func (r *Reader) handleLine(now int64, from netip.AddrPort, line []byte) {
 		r.reject(reason, from, line)
 		return
 	}
-	if l.kind == kindIgnored {
+	ignored := l.kind == kindIgnored
+	if ignored && !l.hasSent {
 		return
 	}
-	fi, reason := r.in.family(l.protocol, l.direction)
-	if reason != "" {
-		r.reject(reason, from, line)
-		return
+	fi := 0
+	if !ignored {
+		var reason string
+		if fi, reason = r.in.family(l.protocol, l.direction); reason != "" {
+			r.reject(reason, from, line)
+			return
+		}
 	}
 	snd := r.senders[from]
 	if snd == nil {
@@ -378,6 +420,14 @@ func (r *Reader) handleLine(now int64, from netip.AddrPort, line []byte) {
 	}
 	snd.lastSeen = now
 	timeout := min(l.timeout, r.in.maxTimeout)
+	if l.hasSent {
+		now = snd.clock.at(l.sent, now) // when it was logged, not when it came
+	}
+	if ignored {
+		// A timed HELLO, say: the first line of a process, sent at once,
+		// which sets the sender's clock offset (see senderClock).
+		return
+	}
 
 	switch l.kind {
 	case kindCall:

@@ -3,6 +3,7 @@ package wamplog
 import (
 	"bytes"
 	"hash/maphash"
+	"math"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -18,13 +19,14 @@ import (
 // Bad-line reasons, the values of the reason label. A fixed list: label
 // values never come from the input.
 const (
-	ReasonNotJSON         = "not_json"             // not a JSON array of three strings (nor protocol:direction:message)
+	ReasonNotJSON         = "not_json"             // not a JSON array of three strings and an optional time (nor protocol:direction:message)
 	ReasonBadName         = "bad_name"             // protocol or direction not [a-z][a-z0-9]*, at most 32 bytes
 	ReasonBadMessage      = "bad_message"          // the WAMP message is not a JSON array with a type code
 	ReasonUnknownType     = "unknown_message_type" // a type code WAMP v1 and v2 do not have
 	ReasonWrongArity      = "wrong_arity"          // too few elements for its type
 	ReasonWrongType       = "wrong_type"           // an element of the wrong JSON type
 	ReasonBadID           = "bad_id"               // an id that is not a non-negative integer (v2) or a non-empty string (v1)
+	ReasonBadTime         = "bad_time"             // a fourth element that is not an integer from 0 to MaxInt64 (the sender's clock, ns)
 	ReasonInvalidUTF8     = "invalid_utf8"         // a procedure or error URI that is not UTF-8
 	ReasonTooLong         = "too_long"             // over the maximum line length
 	ReasonTooManyFamilies = "too_many_families"    // a new protocol/direction pair beyond the bound
@@ -37,7 +39,7 @@ const (
 // BadLineReasons lists every reason, so their series can start at zero.
 func BadLineReasons() []string {
 	return []string{ReasonNotJSON, ReasonBadName, ReasonBadMessage, ReasonUnknownType, ReasonWrongArity,
-		ReasonWrongType, ReasonBadID, ReasonInvalidUTF8, ReasonTooLong, ReasonTooManyFamilies,
+		ReasonWrongType, ReasonBadID, ReasonBadTime, ReasonInvalidUTF8, ReasonTooLong, ReasonTooManyFamilies,
 		ReasonFamilyConflict, ReasonLintName, ReasonNoProcedure, ReasonEmpty}
 }
 
@@ -70,6 +72,12 @@ const (
 // parser's buffers and are valid until the next parse.
 type logLine struct {
 	protocol, direction []byte
+
+	// sent is the sender's monotonic clock when it logged the line, in
+	// nanoseconds (PHP's hrtime(true)), when hasSent: our class batches
+	// lines, so arrival no longer tells when a line was logged.
+	sent    int64
+	hasSent bool
 
 	kind         msgKind
 	view         view
@@ -107,7 +115,24 @@ func (p *lineParser) parse(line []byte, out *logLine) (reason string) {
 		out.direction, ok2 = o.str()
 		ok2 = ok2 && o.eat(',')
 		msg, ok3 = o.str()
-		if !ok1 || !ok2 || !ok3 || !o.eat(']') || !o.atEnd() {
+		if !ok1 || !ok2 || !ok3 {
+			return ReasonNotJSON
+		}
+		if o.eat(',') {
+			o.skipSpace()
+			start := o.pos
+			v, kind := o.uint()
+			if kind == notNumber && !o.skip() || leadingZero(o.b[start:o.pos]) {
+				return ReasonNotJSON
+			}
+			if !o.eat(']') || !o.atEnd() {
+				return ReasonNotJSON
+			}
+			if kind != unsignedInt || v > math.MaxInt64 {
+				return ReasonBadTime
+			}
+			out.sent, out.hasSent = int64(v), true
+		} else if !o.eat(']') || !o.atEnd() {
 			return ReasonNotJSON
 		}
 	} else {
@@ -127,6 +152,13 @@ func (p *lineParser) parse(line []byte, out *logLine) (reason string) {
 		return ReasonBadName
 	}
 	return p.parseMessage(msg, out)
+}
+
+// leadingZero reports whether tok is a number JSON forbids for its leading
+// zero (00, -01), which the scanner's number rule lets through.
+func leadingZero(tok []byte) bool {
+	tok = bytes.TrimPrefix(tok, []byte{'-'})
+	return len(tok) > 1 && tok[0] == '0' && tok[1] >= '0' && tok[1] <= '9'
 }
 
 // validName accepts [a-z][a-z0-9]*, which makes a safe metric name part.

@@ -21,6 +21,7 @@ func BenchmarkParseLine(b *testing.B) {
 	for _, bc := range []struct{ name, line string }{
 		{"v2_call", testkit.LogLine("wamp", "out", `[48,123456,{"timeout":300},"hello3",["hello world 1"]]`)},
 		{"v2_result", testkit.LogLine("wamp", "out", `[50,123456,{},["Hello from hello3"]]`)},
+		{"v2_call_timed", strings.TrimSuffix(testkit.LogLine("wamp", "out", `[48,123456,{"timeout":300},"hello3",["hello world 1"]]`), "]") + ",9931193112526]"},
 		{"v2_invocation", testkit.LogLine("wamp", "in", `[68,98765,4242,{"procedure":"hello3"},["hello world 1"]]`)},
 		{"v1_call", testkit.LogLine("wamp", "in", `[2,"6560a1b2c3d4e","hello3",{"msg":"hello world 1 details"}]`)},
 		{"v2_call_4KiB_args", testkit.LogLine("wamp", "out", `[48,123456,{"timeout":300},"hello3",["`+big+`"]]`)},

@@ -24,6 +24,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/netip"
@@ -61,6 +62,8 @@ type parsedLine struct {
 	errorURI            string
 	hasErrorURI         bool
 	registration        uint64
+	sent                int64
+	hasSent             bool
 }
 
 func (l parsedLine) String() string {
@@ -78,6 +81,7 @@ func parseCopy(p *lineParser, line []byte) parsedLine {
 		timeout:  l.timeout,
 		errorURI: string(l.errorURI), hasErrorURI: l.errorURI != nil,
 		registration: l.registration,
+		sent:         l.sent, hasSent: l.hasSent,
 	}
 }
 
@@ -91,6 +95,7 @@ var fuzzNameRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,31}$`)
 var parserReasons = map[string]bool{
 	ReasonNotJSON: true, ReasonBadName: true, ReasonBadMessage: true, ReasonUnknownType: true,
 	ReasonWrongArity: true, ReasonWrongType: true, ReasonBadID: true, ReasonInvalidUTF8: true,
+	ReasonBadTime: true,
 }
 
 func FuzzParseLine(f *testing.F) {
@@ -196,19 +201,39 @@ func checkInvariants(t *testing.T, line []byte, got parsedLine) {
 
 // jsonThreeStrings decodes line with encoding/json and reports whether it
 // is an array of exactly three strings.
-func jsonThreeStrings(line []byte) (s [3]string, ok bool) {
+// jsonThreeStrings reads line with encoding/json as the parser should: an
+// array of three strings and, optionally, a fourth element, the sender's
+// time. ok is false when it is neither; timeOK tells whether the fourth
+// element, if any, is an integer from 0 to MaxInt64 (then sent holds it).
+func jsonThreeStrings(line []byte) (s [3]string, sent int64, hasSent, timeOK, ok bool) {
 	var v []any
-	if json.Unmarshal(line, &v) != nil || len(v) != 3 {
-		return s, false
+	d := json.NewDecoder(bytes.NewReader(line))
+	d.UseNumber()
+	if d.Decode(&v) != nil || d.More() || (len(v) != 3 && len(v) != 4) {
+		return s, 0, false, false, false
 	}
-	for i := range v {
+	if _, err := d.Token(); err != io.EOF {
+		return s, 0, false, false, false // trailing bytes after the array
+	}
+	for i := range 3 {
 		str, isStr := v[i].(string)
 		if !isStr {
-			return s, false
+			return s, 0, false, false, false
 		}
 		s[i] = str
 	}
-	return s, true
+	if len(v) == 3 {
+		return s, 0, false, true, true
+	}
+	n, isNum := v[3].(json.Number)
+	if !isNum || !regexp.MustCompile(`^(0|[1-9][0-9]*)$`).MatchString(n.String()) {
+		return s, 0, false, false, true
+	}
+	t, err := strconv.ParseInt(n.String(), 10, 64)
+	if err != nil {
+		return s, 0, false, false, true
+	}
+	return s, t, true, true, true
 }
 
 // asJSONDecodes maps b the way encoding/json decodes a string holding
@@ -251,7 +276,7 @@ func asJSONDecodes(b string) string {
 // very same bytes.
 func checkOuterJSON(t *testing.T, p *lineParser, line, trimmed []byte, got parsedLine) {
 	t.Helper()
-	strs, jsonOK := jsonThreeStrings(trimmed)
+	strs, sent, hasSent, timeOK, jsonOK := jsonThreeStrings(trimmed)
 	parserOK := got.reason != ReasonNotJSON
 	if jsonOK && !parserOK {
 		t.Fatalf("encoding/json reads %q as three strings %q, the parser says not_json", line, strs)
@@ -261,6 +286,15 @@ func checkOuterJSON(t *testing.T, p *lineParser, line, trimmed []byte, got parse
 			t.Fatalf("the parser accepts %q as a JSON line (%v), encoding/json does not read three strings from it", line, got)
 		}
 		return
+	}
+	if !timeOK {
+		if got.reason != ReasonBadTime {
+			t.Fatalf("line %q: a fourth element that is not a time, reason %q", line, got.reason)
+		}
+		return
+	}
+	if got.reason == ReasonBadTime || got.hasSent != hasSent || got.sent != sent {
+		t.Fatalf("line %q: encoding/json reads the time %v (%d), the parser %v", line, hasSent, sent, got)
 	}
 	if asJSONDecodes(got.protocol) != strs[0] || asJSONDecodes(got.direction) != strs[1] {
 		t.Fatalf("line %q: parser read protocol %q direction %q, encoding/json %q %q", line, got.protocol, got.direction, strs[0], strs[1])
@@ -275,7 +309,11 @@ func checkOuterJSON(t *testing.T, p *lineParser, line, trimmed []byte, got parse
 		}
 	}
 	// The same three strings, encoded canonically, must read the same.
-	canonical, err := json.Marshal(strs[:])
+	elems := []any{strs[0], strs[1], strs[2]}
+	if hasSent {
+		elems = append(elems, sent)
+	}
+	canonical, err := json.Marshal(elems)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,3 +157,38 @@ func TestUDPWriterKeepsTheSeedsProportions(t *testing.T) {
 	}
 	t.Logf("%v calls: %v responses, %v errors, %v timeouts", n, responses, errs, timeouts)
 }
+
+// A real PHP process batches a CALL and its RESULT, logged about 60 ms
+// apart, into one datagram: the router records the call as the PHP process
+// timed it, between the bounds the process measured around its two log()
+// calls, not as the 0 ms between the lines' arrivals.
+func TestBatchedLinesAreTimedByThePHPProcess(t *testing.T) {
+	in := harness.Start(t, harness.Config{Timeout: 300 * time.Millisecond, Log: true})
+	code := `require 'php/WampObserver.php';
+WampObserver::log('wamp', 'out', '[1,"realm1",{}]'); // sent at once
+$a = hrtime(true);
+WampObserver::log('wamp', 'out', '[48,1,{},"batched"]'); // waits in the batch
+$b = hrtime(true);
+while (hrtime(true) - $b < 60000000) {
+}
+$c = hrtime(true);
+WampObserver::log('wamp', 'out', '[50,1,{}]'); // the CALL waited 10 ms: both leave now
+$d = hrtime(true);
+echo "bounds ", $c - $b, " ", $d - $a, "\n";`
+	p := harness.StartProcess(t, []string{"WAMP_OBSERVER_ADDR=" + in.LogAddr}, harness.RequireTool(t, "php"), "-r", code)
+	var low, high float64
+	if _, err := fmt.Sscanf(p.WaitLine("bounds ", 10*time.Second), "bounds %f %f", &low, &high); err != nil {
+		t.Fatal(err)
+	}
+	p.ExitsCleanly()
+	var sum float64
+	testkit.Eventually(t, 10*time.Second, "the call recorded", func() (any, bool) {
+		var n uint64
+		var ok bool
+		n, sum, ok = in.Scrape(t).Summary("wamp_out_responses_seconds", "message", "batched")
+		return sum, ok && n == 1
+	})
+	if ns := sum * 1e9; ns < low || ns > high {
+		t.Errorf("recorded %.3f ms, the PHP process took between %.3f and %.3f ms", sum*1e3, low/1e6, high/1e6)
+	}
+}

@@ -6,7 +6,7 @@ test:
 
 # RPC against stock nexus with the observer off and on, the log path
 # against a bare sink, and the hot-path microbenchmarks, in one run (about
-# 18 minutes); prints markdown tables for the README. BENCHFLAGS passes
+# 20 minutes); prints markdown tables for the README. BENCHFLAGS passes
 # -only, -shapes, -rounds or -duration, e.g. BENCHFLAGS='-only rpc -rounds 1'.
 BENCHFLAGS ?=
 bench:

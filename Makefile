@@ -5,7 +5,8 @@ test:
 	./test.sh
 
 # RPC against stock nexus with the observer off and on, the log path
-# against a bare sink, and the hot-path microbenchmarks, in one run (about
+# against a bare sink, the PHP logger against the original class, and the
+# hot-path microbenchmarks, in one run (about
 # 20 minutes); prints markdown tables for the README. BENCHFLAGS passes
 # -only, -shapes, -rounds or -duration, e.g. BENCHFLAGS='-only rpc -rounds 1'.
 BENCHFLAGS ?=

@@ -40,6 +40,7 @@ type batch struct {
 	scratch []byte   // capacity maxBatchBytes; never grown, so slices of it stay valid
 	pieces  [][]byte // in order
 	size    int      // bytes in pieces
+	copied  bool     // the last piece is the end of scratch: the next copy extends it
 }
 
 // batchConn is the network connection under a client's websocket.Conn.
@@ -99,6 +100,7 @@ func (c *batchConn) Write(p []byte) (int, error) {
 	b := c.b
 	if len(p) > copyLimit {
 		b.pieces = append(b.pieces, p)
+		b.copied = false
 		b.size += len(p)
 		return len(p), nil
 	}
@@ -111,19 +113,14 @@ func (c *batchConn) Write(p []byte) (int, error) {
 	}
 	start := len(b.scratch)
 	b.scratch = append(b.scratch, p...)
-	if n := len(b.pieces); n > 0 && sameEnd(b.pieces[n-1], b.scratch[:start]) {
-		b.pieces[n-1] = b.scratch[start-len(b.pieces[n-1]) : len(b.scratch)] // extends the last copied piece
+	if last := len(b.pieces) - 1; b.copied {
+		b.pieces[last] = b.scratch[start-len(b.pieces[last]):] // the copy continues the last piece
 	} else {
 		b.pieces = append(b.pieces, b.scratch[start:])
 	}
+	b.copied = true
 	b.size += len(p)
 	return len(p), nil
-}
-
-// sameEnd reports whether piece ends where prefix (a prefix of the same
-// scratch buffer) ends: the next copy continues it.
-func sameEnd(piece, prefix []byte) bool {
-	return len(piece) > 0 && len(prefix) > 0 && &piece[len(piece)-1] == &prefix[len(prefix)-1]
 }
 
 func (c *batchConn) writeLocked(p []byte) (int, error) {
@@ -153,7 +150,7 @@ func (c *batchConn) flushLocked() error {
 		_, err = v.WriteTo(c.Conn)
 	}
 	clear(b.pieces) // referenced payloads may go
-	b.pieces, b.scratch, b.size = b.pieces[:0], b.scratch[:0], 0
+	b.pieces, b.scratch, b.size, b.copied = b.pieces[:0], b.scratch[:0], 0, false
 	c.pool.Put(b)
 	if err != nil && c.err == nil {
 		c.err = err

@@ -420,8 +420,9 @@ func (r *Reader) handleLine(now int64, from netip.AddrPort, line []byte) {
 	}
 	snd.lastSeen = now
 	timeout := min(l.timeout, r.in.maxTimeout)
+	at := now // when the line was logged, for its calls
 	if l.hasSent {
-		now = snd.clock.at(l.sent, now) // when it was logged, not when it came
+		at = snd.clock.at(l.sent, now) // not when it came
 	}
 	if ignored {
 		// A timed HELLO, say: the first line of a process, sent at once,
@@ -433,7 +434,7 @@ func (r *Reader) handleLine(now int64, from netip.AddrPort, line []byte) {
 	case kindCall:
 		// A CALL's timeout option is the dealer's to enforce, as for the
 		// router (Session.Call); v1 calls have none.
-		r.session(snd, fi, l.view).StartAt(now, l.id, l.procedure, timeout)
+		r.session(snd, fi, l.view).StartAt(at, l.id, l.procedure, timeout)
 	case kindInvocation:
 		procedure := l.procedure
 		if len(procedure) == 0 {
@@ -453,21 +454,21 @@ func (r *Reader) handleLine(now int64, from netip.AddrPort, line []byte) {
 		if timeout <= 0 {
 			timeout = r.in.tracker.DefaultTimeout()
 		}
-		r.session(snd, fi, l.view).StartAt(now, l.id, procedure, timeout)
+		r.session(snd, fi, l.view).StartAt(at, l.id, procedure, timeout)
 	case kindResult, kindYield:
 		if s := existing(snd, fi, l.view); s != nil {
-			s.EndAt(now, l.id, metrics.Response)
+			s.EndAt(at, l.id, metrics.Response)
 		}
 	case kindError:
 		if s := existing(snd, fi, l.view); s != nil {
-			s.EndAt(now, l.id, metrics.ErrorOutcome(l.errorURI))
+			s.EndAt(at, l.id, metrics.ErrorOutcome(l.errorURI))
 		}
 	case kindInterrupt:
 		// The dealer interrupts the callee when the call timed out or the
 		// caller canceled; the router counts those as a timeout and an
 		// error, and so does the callee's view.
 		if s := existing(snd, fi, l.view); s != nil {
-			s.EndAt(now, l.id, metrics.ErrorOutcome(l.errorURI))
+			s.EndAt(at, l.id, metrics.ErrorOutcome(l.errorURI))
 		}
 	case kindRegister:
 		r.forgetRegistration(snd, snd.registering, l.id)
@@ -488,7 +489,7 @@ func (r *Reader) handleLine(now int64, from netip.AddrPort, line []byte) {
 			snd.registrations = make(map[uint64]string)
 		}
 		snd.registrations[l.registration] = p
-		r.in.familyAt(fi).Declare(p, now)
+		r.in.familyAt(fi).Declare(p, at)
 	}
 }
 

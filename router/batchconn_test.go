@@ -5,12 +5,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gammazero/nexus/v3/transport/serialize"
+	"github.com/gammazero/nexus/v3/wamp"
 	"github.com/gorilla/websocket"
 
 	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
@@ -101,7 +104,9 @@ func subscribe(t *testing.T, url, topic string) *rawClient {
 // queued, take 2 writes instead of 33.
 func TestFramesWaitingForOneClientGoOutInOneWrite(t *testing.T) {
 	srv, ln := startCountingRouter(t, Config{})
-	sub := subscribe(t, wsURL(srv), "burst")
+	sub := joinRaw(t, wsURL(srv), thruwayHello)
+	sub.send(`[32,1,{},"burst"]`)
+	subscription := wampID(t, sub.expect(33)[2])
 	subConn := ln.conn(t, 0)
 	pub := joinRaw(t, wsURL(srv), thruwayHello)
 
@@ -110,22 +115,43 @@ func TestFramesWaitingForOneClientGoOutInOneWrite(t *testing.T) {
 	for id := 1; id <= 33; id++ {
 		pub.send(fmt.Sprintf(`[16,%d,{"acknowledge":true},"burst",[%d]]`, id, id))
 	}
-	for range 33 {
-		// Acknowledged after the broker queued the event for the
-		// subscriber; by the time the publisher has read it the
-		// subscriber's encoder (which never blocks) has long queued the
-		// frame.
-		pub.expect(17)
+	// Every event, encoded as the router encodes it, waits for the
+	// subscriber, the first in the held write: only then is the write let
+	// go. (The publisher's acknowledgements are written by then.)
+	var queued int64
+	for id := 1; id <= 33; id++ {
+		ack := pub.expect(17)
+		frame, err := (&serialize.JSONSerializer{}).Serialize(&wamp.Event{Subscription: subscription,
+			Publication: wampID(t, ack[2]), Details: wamp.Dict{}, Arguments: wamp.List{id}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		queued += int64(len(frame))
 	}
+	r := srv.Config.Handler.(*Router)
+	testkit.Eventually(t, 5*time.Second, "33 events queued for the subscriber", func() (any, bool) {
+		q := r.peer.queuedTotal.Load()
+		return q, q == queued
+	})
 	release()
 	for id := 1; id <= 33; id++ {
 		if ev := sub.expect(36); fmt.Sprint(ev[4]) != fmt.Sprintf("[%d]", id) {
 			t.Fatalf("event %d: got %v", id, ev)
 		}
 	}
-	if n := subConn.writes.Load() - before; n > 3 {
+	if n := subConn.writes.Load() - before; n != 2 {
 		t.Errorf("33 events took %d writes, want 2 (the held one, then the rest together)", n)
 	}
+}
+
+// wampID reads an id from a message rawClient decoded.
+func wampID(t *testing.T, v any) wamp.ID {
+	t.Helper()
+	n, err := strconv.ParseUint(fmt.Sprint(v), 10, 64)
+	if err != nil {
+		t.Fatalf("not an id: %v", v)
+	}
+	return wamp.ID(n)
 }
 
 // A frame alone in the queue is written at once, on its own: coalescing

@@ -39,11 +39,12 @@ type Config struct {
 	Logger      *slog.Logger        // slog.Default when nil
 
 	// What the tracker times and the metric families it feeds.
-	MaxPending           int           // calls timed at once over all sessions and log senders; metrics.DefaultMaxPending
-	MaxPendingPerSession int           // calls timed at once for one session or log sender; metrics.DefaultMaxPendingPerSession
-	MaxProcedures        int           // distinct message label values per family; metrics.DefaultMaxProcedures
-	MaxProcedureLen      int           // longest message label value, in bytes; metrics.DefaultMaxProcedureLen
-	ProcedureIdle        time.Duration // how long an unused procedure keeps its slot in a full family; metrics.DefaultProcedureIdle
+	MaxPending           int                       // calls timed at once over all sessions and log senders; metrics.DefaultMaxPending
+	MaxPendingPerSession int                       // calls timed at once for one session or log sender; metrics.DefaultMaxPendingPerSession
+	MaxProcedures        int                       // distinct message label values per family; metrics.DefaultMaxProcedures
+	MaxProcedureLen      int                       // longest message label value, in bytes; metrics.DefaultMaxProcedureLen
+	ProcedureIdle        time.Duration             // how long an unused procedure keeps its slot in a full family; metrics.DefaultProcedureIdle
+	LatencyHistograms    metrics.LatencyExposition // how the per-procedure latency histograms are exposed; metrics.LatencyNative
 
 	// The log listener, when Listeners.Log is given.
 	MaxLogLineLen  int           // longest log line accepted, in bytes; wamplog.DefaultMaxLineLen
@@ -190,13 +191,14 @@ func New(cfg Config, ls Listeners) (_ *App, err error) {
 	}
 	if a.family, err = metrics.NewFamily(a.reg, metrics.FamilyOpts{
 		Prefix: "wamp_router", MaxProcedures: cfg.MaxProcedures, MaxProcedureLen: cfg.MaxProcedureLen, ProcedureIdle: cfg.ProcedureIdle,
+		Latency: cfg.LatencyHistograms,
 	}); err != nil {
 		return nil, err
 	}
 	if ls.Log != nil {
 		if a.ingester, err = wamplog.NewIngester(a.reg, wamplog.IngesterOpts{
 			Tracker: a.tracker, MaxProcedures: cfg.MaxProcedures, MaxProcedureLen: cfg.MaxProcedureLen,
-			ProcedureIdle: cfg.ProcedureIdle, Logger: a.log,
+			ProcedureIdle: cfg.ProcedureIdle, Latency: cfg.LatencyHistograms, Logger: a.log,
 		}); err != nil {
 			return nil, err
 		}

@@ -63,6 +63,7 @@ func DefaultBuckets() []float64 {
 //
 //	<prefix>_<outcome>_seconds        summary by message (count and sum only)
 //	<prefix>_<outcome>_total_seconds  histogram over all procedures
+//	<prefix>_<outcome>_latency_seconds histogram by message (native, classic or both; see LatencyExposition)
 //	<prefix>_calls_in_flight          gauge
 //	<prefix>_sessions                 gauge
 //	<prefix>_other_calls_total        counter of calls recorded under OtherProcedure
@@ -71,7 +72,9 @@ type Family struct {
 	name            string
 	maxProcedures   int
 	maxProcedureLen int
-	idleAfter       int64 // Tracker.Now
+	idleAfter       int64     // Tracker.Now
+	buckets         []float64 // of the _total_seconds histograms, and of classic latency histograms
+	classicLatency  bool      // the distributions keep classic bucket counts too
 
 	summaries  [numOutcomes]*prometheus.SummaryVec
 	histograms [numOutcomes]prometheus.Histogram
@@ -157,6 +160,9 @@ type procedureSeries struct {
 	observers [numOutcomes]prometheus.Observer
 	isOther   bool
 	label     string
+	// latency holds the durations by outcome, each created with its
+	// first call.
+	latency [numOutcomes]atomic.Pointer[distribution]
 
 	// What keeps the series' slot: calls pending on it, registrations of
 	// it by sessions still open, and its last use (Tracker.Now). A
@@ -199,8 +205,12 @@ type FamilyOpts struct {
 	// series leave the scrape. So an attack that fills the slots with
 	// made-up procedures wears off. DefaultProcedureIdle when 0.
 	ProcedureIdle time.Duration
-	// Buckets of the _total_seconds histograms; DefaultBuckets when nil.
+	// Buckets of the _total_seconds histograms, and of the classic
+	// latency histograms; DefaultBuckets when nil.
 	Buckets []float64
+	// Latency is how the per-procedure latency histograms are exposed;
+	// LatencyNative when zero.
+	Latency LatencyExposition
 }
 
 // NewFamily creates a Family and registers its collectors with reg.
@@ -231,6 +241,8 @@ func NewFamily(reg prometheus.Registerer, opts FamilyOpts) (*Family, error) {
 		maxProcedures:   opts.MaxProcedures,
 		maxProcedureLen: opts.MaxProcedureLen,
 		idleAfter:       int64(opts.ProcedureIdle),
+		buckets:         buckets,
+		classicLatency:  opts.Latency.classic(),
 		byLabel:         map[string]*procedureSeries{},
 	}
 	var cs []prometheus.Collector
@@ -263,6 +275,9 @@ func NewFamily(reg prometheus.Registerer, opts FamilyOpts) (*Family, error) {
 		Help: "Calls of the " + title + " not timed because a limit on pending calls was reached.",
 	})
 	cs = append(cs, f.inFlight, f.sessions, f.otherCalls, f.untracked)
+	if opts.Latency != LatencyOff {
+		cs = append(cs, newLatencyCollector(f, opts.Prefix, title, opts.Latency))
+	}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] { // all or nothing
@@ -475,6 +490,75 @@ func (f *Family) record(s *procedureSeries, outcome Outcome, d time.Duration, no
 	secs := d.Seconds()
 	s.observers[outcome].Observe(secs)
 	f.histograms[outcome].Observe(secs)
+	s.distribution(outcome, f).observe(d, f.buckets)
 	s.touch(now)
 	s.pending.Add(-1) // after the observation, so it is never lost to a reclaim
+}
+
+// distribution returns the series' distribution for outcome, creating it
+// on first use.
+func (s *procedureSeries) distribution(o Outcome, f *Family) *distribution {
+	if d := s.latency[o].Load(); d != nil {
+		return d
+	}
+	classic := 0
+	if f.classicLatency {
+		classic = len(f.buckets)
+	}
+	s.latency[o].CompareAndSwap(nil, newDistribution(classic))
+	return s.latency[o].Load()
+}
+
+// readLatency copies the distribution for o into l: all zero before the
+// first call with that outcome.
+func (s *procedureSeries) readLatency(o Outcome, l *Latency) {
+	if d := s.latency[o].Load(); d != nil {
+		d.read(l)
+		return
+	}
+	classic := l.Classic[:0]
+	*l = Latency{Classic: classic}
+}
+
+// allSeries returns the family's series, one per message label value,
+// the OtherProcedure one included once used.
+func (f *Family) allSeries() []*procedureSeries {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	all := make([]*procedureSeries, 0, len(f.byLabel)+1)
+	for _, s := range f.byLabel {
+		all = append(all, s)
+	}
+	if f.other != nil {
+		all = append(all, f.other)
+	}
+	return all
+}
+
+// Procedure is one procedure of a family, for readers of its figures
+// other than Prometheus (the live page).
+type Procedure struct {
+	Label string              // the message label value
+	Calls [numOutcomes]uint64 // calls ended, by Outcome
+	s     *procedureSeries
+}
+
+// ReadLatency copies the distribution of the procedure's calls that ended
+// with o into l.
+func (p Procedure) ReadLatency(o Outcome, l *Latency) { p.s.readLatency(o, l) }
+
+// Procedures returns the family's procedures as they are now, in no
+// particular order.
+func (f *Family) Procedures() []Procedure {
+	all := f.allSeries()
+	ps := make([]Procedure, len(all))
+	for i, s := range all {
+		ps[i] = Procedure{Label: s.label, s: s}
+		for o := Outcome(0); o < numOutcomes; o++ {
+			if d := s.latency[o].Load(); d != nil {
+				ps[i].Calls[o] = d.count.Load()
+			}
+		}
+	}
+	return ps
 }

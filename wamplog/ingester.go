@@ -28,6 +28,7 @@ type Ingester struct {
 	maxProcedures int
 	maxProcLen    int
 	procIdle      time.Duration
+	latency       metrics.LatencyExposition
 	maxFamilies   int
 	maxSenders    int
 	idleAfter     time.Duration
@@ -67,9 +68,11 @@ type logFamily struct {
 type IngesterOpts struct {
 	Tracker       *metrics.Tracker
 	MaxProcedures int // distinct message values per family
-	// MaxProcedureLen and ProcedureIdle are the families' FamilyOpts.
+	// MaxProcedureLen, ProcedureIdle and Latency are the families'
+	// FamilyOpts.
 	MaxProcedureLen int
 	ProcedureIdle   time.Duration
+	Latency         metrics.LatencyExposition
 	// MaxFamilies bounds the protocol/direction pairs, since each makes
 	// metric families. Default 16.
 	MaxFamilies int
@@ -114,6 +117,7 @@ func NewIngester(reg prometheus.Registerer, opts IngesterOpts) (*Ingester, error
 		maxProcedures: opts.MaxProcedures,
 		maxProcLen:    opts.MaxProcedureLen,
 		procIdle:      opts.ProcedureIdle,
+		latency:       opts.Latency,
 		maxFamilies:   opts.MaxFamilies,
 		maxSenders:    opts.MaxSenders,
 		idleAfter:     opts.IdleAfter,
@@ -210,7 +214,7 @@ func (in *Ingester) family(protocol, direction []byte) (int, string) {
 	lf := &logFamily{protocol: string(protocol), direction: string(direction)}
 	fam, err := metrics.NewFamily(in.reg, metrics.FamilyOpts{
 		Prefix: lf.protocol + "_" + lf.direction, MaxProcedures: in.maxProcedures,
-		MaxProcedureLen: in.maxProcLen, ProcedureIdle: in.procIdle,
+		MaxProcedureLen: in.maxProcLen, ProcedureIdle: in.procIdle, Latency: in.latency,
 	})
 	if err != nil {
 		// The names are taken, e.g. wamp/router. Remember the pair, so
@@ -239,7 +243,7 @@ const maxLintRefused = 256
 // runs once per new pair (tens of microseconds), never per line.
 func lintFamilyNames(prefix string) error {
 	reg := prometheus.NewRegistry()
-	f, err := metrics.NewFamily(reg, metrics.FamilyOpts{Prefix: prefix, MaxProcedures: 1})
+	f, err := metrics.NewFamily(reg, metrics.FamilyOpts{Prefix: prefix, MaxProcedures: 1, Latency: metrics.LatencyBoth})
 	if err != nil {
 		return err
 	}

@@ -149,6 +149,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 		"longest procedure, in bytes, with a message label value of its own; longer ones are recorded as message=\""+metrics.OtherProcedure+"\"")
 	fs.DurationVar(&s.cfg.ProcedureIdle, "procedure-idle", metrics.DefaultProcedureIdle,
 		"once a family has -max-procedures, a procedure with no call, pending call or registration for this long gives its slot (and series) to a new one")
+	fs.Var(latencyFlag{&s.cfg.LatencyHistograms}, "latency-histograms",
+		"how the per-procedure <prefix>_<outcome>_latency_seconds histograms are exposed: native (Prometheus with "+
+			"--enable-feature=native-histograms), classic (buckets of the _total_seconds histograms), both, or off")
 	fs.Func("allow-origin", "also accept browser Origins whose host[:port] matches this glob `pattern` (repeatable; env: comma-separated); "+
 		"by default only those naming the host the client connected to",
 		func(v string) error {
@@ -222,6 +225,20 @@ func appendList(list []string, v string) []string {
 // stores off as -1, since in an app.Config 0 means the default and a
 // negative duration off.
 type offDuration time.Duration
+
+// latencyFlag is the -latency-histograms flag. A wrapper, so that its zero
+// value prints as "" and -h shows the default (the flag package leaves out
+// a default equal to the zero value's String).
+type latencyFlag struct{ mode *metrics.LatencyExposition }
+
+func (f latencyFlag) String() string {
+	if f.mode == nil {
+		return ""
+	}
+	return f.mode.String()
+}
+
+func (f latencyFlag) Set(v string) error { return f.mode.Set(v) }
 
 func (d *offDuration) String() string {
 	if d == nil || *d < 0 {

@@ -31,6 +31,13 @@ type Prometheus struct {
 // the targets (host:port), and waits until it is ready.
 func StartPrometheus(t testing.TB, rulesFile string, targets ...string) *Prometheus {
 	t.Helper()
+	return StartPrometheusWith(t, nil, rulesFile, targets...)
+}
+
+// StartPrometheusWith is StartPrometheus with feature flags
+// (--enable-feature), e.g. "native-histograms".
+func StartPrometheusWith(t testing.TB, features []string, rulesFile string, targets ...string) *Prometheus {
+	t.Helper()
 	bin := RequireTool(t, "prometheus")
 	dir := t.TempDir()
 	rules, err := filepath.Abs(rulesFile)
@@ -51,8 +58,12 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	addr := FreeAddr(t)
-	cmd := exec.Command(bin, "--config.file="+configFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
+	args := []string{"--config.file=" + configFile, "--storage.tsdb.path=" + filepath.Join(dir, "data"),
+		"--web.listen-address=" + addr, "--log.level=warn"}
+	for _, f := range features {
+		args = append(args, "--enable-feature="+f)
+	}
+	cmd := exec.Command(bin, args...)
 	var logs strings.Builder
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {

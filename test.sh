@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command. It installs what the tests need when it is missing
 # (php-cli, phpunit, prometheus with promtool, nodejs and npm,
-# python3-prometheus-client for its strict OpenMetrics parser, and systemd for
-# systemd-analyze, from Debian;
+# python3-prometheus-client for its strict OpenMetrics parser, systemd for
+# systemd-analyze, and chromium for the live page's browser test, from Debian;
 # Autobahn|JS from npm), then runs
 # every check: PHP syntax, PHPUnit, gofmt, go vet, and every Go test with the
 # race detector (some start PHP processes and a real Prometheus). A fresh Debian
@@ -22,6 +22,8 @@ command -v node >/dev/null || missing+=(nodejs npm)
 # systemd-analyze checks the shipped unit (deploy/systemd); only the tool is
 # used, no service is started.
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+# Headless Chromium drives the live page in a real browser (chromedp).
+command -v chromium >/dev/null || missing+=(chromium)
 if ((${#missing[@]})); then
   echo "test.sh: installing ${missing[*]}" >&2
   sudo=""

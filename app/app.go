@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/php-wamp-observer/php-wamp-observer/live"
 	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 	"github.com/php-wamp-observer/php-wamp-observer/router"
 	"github.com/php-wamp-observer/php-wamp-observer/wamplog"
@@ -136,6 +137,7 @@ type App struct {
 	ingester    *wamplog.Ingester // nil without a log listener
 	logListener *wamplog.Listener // nil without a log listener
 	router      *router.Router
+	page        *live.Sampler
 
 	wampServer, metricsServer *namedServer
 
@@ -254,9 +256,24 @@ func New(cfg Config, ls Listeners) (_ *App, err error) {
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelError),
 		Timeout:           ScrapeTimeout,
 	}))
+	a.page = live.NewSampler(a.pageSources(), nil)
+	pageHandler := a.page.Handler(a.log)
 	mux := http.NewServeMux()
-	mux.Handle("/{$}", metricsHandler) // where the original tool served them
+	// The metrics are where the original tool served them, at /; a
+	// browser gets the live page there instead.
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Vary", "Accept")
+		if r.Method == http.MethodGet && live.PrefersHTML(r) {
+			r2 := r.Clone(r.Context())
+			r2.URL.Path = "/ui"
+			pageHandler.ServeHTTP(w, r2)
+			return
+		}
+		metricsHandler.ServeHTTP(w, r)
+	})
 	mux.Handle("/metrics", metricsHandler)
+	mux.Handle("/ui", pageHandler)
+	mux.Handle("/ui/", pageHandler)
 	a.metricsServer = &namedServer{name: "metrics", url: "http://" + ls.Metrics.Addr().String() + "/metrics", ln: ls.Metrics,
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: cfg.HTTPIdleTimeout}}
@@ -279,6 +296,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer stop()
 	var wg sync.WaitGroup
 	wg.Go(func() { a.tracker.Run(runCtx) })
+	wg.Go(func() { a.page.Run(runCtx) })
 	if a.logListener != nil {
 		a.log.Info("receiving log lines", slog.String("udp", a.ls.Log.Addr().String()), slog.String("tcp", a.ls.Log.Addr().String()))
 		wg.Go(func() { a.logListener.Run(runCtx) })
@@ -315,6 +333,45 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	logFinalCounts(a.log, families)
 	return runErr
+}
+
+// pageSources are what the live page reads: the router's family and the
+// PHP callers' and callees' log families (wamp_out, wamp_in) once they
+// exist.
+func (a *App) pageSources() live.Sources {
+	src := live.Sources{
+		Family: func(v live.View) *metrics.Family {
+			switch v {
+			case live.Router:
+				return a.family
+			case live.Caller:
+				return a.logFamily("wamp_out")
+			case live.Callee:
+				return a.logFamily("wamp_in")
+			}
+			return nil
+		},
+		Sessions: func() int64 { return a.family.Totals().Sessions },
+		InFlight: a.family.Pending,
+	}
+	if a.ingester != nil {
+		src.LogLines = a.ingester.LineTotals
+		src.UDPDrops = a.logListener.UDPKernelDrops
+	}
+	return src
+}
+
+// logFamily is the log family named name, or nil.
+func (a *App) logFamily(name string) *metrics.Family {
+	if a.ingester == nil {
+		return nil
+	}
+	for _, f := range a.ingester.Families() {
+		if f.Name() == name {
+			return f
+		}
+	}
+	return nil
 }
 
 // shutdown stops s, giving its handlers httpGrace to finish and closing

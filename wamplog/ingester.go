@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 	"github.com/php-wamp-observer/php-wamp-observer/ratelog"
@@ -667,4 +668,24 @@ func (r *Reader) Close() {
 	for _, snd := range r.senders {
 		r.drop(snd)
 	}
+}
+
+// LineTotals are the log lines received over both transports, and those
+// rejected, as wamp_observer_log_lines_total and
+// wamp_observer_log_bad_lines_total count them: for the live page.
+func (in *Ingester) LineTotals() (lines, bad uint64) {
+	var m dto.Metric
+	for _, transport := range []string{"udp", "tcp"} {
+		m.Reset()
+		if in.lines.WithLabelValues(transport).Write(&m) == nil {
+			lines += uint64(m.GetCounter().GetValue())
+		}
+	}
+	for _, c := range in.badLines {
+		m.Reset()
+		if c.Write(&m) == nil {
+			bad += uint64(m.GetCounter().GetValue())
+		}
+	}
+	return lines, bad
 }

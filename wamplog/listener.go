@@ -24,6 +24,7 @@ import (
 // lines on a stream, as the original class sent them), and hands them to a
 // Ingester.
 type Listener struct {
+	drops      *udpDropsCollector // the kernel's drops on the UDP socket
 	ingester   *Ingester
 	udp        *net.UDPConn
 	tcp        *net.TCPListener
@@ -157,6 +158,7 @@ func NewListener(reg prometheus.Registerer, socks *Sockets, in *Ingester, opts L
 		}),
 	}
 	drops, err := newUDPDropsCollector(l.udp)
+	l.drops = drops
 	if err != nil {
 		l.log.Warn("not exporting wamp_observer_log_udp_kernel_drops_total", slog.Any("err", err))
 	}
@@ -377,3 +379,8 @@ func discardLine(br *bufio.Reader) error {
 		}
 	}
 }
+
+// UDPKernelDrops is the kernel's count of log datagrams dropped on the UDP
+// socket, as wamp_observer_log_udp_kernel_drops_total shows it; false
+// where it cannot be read (off Linux).
+func (l *Listener) UDPKernelDrops() (uint64, bool) { return l.drops.drops() }

@@ -263,7 +263,7 @@ func New(cfg Config, ls Listeners) (_ *App, err error) {
 	// browser gets the live page there instead.
 	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Add("Vary", "Accept")
-		if r.Method == http.MethodGet && live.PrefersHTML(r) {
+		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && live.PrefersHTML(r) {
 			r2 := r.Clone(r.Context())
 			r2.URL.Path = "/ui"
 			pageHandler.ServeHTTP(w, r2)

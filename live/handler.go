@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"strings"
 
 	"github.com/munnerz/goautoneg"
 )
@@ -46,7 +45,11 @@ func (s *Sampler) Handler(log *slog.Logger) http.Handler {
 // get the metrics, as before the page existed.
 func PrefersHTML(r *http.Request) bool {
 	accept := r.Header.Get("Accept")
-	if !strings.Contains(accept, "text/html") {
+	named := false // text/html itself, not refused (q=0)
+	for _, a := range goautoneg.ParseAccept(accept) {
+		named = named || a.Type == "text" && a.SubType == "html" && a.Q > 0
+	}
+	if !named {
 		return false
 	}
 	// The metrics formats first: on a tie (*/*) they win.

@@ -8,7 +8,6 @@ package live
 
 import (
 	"context"
-	"sort"
 	"sync"
 	"time"
 
@@ -44,15 +43,14 @@ type Sources struct {
 
 // History lengths, in samples of one second.
 const (
-	rateWindow    = 10   // calls/s over the last 10 s
-	ratioWindow   = 60   // error and timeout % over the last minute
-	sparkStep     = 10   // one sparkline point per 10 s
-	sparkPoints   = 30   // 5 minutes
-	latencyWindow = 60   // percentiles over the last 60–70 s
-	latencySnaps  = 7    // copies of the distribution, one every sparkStep
-	secondsKept   = 11   // rateWindow + 1 one-second samples
-	stepsKept     = 31   // sparkPoints + 1 ten-second samples
-	maxRowsPerSet = 1001 // a family's procedures and its overflow
+	rateWindow    = 10 // calls/s over the last 10 s
+	ratioWindow   = 60 // error and timeout % over the last minute
+	sparkStep     = 10 // one sparkline point per 10 s
+	sparkPoints   = 30 // 5 minutes
+	latencyWindow = 60 // percentiles over the last 60–70 s
+	latencySnaps  = 7  // copies of the distribution, one every sparkStep
+	secondsKept   = 11 // rateWindow + 1 one-second samples
+	stepsKept     = 31 // sparkPoints + 1 ten-second samples
 )
 
 // counts are a procedure's calls ended so far, by outcome.
@@ -77,8 +75,8 @@ type rowKey struct {
 }
 
 // Sampler samples the Sources every second and keeps the last five
-// minutes. Its memory is bounded: at most maxRowsPerSet procedures per
-// view, each about 16 KB.
+// minutes. Its memory is bounded by the families' own bound on procedures
+// (-max-procedures, and the overflow): about 16 KB for each, per view.
 type Sampler struct {
 	src Sources
 	now func() time.Time
@@ -128,13 +126,14 @@ func (s *Sampler) Sample() {
 			continue
 		}
 		procs := f.Procedures()
-		sort.Slice(procs, func(i, j int) bool { return procs[i].Label < procs[j].Label })
-		for i, p := range procs {
-			if i >= maxRowsPerSet {
-				break
-			}
+		for _, p := range procs {
 			k := rowKey{v, p.Label}
 			h := s.rows[k]
+			if h != nil && !h.proc.Same(p) {
+				// Reclaimed and back within a second: new series,
+				// counting from zero, whose history starts afresh.
+				h = nil
+			}
 			if h == nil {
 				h = &history{since: n}
 				// The history before its first sample is its first

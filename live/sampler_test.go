@@ -219,6 +219,7 @@ func TestBrowsersGetThePageAndEverythingElseTheMetrics(t *testing.T) {
 		"*/*":                         false, // curl
 		"":                            false,
 		"text/plain, text/html;q=0.5": false,
+		"text/html;q=0":               false, // refused
 	} {
 		r := httptest.NewRequest("GET", "/", nil)
 		if accept != "" {
@@ -227,5 +228,39 @@ func TestBrowsersGetThePageAndEverythingElseTheMetrics(t *testing.T) {
 		if got := PrefersHTML(r); got != html {
 			t.Errorf("Accept %q: page %v, want %v", accept, got, html)
 		}
+	}
+}
+
+// A procedure whose slot was reclaimed and that came back within one
+// sample has new series, counting from zero: its row starts afresh rather
+// than taking the drop for calls (it showed 1.8e18 calls/s).
+func TestAProcedureBackFromAReclaimStartsAfresh(t *testing.T) {
+	f := newPageFixture(t)
+	reg := prometheus.NewRegistry()
+	family, err := metrics.NewFamily(reg, metrics.FamilyOpts{Prefix: "wamp_router", MaxProcedures: 2, ProcedureIdle: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.families[Router] = family
+	s := f.tracker.Open(family)
+	id := uint64(0)
+	calls := func(procedure string, n int) {
+		for range n {
+			id++
+			s.Call(id, procedure, 0)
+			s.Result(id)
+		}
+	}
+	calls("a", 100)
+	calls("b", 1)
+	f.sampler.Sample()
+	f.clock.Advance(2 * time.Second) // a and b idle
+	calls("c", 1)                    // the family is full: a and b give their slots
+	calls("a", 1)                    // a is back, from zero
+	f.clock.Advance(time.Second)
+	f.sampler.Sample()
+	r := f.row(t, "a").Router
+	if r.CallsPerSecond != 0 || r.Calls != 0 || r.P50 == nil {
+		t.Errorf("a back from a reclaim: %v calls/s, %d calls, p50 %v; want a fresh row (0, 0) with its one call's p50", r.CallsPerSecond, r.Calls, r.P50)
 	}
 }

@@ -543,6 +543,10 @@ type Procedure struct {
 	s     *procedureSeries
 }
 
+// Same says whether p and q are the same series: a procedure whose slot
+// was reclaimed and that came back has new series, counting from zero.
+func (p Procedure) Same(q Procedure) bool { return p.s == q.s }
+
 // ReadLatency copies the distribution of the procedure's calls that ended
 // with o into l.
 func (p Procedure) ReadLatency(o Outcome, l *Latency) { p.s.readLatency(o, l) }

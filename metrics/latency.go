@@ -130,8 +130,17 @@ type Latency struct {
 	Classic []uint64               // cumulative, per FamilyOpts.Buckets bound; nil unless kept
 }
 
-// read copies d into l.
+// read copies d into l. The classic counts are read first and the
+// native ones after, as observe adds them in that order: no classic bucket
+// then holds more than Count, which Prometheus requires (and Count is the
+// native buckets' sum, which it requires too).
 func (d *distribution) read(l *Latency) {
+	l.Classic = l.Classic[:0]
+	var cum uint64
+	for i := range d.classic {
+		cum += d.classic[i].Load()
+		l.Classic = append(l.Classic, cum)
+	}
 	l.Sum = time.Duration(d.sumNs.Load())
 	l.Zero = d.zero.Load()
 	l.Count = l.Zero
@@ -146,11 +155,8 @@ func (d *distribution) read(l *Latency) {
 			l.Count += n
 		}
 	}
-	l.Classic = l.Classic[:0]
-	var cum uint64
-	for i := range d.classic {
-		cum += d.classic[i].Load()
-		l.Classic = append(l.Classic, cum)
+	for i := range l.Classic { // a call counted in both only now
+		l.Classic[i] = min(l.Classic[i], l.Count)
 	}
 }
 
@@ -168,10 +174,12 @@ func (l *Latency) Sub(older *Latency) {
 	}
 }
 
-// Quantile estimates the q-quantile (0 ≤ q ≤ 1) of the durations, as
-// Prometheus's histogram_quantile does for a native histogram: the bucket
-// that holds the rank, interpolated within it. It is within the bucket of
-// the exact quantile, 9.05% of it. With no durations it is 0.
+// Quantile estimates the q-quantile (0 ≤ q ≤ 1) of the durations: the
+// bucket that holds the rank, interpolated linearly within it (as
+// Prometheus 2.x's histogram_quantile does for a native histogram; 3.x
+// interpolates exponentially, the same bucket either way). A rank in the
+// zero bucket is its threshold. It is within the bucket of the exact
+// quantile, 9.05% of it. With no durations it is 0.
 func (l *Latency) Quantile(q float64) time.Duration {
 	if l.Count == 0 {
 		return 0

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -253,4 +254,79 @@ func mapsEqual(a, b map[int]int64) bool {
 		}
 	}
 	return true
+}
+
+// While calls go on ending, every scrape's histogram is consistent: its
+// count is its zero bucket plus its native buckets, as Prometheus demands
+// of a native histogram (it rejects the sample otherwise), and no classic
+// bucket holds more than the count. It used to take the classic +Inf
+// count when that was read larger.
+func TestLatencyHistogramsStayConsistentUnderLoad(t *testing.T) {
+	for _, mode := range []LatencyExposition{LatencyNative, LatencyClassic, LatencyBoth} {
+		t.Run(mode.String(), func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			family, err := NewFamily(reg, FamilyOpts{Prefix: "wamp_router", MaxProcedures: 10, Latency: mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := family.lookup("hello", 0)
+			done := make(chan struct{})
+			var wg sync.WaitGroup
+			for g := range 4 {
+				wg.Go(func() {
+					for i := 0; ; i++ {
+						select {
+						case <-done:
+							return
+						default:
+						}
+						s.pending.Add(1)
+						family.record(s, Response, time.Duration(1+(i*7+g)%5000)*time.Microsecond, 0)
+					}
+				})
+			}
+			defer func() { close(done); wg.Wait() }()
+			// Only this collector: the summaries' and the _total_seconds
+			// histogram's Write wait for observations in progress, which
+			// under this load takes most of a second.
+			c := newLatencyCollector(family, "wamp_router", "wamp router", mode)
+			for range 300 {
+				h := collectResponses(t, c)
+				if mode.native() {
+					var inBuckets uint64
+					for _, n := range nativeBuckets(h) {
+						inBuckets += uint64(n)
+					}
+					if got := h.GetZeroCount() + inBuckets; got != h.GetSampleCount() {
+						t.Fatalf("count %d, but the buckets hold %d", h.GetSampleCount(), got)
+					}
+				}
+				for _, b := range h.GetBucket() {
+					if b.GetCumulativeCount() > h.GetSampleCount() {
+						t.Fatalf("classic bucket le=%g holds %d, over the count %d", b.GetUpperBound(), b.GetCumulativeCount(), h.GetSampleCount())
+					}
+				}
+			}
+		})
+	}
+}
+
+// collectResponses is the responses histogram of the only series c has.
+func collectResponses(t *testing.T, c *latencyCollector) *dto.Histogram {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 3)
+	c.Collect(ch)
+	close(ch)
+	for m := range ch {
+		if m.Desc() != c.descs[Response] {
+			continue
+		}
+		var out dto.Metric
+		if err := m.Write(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out.GetHistogram()
+	}
+	t.Fatal("no responses series")
+	return nil
 }

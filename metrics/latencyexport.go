@@ -122,11 +122,6 @@ func (c *latencyCollector) metric(o Outcome, label string, l *Latency) prometheu
 			}
 			h.Bucket[i] = &dto.Bucket{UpperBound: new(le), CumulativeCount: new(n)}
 		}
-		if len(l.Classic) > 0 {
-			// The classic counts are read after the native ones: the
-			// +Inf bucket (the count) holds at least what they hold.
-			h.SampleCount = new(max(l.Count, l.Classic[len(l.Classic)-1]))
-		}
 	}
 	return &latencyMetric{desc: c.descs[o], labels: prometheus.MakeLabelPairs(c.descs[o], []string{label}), h: h}
 }

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -224,7 +223,7 @@ func TestTheLivePageSurvivesARouterRestart(t *testing.T) {
 	browser := harness.RequireTool(t, "chromium")
 	ls := harness.Listeners(t, false)
 	metricsAddr := ls.Metrics.Addr().String()
-	stop := runApp(t, ls)
+	stop := harness.RunApp(t, app.Config{}, ls)
 
 	alloc, stopAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU)...)
@@ -256,28 +255,6 @@ func TestTheLivePageSurvivesARouterRestart(t *testing.T) {
 		wamp.Close()
 		t.Fatal(err)
 	}
-	stop = runApp(t, app.Listeners{WAMP: wamp, Metrics: again})
-	defer stop()
+	harness.RunApp(t, app.Config{}, app.Listeners{WAMP: wamp, Metrics: again})
 	status("live")
-}
-
-// runApp runs the program on ls until the returned stop is called.
-func runApp(t *testing.T, ls app.Listeners) (stop func()) {
-	t.Helper()
-	a, err := app.New(app.Config{Logger: testkit.QuietLog()}, ls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("router: %v", err)
-			}
-		})
-	}
 }

@@ -134,11 +134,7 @@ func TestLatencyHistogramsAreThoseOfClientGolang(t *testing.T) {
 
 	for _, mode := range []LatencyExposition{LatencyNative, LatencyClassic, LatencyBoth} {
 		t.Run(mode.String(), func(t *testing.T) {
-			reg := prometheus.NewRegistry()
-			family, err := NewFamily(reg, FamilyOpts{Prefix: "wamp_router", MaxProcedures: 10, Latency: mode})
-			if err != nil {
-				t.Fatal(err)
-			}
+			reg, family := newLatencyFamily(t, mode)
 			reference := prometheus.NewHistogram(prometheus.HistogramOpts{
 				Name:                         "reference",
 				NativeHistogramBucketFactor:  math.Exp2(1.0 / 8),
@@ -264,11 +260,7 @@ func mapsEqual(a, b map[int]int64) bool {
 func TestLatencyHistogramsStayConsistentUnderLoad(t *testing.T) {
 	for _, mode := range []LatencyExposition{LatencyNative, LatencyClassic, LatencyBoth} {
 		t.Run(mode.String(), func(t *testing.T) {
-			reg := prometheus.NewRegistry()
-			family, err := NewFamily(reg, FamilyOpts{Prefix: "wamp_router", MaxProcedures: 10, Latency: mode})
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, family := newLatencyFamily(t, mode)
 			s := family.lookup("hello", 0)
 			done := make(chan struct{})
 			var wg sync.WaitGroup
@@ -329,4 +321,16 @@ func collectResponses(t *testing.T, c *latencyCollector) *dto.Histogram {
 	}
 	t.Fatal("no responses series")
 	return nil
+}
+
+// newLatencyFamily is a wamp_router family exposing its latency
+// histograms as mode, in a registry of its own.
+func newLatencyFamily(t *testing.T, mode LatencyExposition) (*prometheus.Registry, *Family) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	family, err := NewFamily(reg, FamilyOpts{Prefix: "wamp_router", MaxProcedures: 10, Latency: mode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg, family
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,28 +64,42 @@ func Start(t testing.TB, cfg Config) *Instance {
 	if ls.Log != nil {
 		in.LogAddr = ls.Log.Addr().String()
 	}
-	a, err := app.New(app.Config{
+	RunApp(t, app.Config{
 		CallTimeout:     cfg.Timeout,
 		MaxProcedures:   cfg.MaxProcedures,
 		MaxMessageSize:  cfg.MaxMessage,
 		HTTPIdleTimeout: cfg.IdleTimeout,
 		MaxLogLineLen:   cfg.MaxLogLine,
 		MaxLogConns:     cfg.MaxLogConns,
-		Logger:          testkit.QuietLog(),
 	}, ls)
+	return in
+}
+
+// RunApp runs the program with cfg (a quiet logger when it has none) on
+// ls until stop is called or the test ends; it must then return no error.
+func RunApp(t testing.TB, cfg app.Config, ls app.Listeners) (stop func()) {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = testkit.QuietLog()
+	}
+	a, err := app.New(cfg, ls)
 	if err != nil {
 		t.Fatalf("router: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("router: %v", err)
-		}
-	})
-	return in
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("router: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // Listeners opens the program's listeners on free loopback ports: WAMP,

@@ -351,7 +351,7 @@ func (a *App) pageSources() live.Sources {
 			}
 			return nil
 		},
-		Sessions: func() int64 { return a.family.Totals().Sessions },
+		Sessions: a.family.Sessions, // not Totals: its histograms wait for calls being recorded
 		InFlight: a.family.Pending,
 	}
 	if a.ingester != nil {

@@ -108,6 +108,15 @@ func (f *Family) Name() string { return f.name }
 // families' into wamp_observer_log_calls_pending.
 func (f *Family) Pending() int64 { return f.pending.Load() }
 
+// Sessions returns the sessions open now, as <prefix>_sessions shows them.
+func (f *Family) Sessions() int64 {
+	var m dto.Metric
+	if f.sessions.Write(&m) != nil {
+		return 0
+	}
+	return int64(m.GetGauge().GetValue())
+}
+
 // Totals are what a family has recorded so far, read from its collectors.
 // Calls and Seconds are indexed by Outcome.
 type Totals struct {
@@ -129,10 +138,7 @@ func (f *Family) Totals() Totals {
 			t.Seconds[o] = m.GetHistogram().GetSampleSum()
 		}
 	}
-	m.Reset()
-	if f.sessions.Write(&m) == nil {
-		t.Sessions = int64(m.GetGauge().GetValue())
-	}
+	t.Sessions = f.Sessions()
 	return t
 }
 

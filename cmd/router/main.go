@@ -112,7 +112,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs := flag.NewFlagSet("router", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&s.wampAddr, "wamp", app.DefaultWAMPAddr, "`address` to serve WAMP over WebSocket on (any path)")
-	fs.StringVar(&s.metricsAddr, "metrics", app.DefaultMetricsAddr, "`address` to serve Prometheus metrics on, at / and /metrics")
+	fs.StringVar(&s.metricsAddr, "metrics", app.DefaultMetricsAddr, "`address` to serve Prometheus metrics on, at / and /metrics, and the live page at /ui (and at / for a browser)")
 	fs.StringVar(&s.logAddr, "log", app.DefaultLogAddr,
 		"`address` to receive WampObserver log lines on, over UDP and TCP; empty turns it off")
 	fs.IntVar(&s.cfg.MaxLogLineLen, "max-log-line", wamplog.DefaultMaxLineLen,

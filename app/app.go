@@ -34,6 +34,7 @@ import (
 // its comment, from the package that applies it.
 type Config struct {
 	Realm       string              // the WAMP realm clients join; DefaultRealm when empty
+	OtherRealms []string            // further realms; with any, every router family has a realm label
 	CallTimeout time.Duration       // deadline of a call without its own timeout option; metrics.DefaultCallTimeout
 	Bare        bool                // observe nothing: bare nexus behind the same front (for benchmarks)
 	Credentials []router.Credential // when given, clients must authenticate and anonymous ones are refused
@@ -133,7 +134,8 @@ type App struct {
 	ls          Listeners
 	reg         *prometheus.Registry
 	tracker     *metrics.Tracker
-	family      *metrics.Family   // the router's
+	realms      []*realmMetrics   // the first is Config.Realm's
+	family      *metrics.Family   // the router's caller side in the first realm, for the live page
 	ingester    *wamplog.Ingester // nil without a log listener
 	logListener *wamplog.Listener // nil without a log listener
 	router      *router.Router
@@ -191,12 +193,18 @@ func New(cfg Config, ls Listeners) (_ *App, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	if a.family, err = metrics.NewFamily(a.reg, metrics.FamilyOpts{
-		Prefix: "wamp_router", MaxProcedures: cfg.MaxProcedures, MaxProcedureLen: cfg.MaxProcedureLen, ProcedureIdle: cfg.ProcedureIdle,
-		Latency: cfg.LatencyHistograms,
-	}); err != nil {
-		return nil, err
+	for _, realm := range append([]string{cfg.Realm}, cfg.OtherRealms...) {
+		var labels prometheus.Labels
+		if len(cfg.OtherRealms) > 0 {
+			labels = prometheus.Labels{"realm": realm}
+		}
+		r, err := newRealmMetrics(a.reg, realm, labels, cfg)
+		if err != nil {
+			return nil, err
+		}
+		a.realms = append(a.realms, r)
 	}
+	a.family = a.realms[0].calls
 	if ls.Log != nil {
 		if a.ingester, err = wamplog.NewIngester(a.reg, wamplog.IngesterOpts{
 			Tracker: a.tracker, MaxProcedures: cfg.MaxProcedures, MaxProcedureLen: cfg.MaxProcedureLen,
@@ -210,9 +218,19 @@ func New(cfg Config, ls Listeners) (_ *App, err error) {
 			return nil, err
 		}
 	}
-	var open router.OpenSessionFunc
+	var (
+		open    router.OpenSessionFunc
+		traffic router.TrafficFunc
+	)
 	if !cfg.Bare {
-		open = func() router.CallSession { return a.tracker.Open(a.family) }
+		open = func(realm string) router.SessionObservers {
+			r := a.realm(realm)
+			return router.SessionObservers{
+				Calls:       a.tracker.Open(r.calls),
+				Invocations: invocations{a.tracker.Open(r.invocations), a.tracker.DefaultTimeout()},
+			}
+		}
+		traffic = func(realm string) router.TrafficObserver { return trafficObserver{a.realm(realm).traffic} }
 	}
 	rejected, err := rejectionCounter(a.reg)
 	if err != nil {
@@ -220,9 +238,11 @@ func New(cfg Config, ls Listeners) (_ *App, err error) {
 	}
 	if a.router, err = router.New(router.Config{
 		Realm:          cfg.Realm,
+		OtherRealms:    cfg.OtherRealms,
 		OutQueueSize:   cfg.OutQueueSize,
 		AllowOrigins:   cfg.AllowOrigins,
 		OpenSession:    open,
+		Traffic:        traffic,
 		MaxMessageSize: cfg.MaxMessageSize,
 		Credentials:    cfg.Credentials,
 		Rejected:       rejected,
@@ -326,14 +346,90 @@ func (a *App) Run(ctx context.Context) error {
 	runErr = errors.Join(runErr, a.shutdown(a.metricsServer))
 	stop()
 	wg.Wait()
-	families := []*metrics.Family{a.family}
+	var families []finalCounts
+	for _, r := range a.realms {
+		realm := ""
+		if len(a.realms) > 1 {
+			realm = r.name
+		}
+		families = append(families, finalCounts{r.calls, realm}, finalCounts{r.invocations, realm})
+	}
 	if a.ingester != nil {
 		a.ingester.Close() // what its log rate limit held back
-		families = append(families, a.ingester.Families()...)
+		for _, f := range a.ingester.Families() {
+			families = append(families, finalCounts{f, ""})
+		}
 	}
 	logFinalCounts(a.log, families)
 	return runErr
 }
+
+// realmMetrics are the router's families in one realm: its calls as
+// callers see them (wamp_router), as callees do (wamp_router_callee), and
+// its traffic.
+type realmMetrics struct {
+	name               string
+	calls, invocations *metrics.Family
+	traffic            *metrics.Traffic
+}
+
+func newRealmMetrics(reg prometheus.Registerer, realm string, labels prometheus.Labels, cfg Config) (*realmMetrics, error) {
+	r := &realmMetrics{name: realm}
+	opts := metrics.FamilyOpts{
+		Prefix: "wamp_router", MaxProcedures: cfg.MaxProcedures, MaxProcedureLen: cfg.MaxProcedureLen, ProcedureIdle: cfg.ProcedureIdle,
+		Latency: cfg.LatencyHistograms, ConstLabels: labels,
+	}
+	var err error
+	if r.calls, err = metrics.NewFamily(reg, opts); err != nil {
+		return nil, err
+	}
+	opts.Prefix, opts.Interrupts = "wamp_router_callee", true
+	if r.invocations, err = metrics.NewFamily(reg, opts); err != nil {
+		return nil, err
+	}
+	if r.traffic, err = metrics.NewTraffic(reg, metrics.TrafficOpts{
+		Prefix: "wamp_router", MessageTypes: router.MessageTypes(), CloseReasons: router.CloseReasons(),
+		RefusalReasons: router.RefusalReasons(), Callees: r.invocations,
+		MaxTopics: cfg.MaxProcedures, MaxTopicLen: cfg.MaxProcedureLen, TopicIdle: cfg.ProcedureIdle, ConstLabels: labels,
+	}); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// realm returns the metrics of realm, or of the first realm for one the
+// router does not serve (a HELLO for it is refused; its messages count
+// there).
+func (a *App) realm(name string) *realmMetrics {
+	for _, r := range a.realms {
+		if r.name == name {
+			return r
+		}
+	}
+	return a.realms[0]
+}
+
+// invocations is the callee side of a session: the INVOCATIONs the router
+// sends it. nexus enforces a call's timeout option and tells the callee
+// with INTERRUPT, and forwards the option only when the callee asked, so
+// an invocation's deadline is only a backstop (DealerBackstop after the
+// forwarded timeout or the default), as for the log path's callee view.
+type invocations struct {
+	*metrics.Session
+	defaultTimeout time.Duration
+}
+
+func (s invocations) Call(id uint64, procedure string, timeout time.Duration) {
+	if timeout <= 0 {
+		timeout = s.defaultTimeout
+	}
+	s.Session.Call(id, procedure, timeout)
+}
+
+// trafficObserver is a metrics.Traffic as the router observes into it.
+type trafficObserver struct{ *metrics.Traffic }
+
+func (t trafficObserver) OpenConn() router.ConnTraffic { return t.Open() }
 
 // pageSources are what the live page reads: the router's family and the
 // PHP callers' and callees' log families (wamp_out, wamp_in) once they
@@ -411,16 +507,29 @@ func rejectionCounter(reg prometheus.Registerer) (func(string), error) {
 	}, nil
 }
 
+// finalCounts is a family whose totals are logged on the way out, and its
+// realm when the router serves several.
+type finalCounts struct {
+	family *metrics.Family
+	realm  string
+}
+
 // logFinalCounts logs, once everything has stopped, the totals of every
 // call family: a scrape taken before the signal can miss the last calls,
 // the log line cannot. Families and their outcomes come in the order of
 // their metric names, as a scrape lists them (php_out2_… before php_out_…).
-func logFinalCounts(log *slog.Logger, families []*metrics.Family) {
+func logFinalCounts(log *slog.Logger, families []finalCounts) {
 	families = slices.Clone(families)
-	slices.SortFunc(families, func(a, b *metrics.Family) int { return strings.Compare(a.Name()+"_", b.Name()+"_") })
-	for _, f := range families {
+	slices.SortStableFunc(families, func(a, b finalCounts) int {
+		return strings.Compare(a.family.Name()+"_", b.family.Name()+"_")
+	})
+	for _, fc := range families {
+		f := fc.family
 		totals := f.Totals()
 		attrs := []slog.Attr{slog.String("family", f.Name())}
+		if fc.realm != "" {
+			attrs = append(attrs, slog.String("realm", fc.realm))
+		}
 		for _, o := range []metrics.Outcome{metrics.Error, metrics.Response, metrics.Timeout} { // errors, responses, timeouts
 			attrs = append(attrs, slog.Uint64(o.String(), totals.Calls[o]))
 		}

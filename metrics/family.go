@@ -68,6 +68,8 @@ func DefaultBuckets() []float64 {
 //	<prefix>_sessions                 gauge
 //	<prefix>_other_calls_total        counter of calls recorded under OtherProcedure
 //	<prefix>_untracked_calls_total    counter of calls over the pending limits
+//	<prefix>_error_reasons_total      counter of ERROR answers by message and error URI
+//	<prefix>_interrupts_total         counter of INTERRUPTs by message (FamilyOpts.Interrupts)
 type Family struct {
 	name            string
 	maxProcedures   int
@@ -82,6 +84,8 @@ type Family struct {
 	sessions   prometheus.Gauge
 	otherCalls prometheus.Counter
 	untracked  prometheus.Counter
+	interrupts *prometheus.CounterVec // nil without FamilyOpts.Interrupts
+	errors     errorReasons
 
 	// series maps a procedure to its observers. It is copied on write:
 	// procedures are added rarely (and at most maxProcedures times), while
@@ -157,15 +161,27 @@ func (f *Family) callUntracked() { f.untracked.Inc() }
 func (f *Family) callsDropped(n int) { f.pending.Add(-int64(n)) }
 
 // callEnded ends a pending call on series with outcome after d, at now.
-func (f *Family) callEnded(series *procedureSeries, outcome Outcome, d time.Duration, now int64) {
+// errorURI is the URI of the ERROR that ended it, or nil.
+func (f *Family) callEnded(series *procedureSeries, outcome Outcome, d time.Duration, now int64, errorURI []byte) {
 	f.pending.Add(-1)
-	f.record(series, outcome, d, now)
+	f.record(series, outcome, d, now, errorURI)
+}
+
+// interrupted counts an INTERRUPT sent for a pending call on series.
+func (f *Family) interrupted(series *procedureSeries) {
+	if series.interrupts != nil {
+		series.interrupts.Inc()
+	}
 }
 
 type procedureSeries struct {
-	observers [numOutcomes]prometheus.Observer
-	isOther   bool
-	label     string
+	observers  [numOutcomes]prometheus.Observer
+	interrupts prometheus.Counter // nil without FamilyOpts.Interrupts
+	// errors are the series' <prefix>_error_reasons_total children by
+	// error URI, copied on write under Family.mu (see errorReasons).
+	errors  atomic.Pointer[map[string]prometheus.Counter]
+	isOther bool
+	label   string
 	// latency holds the durations by outcome, each created with its
 	// first call.
 	latency [numOutcomes]atomic.Pointer[distribution]
@@ -217,6 +233,19 @@ type FamilyOpts struct {
 	// Latency is how the per-procedure latency histograms are exposed;
 	// LatencyNative when zero.
 	Latency LatencyExposition
+	// MaxErrorURIs bounds the distinct error label values of
+	// <prefix>_error_reasons_total, and MaxErrorSeries its series; URIs
+	// beyond either, or longer than MaxProcedureLen, are counted under
+	// error=OtherError. DefaultMaxErrorURIs and DefaultMaxErrorSeries when
+	// 0.
+	MaxErrorURIs, MaxErrorSeries int
+	// Interrupts adds <prefix>_interrupts_total, the INTERRUPTs sent for
+	// the family's calls (Session.Interrupt): the callee side of the
+	// router.
+	Interrupts bool
+	// ConstLabels are added to every series of the family, e.g. the realm
+	// when the router serves several.
+	ConstLabels prometheus.Labels
 }
 
 // NewFamily creates a Family and registers its collectors with reg.
@@ -232,6 +261,15 @@ func NewFamily(reg prometheus.Registerer, opts FamilyOpts) (*Family, error) {
 	}
 	if opts.ProcedureIdle == 0 {
 		opts.ProcedureIdle = DefaultProcedureIdle
+	}
+	if opts.MaxErrorURIs == 0 {
+		opts.MaxErrorURIs = DefaultMaxErrorURIs
+	}
+	if opts.MaxErrorSeries == 0 {
+		opts.MaxErrorSeries = DefaultMaxErrorSeries
+	}
+	if opts.MaxErrorURIs < 1 || opts.MaxErrorSeries < 1 {
+		return nil, fmt.Errorf("family %q: error URI bounds must be positive, got %d and %d", opts.Prefix, opts.MaxErrorURIs, opts.MaxErrorSeries)
 	}
 	if opts.MaxProcedureLen < 1 || opts.ProcedureIdle < 0 {
 		return nil, fmt.Errorf("family %q: max procedure length must be positive and the idle time not negative, got %d and %v",
@@ -254,35 +292,50 @@ func NewFamily(reg prometheus.Registerer, opts FamilyOpts) (*Family, error) {
 	var cs []prometheus.Collector
 	for o := Outcome(0); o < numOutcomes; o++ {
 		f.summaries[o] = prometheus.NewSummaryVec(prometheus.SummaryOpts{
-			Name: opts.Prefix + "_" + o.String() + "_seconds",
-			Help: "A summary of the " + title + " " + o.String() + ".",
+			Name:        opts.Prefix + "_" + o.String() + "_seconds",
+			Help:        "A summary of the " + title + " " + o.String() + ".",
+			ConstLabels: opts.ConstLabels,
 		}, []string{"message"})
 		f.histograms[o] = prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    opts.Prefix + "_" + o.String() + "_total_seconds",
-			Help:    "A histogram of the " + title + " " + o.String() + ".",
-			Buckets: buckets,
+			Name:        opts.Prefix + "_" + o.String() + "_total_seconds",
+			Help:        "A histogram of the " + title + " " + o.String() + ".",
+			Buckets:     buckets,
+			ConstLabels: opts.ConstLabels,
 		})
 		cs = append(cs, f.summaries[o], f.histograms[o])
 	}
 	f.inFlight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: opts.Prefix + "_calls_in_flight",
-		Help: "Calls of the " + title + " waiting for an answer or their deadline.",
+		Name:        opts.Prefix + "_calls_in_flight",
+		Help:        "Calls of the " + title + " waiting for an answer or their deadline.",
+		ConstLabels: opts.ConstLabels,
 	}, func() float64 { return float64(f.pending.Load()) })
 	f.sessions = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: opts.Prefix + "_sessions",
-		Help: "Sessions of the " + title + " currently open.",
+		Name:        opts.Prefix + "_sessions",
+		Help:        "Sessions of the " + title + " currently open.",
+		ConstLabels: opts.ConstLabels,
 	})
 	f.otherCalls = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: opts.Prefix + "_other_calls_total",
-		Help: `Calls of the ` + title + ` recorded under message="` + OtherProcedure + `" because the maximum number of distinct procedures was reached.`,
+		Name:        opts.Prefix + "_other_calls_total",
+		Help:        `Calls of the ` + title + ` recorded under message="` + OtherProcedure + `" because the maximum number of distinct procedures was reached.`,
+		ConstLabels: opts.ConstLabels,
 	})
 	f.untracked = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: opts.Prefix + "_untracked_calls_total",
-		Help: "Calls of the " + title + " not timed because a limit on pending calls was reached.",
+		Name:        opts.Prefix + "_untracked_calls_total",
+		Help:        "Calls of the " + title + " not timed because a limit on pending calls was reached.",
+		ConstLabels: opts.ConstLabels,
 	})
-	cs = append(cs, f.inFlight, f.sessions, f.otherCalls, f.untracked)
+	f.errors.init(opts, title)
+	cs = append(cs, f.inFlight, f.sessions, f.otherCalls, f.untracked, f.errors.vec)
+	if opts.Interrupts {
+		f.interrupts = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        opts.Prefix + "_interrupts_total",
+			Help:        "INTERRUPTs sent to callees for calls of the " + title + ", by procedure.",
+			ConstLabels: opts.ConstLabels,
+		}, []string{"message"})
+		cs = append(cs, f.interrupts)
+	}
 	if opts.Latency != LatencyOff {
-		cs = append(cs, newLatencyCollector(f, opts.Prefix, title, opts.Latency))
+		cs = append(cs, newLatencyCollector(f, opts.Prefix, title, opts.Latency, opts.ConstLabels))
 	}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
@@ -312,6 +365,9 @@ func (f *Family) newSeries(label string) *procedureSeries {
 		// WithLabelValues creates the child with zero counts: the series
 		// is exposed from now on, so dashboards see no gaps.
 		s.observers[o] = f.summaries[o].WithLabelValues(label)
+	}
+	if f.interrupts != nil {
+		s.interrupts = f.interrupts.WithLabelValues(label)
 	}
 	return s
 }
@@ -453,6 +509,10 @@ func (f *Family) reclaimLocked(current map[string]*procedureSeries, now int64) m
 		for o := Outcome(0); o < numOutcomes; o++ {
 			f.summaries[o].DeleteLabelValues(s.label)
 		}
+		if f.interrupts != nil {
+			f.interrupts.DeleteLabelValues(s.label)
+		}
+		f.errors.forgetLocked(s)
 	}
 	return next
 }
@@ -486,9 +546,13 @@ func (f *Family) unregister(s *procedureSeries, now int64) {
 
 // record adds one call that ended with outcome after d to its series,
 // at now (Tracker.Now): the end of a call is a use of its procedure.
-func (f *Family) record(s *procedureSeries, outcome Outcome, d time.Duration, now int64) {
+// errorURI is the URI of the ERROR that answered it, or nil.
+func (f *Family) record(s *procedureSeries, outcome Outcome, d time.Duration, now int64, errorURI []byte) {
 	if outcome >= numOutcomes {
 		return
+	}
+	if errorURI != nil {
+		f.errors.count(f, s, errorURI)
 	}
 	if s.isOther {
 		f.otherCalls.Inc()
@@ -544,9 +608,10 @@ func (f *Family) allSeries() []*procedureSeries {
 // Procedure is one procedure of a family, for readers of its figures
 // other than Prometheus (the live page).
 type Procedure struct {
-	Label string              // the message label value
-	Calls [numOutcomes]uint64 // calls ended, by Outcome
-	s     *procedureSeries
+	Label         string              // the message label value
+	Calls         [numOutcomes]uint64 // calls ended, by Outcome
+	Registrations int64               // by sessions open now (Session.Registered)
+	s             *procedureSeries
 }
 
 // Same says whether p and q are the same series: a procedure whose slot
@@ -563,7 +628,7 @@ func (f *Family) Procedures() []Procedure {
 	all := f.allSeries()
 	ps := make([]Procedure, len(all))
 	for i, s := range all {
-		ps[i] = Procedure{Label: s.label, s: s}
+		ps[i] = Procedure{Label: s.label, Registrations: s.registrations.Load(), s: s}
 		for o := Outcome(0); o < numOutcomes; o++ {
 			if d := s.latency[o].Load(); d != nil {
 				ps[i].Calls[o] = d.count.Load()

@@ -273,7 +273,7 @@ func TestLatencyHistogramsStayConsistentUnderLoad(t *testing.T) {
 						default:
 						}
 						s.pending.Add(1)
-						family.record(s, Response, time.Duration(1+(i*7+g)%5000)*time.Microsecond, 0)
+						family.record(s, Response, time.Duration(1+(i*7+g)%5000)*time.Microsecond, 0, nil)
 					}
 				})
 			}
@@ -281,7 +281,7 @@ func TestLatencyHistogramsStayConsistentUnderLoad(t *testing.T) {
 			// Only this collector: the summaries' and the _total_seconds
 			// histogram's Write wait for observations in progress, which
 			// under this load takes most of a second.
-			c := newLatencyCollector(family, "wamp_router", "wamp router", mode)
+			c := newLatencyCollector(family, "wamp_router", "wamp router", mode, nil)
 			for range 300 {
 				h := collectResponses(t, c)
 				if mode.native() {

@@ -74,11 +74,11 @@ type latencyCollector struct {
 	descs [numOutcomes]*prometheus.Desc
 }
 
-func newLatencyCollector(f *Family, prefix, title string, mode LatencyExposition) *latencyCollector {
+func newLatencyCollector(f *Family, prefix, title string, mode LatencyExposition, constLabels prometheus.Labels) *latencyCollector {
 	c := &latencyCollector{f: f, mode: mode}
 	for o := Outcome(0); o < numOutcomes; o++ {
 		c.descs[o] = prometheus.NewDesc(prefix+"_"+o.String()+"_latency_seconds",
-			"A histogram of the "+title+" "+o.String()+" by procedure.", []string{"message"}, nil)
+			"A histogram of the "+title+" "+o.String()+" by procedure.", []string{"message"}, constLabels)
 	}
 	return c
 }

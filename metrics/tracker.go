@@ -339,8 +339,32 @@ func (s *Session) Result(id uint64) { s.End(id, Response) }
 
 // Error ends call id with an ERROR whose URI is errorURI. The dealer
 // answers wamp.error.timeout when it enforces the call's timeout option:
-// that is a timeout, not an error.
-func (s *Session) Error(id uint64, errorURI string) { s.End(id, ErrorOutcome(errorURI)) }
+// that is a timeout, not an error. Either way the URI is counted in
+// <prefix>_error_reasons_total.
+func (s *Session) Error(id uint64, errorURI string) {
+	s.ErrorAt(s.tracker.Now(), id, []byte(errorURI))
+}
+
+// ErrorAt is Error at now (Tracker.Now), for an error URI still in a read
+// buffer (see StartAt).
+func (s *Session) ErrorAt(now int64, id uint64, errorURI []byte) {
+	if errorURI == nil {
+		errorURI = []byte{} // counted, under OtherError
+	}
+	s.endAt(now, id, ErrorOutcome(errorURI), errorURI)
+}
+
+// Interrupt counts an INTERRUPT sent for call id, if it is pending, in
+// <prefix>_interrupts_total (FamilyOpts.Interrupts). The call goes on: the
+// callee still answers it, or its deadline ends it.
+func (s *Session) Interrupt(id uint64) {
+	s.mu.Lock()
+	c, ok := s.calls[id]
+	if ok && !s.closed {
+		s.family.interrupted(c.series) // held by the pending call
+	}
+	s.mu.Unlock()
+}
 
 // ErrorOutcome is the outcome of a call answered by an ERROR with
 // errorURI: wamp.error.timeout, which the dealer answers when it enforces
@@ -410,7 +434,11 @@ func (s *Session) End(id uint64, outcome Outcome) { s.EndAt(s.tracker.Now(), id,
 
 // EndAt is End at now (Tracker.Now), for the log path's lines of one read
 // (see StartAt).
-func (s *Session) EndAt(now int64, id uint64, outcome Outcome) {
+func (s *Session) EndAt(now int64, id uint64, outcome Outcome) { s.endAt(now, id, outcome, nil) }
+
+// endAt ends call id with outcome at now; errorURI is the URI of the
+// ERROR that answered it, or nil for none.
+func (s *Session) endAt(now int64, id uint64, outcome Outcome, errorURI []byte) {
 	s.mu.Lock()
 	if s.closed { // an abandoned session's calls wait for their deadline
 		s.mu.Unlock()
@@ -430,7 +458,7 @@ func (s *Session) EndAt(now int64, id uint64, outcome Outcome) {
 		outcome, elapsed = Timeout, c.limit
 	}
 	s.tracker.pending.Add(-1)
-	s.family.callEnded(c.series, outcome, time.Duration(elapsed), now)
+	s.family.callEnded(c.series, outcome, time.Duration(elapsed), now, errorURI)
 }
 
 // Pending returns the number of calls waiting for an answer.
@@ -519,7 +547,7 @@ func (s *Session) expire(now int64) {
 	s.mu.Unlock()
 	s.tracker.pending.Add(-int64(len(ended)))
 	for _, e := range ended {
-		s.family.callEnded(e.series, Timeout, time.Duration(e.elapsed), now)
+		s.family.callEnded(e.series, Timeout, time.Duration(e.elapsed), now, nil)
 	}
 }
 

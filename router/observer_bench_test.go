@@ -24,20 +24,20 @@ func benchSessions(b *testing.B) OpenSessionFunc {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return func() CallSession { return tracker.Open(family) }
+	return func(string) SessionObservers { return SessionObservers{Calls: tracker.Open(family)} }
 }
 
 // newWelcomedObserver returns a connection observer with its session
 // open, as after WELCOME.
 func newWelcomedObserver(open OpenSessionFunc) *connObserver {
-	obs := newConnObserver(open)
+	obs := newConnObserver(open, nil)
 	obs.toClient(&wamp.Welcome{ID: 1})
 	return obs
 }
 
 func newBenchObserver(b *testing.B) *connObserver {
 	obs := newWelcomedObserver(benchSessions(b))
-	b.Cleanup(obs.endSession)
+	b.Cleanup(func() { obs.endSession(CloseOther) })
 	return obs
 }
 
@@ -74,7 +74,7 @@ func BenchmarkObserveCallResultParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		obs := newWelcomedObserver(open)
-		defer obs.endSession()
+		defer obs.endSession(CloseOther)
 		call := &wamp.Call{Options: wamp.Dict{}, Procedure: "hello1"}
 		result := &wamp.Result{Details: wamp.Dict{}}
 		for i := 0; pb.Next(); i++ {
@@ -109,7 +109,7 @@ func BenchmarkJSONCallResult(b *testing.B) {
 				if _, ok := p.marshal(result); !ok {
 					b.Fatal("encode failed")
 				}
-				p.observe(result)
+				p.observe(result, len(frame))
 			}
 		})
 	}

@@ -383,10 +383,10 @@ func FuzzObserver(f *testing.F) {
 			t.Fatal(err)
 		}
 		var current *metrics.Session
-		obs := newConnObserver(func() CallSession {
+		obs := newConnObserver(func(string) SessionObservers {
 			current = tracker.Open(family)
-			return current
-		})
+			return SessionObservers{Calls: current}
+		}, nil)
 		m := newObserverModel()
 		// The operations so far, for failure messages; formatted only then.
 		var trace []func() string
@@ -580,7 +580,7 @@ func FuzzObserver(f *testing.F) {
 		}
 
 		// The connection goes away.
-		obs.endSession()
+		obs.endSession(CloseConnectionLost)
 		m.close()
 		note("connection closed")
 		check(true)

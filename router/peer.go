@@ -161,7 +161,8 @@ func (p *wsPeer) Close() {
 		<-p.recvDone
 		<-p.pumpDone
 		if p.obs != nil {
-			p.obs.endSession()
+			p.obs.endSession(CloseConnectionLost)
+			p.obs.closeTraffic() // every goroutine that counts is done
 		}
 		p.guard.reset() // what the session held over all sessions goes back
 	})
@@ -216,7 +217,7 @@ func (p *wsPeer) receive() {
 			// its session (milliseconds later): a call whose deadline
 			// passes in between was not waited for in vain.
 			if p.obs != nil {
-				p.obs.endSession()
+				p.obs.endSession(CloseConnectionLost)
 			}
 			return
 		}
@@ -277,6 +278,9 @@ func (p *wsPeer) decode(b []byte) (msg wamp.Message, end bool) {
 	if err != nil {
 		p.cfg.rejected(RejectUndecodable)
 		return nil, false
+	}
+	if p.obs != nil {
+		p.obs.received(msg, len(b)) // whether or not the guard lets it through
 	}
 	if v := p.guard.inbound(msg, len(b)); !v.passed() {
 		p.cfg.rejected(v.reason)
@@ -421,7 +425,7 @@ func (p *wsPeer) enqueue(msg wamp.Message) {
 	// Observed before the frame is queued: once queued, the writer may
 	// send it at once, and the client's answer to a WELCOME (its first
 	// CALL) must find the session open.
-	p.observe(msg)
+	p.observe(msg, len(b))
 	select {
 	case p.frames <- b:
 	default:
@@ -561,8 +565,9 @@ func (p *wsPeer) marshal(msg wamp.Message) ([]byte, bool) {
 // observe shows the observer a message whose frame passed the queue's
 // bounds: an answer dropped with a slow consumer over them is no answer
 // received.
-func (p *wsPeer) observe(msg wamp.Message) {
+func (p *wsPeer) observe(msg wamp.Message, n int) {
 	if p.obs != nil {
+		p.obs.sent(msg, n)
 		p.obs.toClient(msg)
 	}
 }

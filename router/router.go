@@ -102,9 +102,11 @@ func RejectReasons() []string {
 
 // Config configures a Router.
 type Config struct {
-	// Realm is the one realm clients may join: anonymously, or with
-	// Credentials when there are any. It must not be empty.
+	// Realm is the realm clients join: anonymously, or with Credentials
+	// when there are any. It must not be empty.
 	Realm string
+	// OtherRealms are further realms, served alike.
+	OtherRealms []string
 	// OutQueueSize is the per-client outbound queue, in messages;
 	// DefaultOutQueueSize when 0.
 	OutQueueSize int
@@ -140,6 +142,9 @@ type Config struct {
 	// observer off: each connection is still a peer of the front, with its
 	// guard and bounded queues, but nothing is shown to an observer.
 	OpenSession OpenSessionFunc
+	// Traffic observes messages, sessions and pub/sub per realm, when
+	// OpenSession is set; nil observes none of it.
+	Traffic TrafficFunc
 	// MaxMessageSize bounds a message from a client, in bytes;
 	// DefaultMaxMessageSize when 0.
 	MaxMessageSize int64
@@ -174,6 +179,7 @@ type Router struct {
 	peer       peerConfig
 	maxMessage int64
 	open       OpenSessionFunc
+	traffic    TrafficFunc
 	rejected   func(reason string)
 	log        *slog.Logger
 	refusals   *ratelog.Logger
@@ -258,16 +264,23 @@ func New(cfg Config) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	realm := &nexus.RealmConfig{
-		URI:           wamp.URI(cfg.Realm),
-		AnonymousAuth: len(cfg.Credentials) == 0,
-		AllowDisclose: true,
-	}
-	if len(cfg.Credentials) > 0 {
-		realm.Authenticators = authenticators(cfg.Credentials)
+	var realms []*nexus.RealmConfig
+	for _, uri := range append([]string{cfg.Realm}, cfg.OtherRealms...) {
+		if uri == "" {
+			return nil, errors.New("router: realm must not be empty")
+		}
+		realm := &nexus.RealmConfig{
+			URI:           wamp.URI(uri),
+			AnonymousAuth: len(cfg.Credentials) == 0,
+			AllowDisclose: true,
+		}
+		if len(cfg.Credentials) > 0 {
+			realm.Authenticators = authenticators(cfg.Credentials)
+		}
+		realms = append(realms, realm)
 	}
 	nexusLog := newNexusLogger(cfg.Logger)
-	nx, err := nexus.NewRouter(&nexus.Config{RealmConfigs: []*nexus.RealmConfig{realm}}, nexusLog)
+	nx, err := nexus.NewRouter(&nexus.Config{RealmConfigs: realms}, nexusLog)
 	if err != nil {
 		return nil, fmt.Errorf("start nexus router: %w", err)
 	}
@@ -277,6 +290,7 @@ func New(cfg Config) (*Router, error) {
 		hostOK:     hostOK,
 		maxConns:   cfg.MaxConns,
 		open:       cfg.OpenSession,
+		traffic:    cfg.Traffic,
 		rejected:   cfg.Rejected,
 		log:        cfg.Logger,
 		refusals:   ratelog.New(cfg.Logger, time.Second, nil),
@@ -392,7 +406,7 @@ func (r *Router) attach(conn *websocket.Conn, bc *batchConn) {
 	}
 	var obs *connObserver
 	if r.open != nil {
-		obs = newConnObserver(r.open)
+		obs = newConnObserver(r.open, r.traffic)
 	}
 	peer := newWSPeer(conn, bc, serializer, payloadType, obs, &r.peer)
 	if err := r.nexus.AttachClient(peer, nil); err != nil {

@@ -40,6 +40,7 @@ func (r recorder) Call(id uint64, procedure string, timeout time.Duration) {
 }
 func (r recorder) Result(id uint64)              { r.add("result %d", id) }
 func (r recorder) Error(id uint64, uri string)   { r.add("error %d %s", id, uri) }
+func (r recorder) Interrupt(id uint64)           { r.add("interrupt %d", id) }
 func (r recorder) Registered(procedure string)   { r.add("registered %s", procedure) }
 func (r recorder) Unregistered(procedure string) { r.add("unregistered %s", procedure) }
 func (r recorder) Close()                        { r.add("close") }
@@ -48,9 +49,11 @@ func (r recorder) snapshot() []string {
 	defer r.mu.Unlock()
 	return slices.Clone(*r.events)
 }
-func newRecorder() recorder              { return recorder{mu: &sync.Mutex{}, events: &[]string{}} }
-func (r recorder) open() OpenSessionFunc { return func() CallSession { r.add("open"); return r } }
-func wsURL(srv *httptest.Server) string  { return "ws" + strings.TrimPrefix(srv.URL, "http") + "/" }
+func newRecorder() recorder { return recorder{mu: &sync.Mutex{}, events: &[]string{}} }
+func (r recorder) open() OpenSessionFunc {
+	return func(string) SessionObservers { r.add("open"); return SessionObservers{Calls: r} }
+}
+func wsURL(srv *httptest.Server) string { return "ws" + strings.TrimPrefix(srv.URL, "http") + "/" }
 func (r recorder) waitFor(t *testing.T, want string) {
 	t.Helper()
 	waitUntil(t, want, func() bool { return slices.Contains(r.snapshot(), want) })

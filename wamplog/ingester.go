@@ -466,7 +466,7 @@ func (r *Reader) handleLine(now int64, from netip.AddrPort, line []byte) {
 		}
 	case kindError:
 		if s := existing(snd, fi, l.view); s != nil {
-			s.EndAt(at, l.id, metrics.ErrorOutcome(l.errorURI))
+			s.ErrorAt(at, l.id, l.errorURI)
 		}
 	case kindInterrupt:
 		// The dealer interrupts the callee when the call timed out or the

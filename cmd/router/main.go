@@ -14,6 +14,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -117,8 +118,10 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 		"`address` to receive WampObserver log lines on, over UDP and TCP; empty turns it off")
 	fs.IntVar(&s.cfg.MaxLogLineLen, "max-log-line", wamplog.DefaultMaxLineLen,
 		"longest log line accepted, in bytes; longer ones are counted and skipped")
-	fs.StringVar(&s.cfg.Realm, "realm", app.DefaultRealm,
-		"WAMP realm `name` clients join, anonymously unless -auth-file is given")
+	s.cfg.Realm = app.DefaultRealm
+	fs.Var(&realmsFlag{first: &s.cfg.Realm, more: &s.cfg.OtherRealms}, "realm",
+		"WAMP realm `name` clients join, anonymously unless -auth-file is given (repeatable; env: comma-separated); "+
+			"with more than one, every router metric has a realm label")
 	fs.DurationVar(&s.cfg.CallTimeout, "timeout", metrics.DefaultCallTimeout,
 		"deadline of a call without its own CALL timeout option; unanswered by then, it counts as a timeout")
 	fs.IntVar(&s.cfg.OutQueueSize, "out-queue", router.DefaultOutQueueSize,
@@ -219,6 +222,38 @@ func appendList(list []string, v string) []string {
 		}
 	}
 	return list
+}
+
+// realmsFlag is the repeatable -realm flag: the first value given replaces
+// the default realm, the others follow it.
+type realmsFlag struct {
+	first *string
+	more  *[]string
+	given bool
+}
+
+func (f *realmsFlag) String() string {
+	if f.first == nil {
+		return ""
+	}
+	return strings.Join(append([]string{*f.first}, *f.more...), ",")
+}
+
+func (f *realmsFlag) Set(v string) error {
+	for _, realm := range appendList(nil, v) {
+		if !f.given {
+			*f.first, f.given = realm, true
+			continue
+		}
+		if realm == *f.first || slices.Contains(*f.more, realm) {
+			return fmt.Errorf("realm %q given twice", realm)
+		}
+		*f.more = append(*f.more, realm)
+	}
+	if !f.given {
+		return errors.New("a realm name must not be empty")
+	}
+	return nil
 }
 
 // offDuration is a duration flag for which 0 or negative means off. It

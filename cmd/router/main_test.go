@@ -283,9 +283,16 @@ func TestProgramDrainsOnSIGTERM(t *testing.T) {
 		c.Close()
 		t.Error("a new connection was accepted after shutdown")
 	}
-	want := "family=wamp_router errors=1 responses=0 timeouts=0"
-	if len(final) != 1 || !strings.Contains(final[0], want) {
-		t.Errorf("final counts %q, want one line with %q", final, want)
+	// The caller side counts the call; the callee side has nothing, as
+	// no callee got it.
+	want := []string{"family=wamp_router errors=1 responses=0 timeouts=0", "family=wamp_router_callee errors=0 responses=0 timeouts=0"}
+	if len(final) != len(want) {
+		t.Fatalf("final counts %q, want lines with %q", final, want)
+	}
+	for i, w := range want {
+		if !strings.Contains(final[i], w) {
+			t.Errorf("final counts %q, want %q", final[i], w)
+		}
 	}
 }
 

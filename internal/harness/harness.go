@@ -36,6 +36,7 @@ type Config struct {
 	MaxProcedures int           // message label values per family; 0: the default
 	MaxMessage    int64         // largest WebSocket message; 0: the default
 	IdleTimeout   time.Duration // idle keep-alive HTTP connections; 0: the default
+	OtherRealms   []string      // realms served beside Realm (ConnectTo joins them)
 
 	// Log receives log lines on a free loopback port (Instance.LogAddr),
 	// UDP and TCP alike.
@@ -71,6 +72,7 @@ func Start(t testing.TB, cfg Config) *Instance {
 		HTTPIdleTimeout: cfg.IdleTimeout,
 		MaxLogLineLen:   cfg.MaxLogLine,
 		MaxLogConns:     cfg.MaxLogConns,
+		OtherRealms:     cfg.OtherRealms,
 	}, ls)
 	return in
 }
@@ -135,9 +137,15 @@ func Listeners(t testing.TB, withLog bool) app.Listeners {
 // given; the client is closed when the test ends.
 func (in *Instance) Connect(t testing.TB, s serialize.Serialization) *client.Client {
 	t.Helper()
+	return in.ConnectTo(t, Realm, s)
+}
+
+// ConnectTo is Connect to realm.
+func (in *Instance) ConnectTo(t testing.TB, realm string, s serialize.Serialization) *client.Client {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := client.ConnectNet(ctx, in.WAMPURL, client.Config{Realm: Realm, Serialization: s, Logger: testkit.QuietStdLog()})
+	c, err := client.ConnectNet(ctx, in.WAMPURL, client.Config{Realm: realm, Serialization: s, Logger: testkit.QuietStdLog()})
 	if err != nil {
 		t.Fatalf("connect %s: %v", in.WAMPURL, err)
 	}

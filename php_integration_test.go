@@ -79,6 +79,13 @@ func TestRouterCallerAndCalleeAgree(t *testing.T) {
 			if router != caller {
 				t.Errorf("%s %s: router %d, caller's log %d", h, o, router, caller)
 			}
+			// The router's view of the callee (from the INVOCATION it sent
+			// to the YIELD or ERROR it got) is the callee's own view of
+			// the call: the same deadline rule, timeouts included.
+			calleeSide, _, _ := got.Summary("wamp_router_callee_"+o+"_seconds", "message", h)
+			if inLog, _, _ := got.Summary("wamp_in_"+o+"_seconds", "message", h); calleeSide != inLog {
+				t.Errorf("%s %s: router's callee side %d, callee's log %d", h, o, calleeSide, inLog)
+			}
 			if o == "timeouts" {
 				continue // the callee's view of a timeout is its own deadline
 			}

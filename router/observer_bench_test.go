@@ -12,11 +12,22 @@ import (
 	"github.com/php-wamp-observer/php-wamp-observer/metrics"
 )
 
-// benchSessions returns a real tracker and Prometheus family, as the
-// program wires them, for observers to open sessions on.
-func benchSessions(b *testing.B) OpenSessionFunc {
+// benchObservers returns a real tracker, Prometheus families (caller and
+// callee side) and traffic counters, as the program wires them, for
+// observers to open sessions on.
+func benchObservers(b *testing.B) (OpenSessionFunc, TrafficFunc) {
 	b.Helper()
-	family, err := metrics.NewFamily(prometheus.NewRegistry(), metrics.FamilyOpts{Prefix: "wamp_router", MaxProcedures: 1000})
+	reg := prometheus.NewRegistry()
+	calls, err := metrics.NewFamily(reg, metrics.FamilyOpts{Prefix: "wamp_router", MaxProcedures: 1000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	invocations, err := metrics.NewFamily(reg, metrics.FamilyOpts{Prefix: "wamp_router_callee", MaxProcedures: 1000, Interrupts: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	traffic, err := metrics.NewTraffic(reg, metrics.TrafficOpts{Prefix: "wamp_router", MessageTypes: MessageTypes(),
+		CloseReasons: CloseReasons(), RefusalReasons: RefusalReasons(), Callees: invocations})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -24,20 +35,30 @@ func benchSessions(b *testing.B) OpenSessionFunc {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return func(string) SessionObservers { return SessionObservers{Calls: tracker.Open(family)} }
+	open := func(string) SessionObservers {
+		return SessionObservers{Calls: tracker.Open(calls), Invocations: tracker.Open(invocations)}
+	}
+	return open, func(string) TrafficObserver { return benchTraffic{traffic} }
 }
 
+type benchTraffic struct{ *metrics.Traffic }
+
+func (t benchTraffic) OpenConn() ConnTraffic { return t.Open() }
+
 // newWelcomedObserver returns a connection observer with its session
-// open, as after WELCOME.
-func newWelcomedObserver(open OpenSessionFunc) *connObserver {
-	obs := newConnObserver(open, nil)
+// open, as after HELLO and WELCOME.
+func newWelcomedObserver(open OpenSessionFunc, traffic TrafficFunc) *connObserver {
+	obs := newConnObserver(open, traffic)
+	hello := &wamp.Hello{Realm: "realm1", Details: wamp.Dict{}}
+	obs.received(hello, 40)
+	obs.fromClient(hello)
 	obs.toClient(&wamp.Welcome{ID: 1})
 	return obs
 }
 
 func newBenchObserver(b *testing.B) *connObserver {
-	obs := newWelcomedObserver(benchSessions(b))
-	b.Cleanup(func() { obs.endSession(CloseOther) })
+	obs := newWelcomedObserver(benchObservers(b))
+	b.Cleanup(func() { obs.endSession(CloseOther); obs.closeTraffic() })
 	return obs
 }
 
@@ -60,7 +81,9 @@ func BenchmarkObserveCallResult(b *testing.B) {
 				call := calls[i%procedures]
 				call.Request = wamp.ID(i)
 				result.Request = wamp.ID(i)
+				obs.received(call, 40)
 				obs.fromClient(call)
+				obs.sent(result, 20)
 				obs.toClient(result)
 			}
 		})
@@ -70,17 +93,20 @@ func BenchmarkObserveCallResult(b *testing.B) {
 // BenchmarkObserveCallResultParallel runs the hot path on every core, one
 // connection per goroutine, as under many concurrent callers.
 func BenchmarkObserveCallResultParallel(b *testing.B) {
-	open := benchSessions(b)
+	open, traffic := benchObservers(b)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
-		obs := newWelcomedObserver(open)
+		obs := newWelcomedObserver(open, traffic)
+		defer obs.closeTraffic()
 		defer obs.endSession(CloseOther)
 		call := &wamp.Call{Options: wamp.Dict{}, Procedure: "hello1"}
 		result := &wamp.Result{Details: wamp.Dict{}}
 		for i := 0; pb.Next(); i++ {
 			call.Request = wamp.ID(i)
 			result.Request = wamp.ID(i)
+			obs.received(call, 40)
 			obs.fromClient(call)
+			obs.sent(result, 20)
 			obs.toClient(result)
 		}
 	})

@@ -305,12 +305,12 @@ func TestDocumentedPairsPassTheLinter(t *testing.T) {
 // worstCaseFamilyBytes is the README's stated bound on one family's part
 // of a text scrape with default limits, by -latency-histograms: 1,000
 // procedures of 256 bytes under the longest prefix a log sender may
-// choose.
+// choose, every outcome observed, and error reasons at their bounds.
 var worstCaseFamilyBytes = map[metrics.LatencyExposition]int{
-	metrics.LatencyOff:     2_300_000,
-	metrics.LatencyNative:  5_600_000,
-	metrics.LatencyClassic: 18_100_000,
-	metrics.LatencyBoth:    18_100_000,
+	metrics.LatencyOff:     3_500_000,
+	metrics.LatencyNative:  6_800_000,
+	metrics.LatencyClassic: 19_300_000,
+	metrics.LatencyBoth:    19_300_000,
 }
 
 func TestWorstCaseScrapeSizeOfAFamily(t *testing.T) {
@@ -338,13 +338,22 @@ func fullFamilyScrapeBytes(t *testing.T, mode metrics.LatencyExposition) int {
 		t.Fatal(err)
 	}
 	s := tracker.Open(family)
+	id := uint64(0)
 	for i := range 1001 { // one more than the bound: the overflow shows too
 		p := fmt.Sprintf("%0*d", metrics.DefaultMaxProcedureLen, i)
 		for o := range numOutcomes {
-			id := uint64(i)*3 + uint64(o)
+			id++
 			s.Call(id, p, 0)
 			clock.Advance(123456789 * time.Nanosecond)
 			s.End(id, o)
+		}
+		// Error reasons at their bounds: every procedure with two of the
+		// 100 longest URIs (2,000 series in all) and one beyond them,
+		// under the overflow.
+		for _, u := range []int{2 * i % metrics.DefaultMaxErrorURIs, (2*i + 1) % metrics.DefaultMaxErrorURIs, 1000 + i} {
+			id++
+			s.Call(id, p, 0)
+			s.ErrorAt(tracker.Now(), id, fmt.Appendf(nil, "%0*d", metrics.DefaultMaxProcedureLen, u))
 		}
 	}
 	mfs, err := reg.Gather()

@@ -3,6 +3,7 @@ package observer_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -110,25 +111,66 @@ func TestCalleeTimeIsTheInvocationUntilItsAnswer(t *testing.T) {
 	}
 }
 
-// Every ERROR a caller gets counts under its procedure and URI, no callee
-// included; error URIs beyond the bound count under the overflow value.
-func TestErrorReasonsAreCountedPerProcedureAndBounded(t *testing.T) {
+// A call answered after longer than the deadline a call without a
+// timeout option gets (and than its backstop) is a response on both sides
+// when the caller's timeout option allowed it: nexus does not forward the
+// option to the callee, so the callee side must not give up on its own.
+func TestALongCallIsACalleeResponseNotATimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a call of six seconds")
+	}
 	in := harness.Start(t, harness.Config{})
 	callee := in.Connect(t, serialize.JSON)
-	n := 0
-	if err := callee.Register("many", func(context.Context, *wamp.Invocation) client.InvokeResult {
-		n++ // the nexus client runs one handler at a time
-		return client.InvokeResult{Err: wamp.URI(fmt.Sprintf("app.error.e%d", n))}
+	if err := callee.Register("long", func(context.Context, *wamp.Invocation) client.InvokeResult {
+		time.Sleep(metrics.DealerBackstop + 500*time.Millisecond) // past -timeout and the backstop after it
+		return client.InvokeResult{}
 	}, nil); err != nil {
 		t.Fatal(err)
 	}
-	caller := in.Connect(t, serialize.JSON)
-	calls := metrics.DefaultMaxErrorURIs + 5
-	for range calls {
-		if _, err := caller.Call(context.Background(), "many", nil, nil, nil, nil); err == nil {
-			t.Fatal("many answered without an error")
+	if _, err := in.Connect(t, serialize.JSON).Call(context.Background(), "long", wamp.Dict{wamp.OptTimeout: 10_000}, nil, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	s := in.Scrape(t)
+	for _, family := range []string{"wamp_router_responses_seconds", "wamp_router_callee_responses_seconds"} {
+		if n, _, _ := s.Summary(family, "message", "long"); n != 1 {
+			t.Errorf("%s{message=long}: %d, want 1", family, n)
 		}
 	}
+	if n, _ := s.SummaryTotal("wamp_router_callee_timeouts_seconds"); n != 0 {
+		t.Errorf("the callee side counted %d timeouts", n)
+	}
+}
+
+// Every ERROR a caller gets counts under its procedure and URI, no callee
+// included. Error URIs beyond the bounds count under the overflow value:
+// ten of its own per procedure, a hundred over the family, and the spec's
+// URIs outside both, so that made-up URIs cannot hide them.
+func TestErrorReasonsAreCountedPerProcedureAndBounded(t *testing.T) {
+	in := harness.Start(t, harness.Config{})
+	callee := in.Connect(t, serialize.JSON)
+	procedures := metrics.DefaultMaxErrorURIs/metrics.MaxErrorURIsPerProcedure + 1 // the last finds the family full
+	for p := range procedures {
+		if err := callee.Register(fmt.Sprintf("many.%d", p), func(_ context.Context, inv *wamp.Invocation) client.InvokeResult {
+			uri, _ := wamp.AsString(inv.Arguments[0])
+			return client.InvokeResult{Err: wamp.URI(uri)}
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	caller := in.Connect(t, serialize.JSON)
+	fail := func(procedure, uri string) {
+		t.Helper()
+		if _, err := caller.Call(context.Background(), procedure, nil, wamp.List{uri}, nil, nil); harness.ErrorURI(err) != uri {
+			t.Fatalf("%s: %v, want %s", procedure, err, uri)
+		}
+	}
+	for p := range procedures {
+		for e := range metrics.MaxErrorURIsPerProcedure {
+			fail(fmt.Sprintf("many.%d", p), fmt.Sprintf("app.error.p%d.e%d", p, e))
+		}
+	}
+	fail("many.0", "app.error.one.too.many") // over the procedure's own bound
+	fail("many.0", "wamp.error.canceled")    // the spec's: a series still
 	for range 2 {
 		if _, err := caller.Call(context.Background(), "nobody.home", nil, nil, nil, nil); harness.ErrorURI(err) != string(wamp.ErrNoSuchProcedure) {
 			t.Fatalf("nobody.home: %v", err)
@@ -136,29 +178,34 @@ func TestErrorReasonsAreCountedPerProcedureAndBounded(t *testing.T) {
 	}
 	s := in.Scrape(t)
 	family, _ := s.Family("wamp_router_error_reasons_total")
-	var total, own float64
+	var total float64
+	own := map[string]int{}
 	for _, m := range family.GetMetric() {
-		if label(m.GetLabel(), "message") != "many" {
-			continue
-		}
 		total += m.GetCounter().GetValue()
 		if label(m.GetLabel(), "error") != metrics.OtherError {
-			own++
+			own[label(m.GetLabel(), "message")]++
 		}
 	}
-	if total != float64(calls) {
-		t.Errorf("errors of many counted %v, want %d", total, calls)
+	if want := float64(procedures*metrics.MaxErrorURIsPerProcedure + 4); total != want {
+		t.Errorf("errors counted %v, want %v", total, want)
 	}
-	// The bound is the family's: no_such_procedure takes a place too once
-	// it comes, after the 100 of many.
-	if own != metrics.DefaultMaxErrorURIs {
-		t.Errorf("many has %v error URIs of its own, want %d", own, metrics.DefaultMaxErrorURIs)
+	for _, c := range []struct {
+		procedure string
+		own       int
+		other     float64
+	}{
+		{"many.0", metrics.MaxErrorURIsPerProcedure + 1, 1}, // its ten and wamp.error.canceled
+		{"many.1", metrics.MaxErrorURIsPerProcedure, 0},
+		{fmt.Sprintf("many.%d", procedures-1), 0, float64(metrics.MaxErrorURIsPerProcedure)},
+		{"nobody.home", 1, 0},
+	} {
+		other, _ := s.Counter("wamp_router_error_reasons_total", "message", c.procedure, "error", metrics.OtherError)
+		if own[c.procedure] != c.own || other != c.other {
+			t.Errorf("%s: %d URIs of its own and %v overflow, want %d and %v", c.procedure, own[c.procedure], other, c.own, c.other)
+		}
 	}
-	if got, _ := s.Counter("wamp_router_error_reasons_total", "message", "many", "error", metrics.OtherError); got != 5 {
-		t.Errorf("overflow %v, want 5", got)
-	}
-	if got, _ := s.Counter("wamp_router_error_reasons_total", "message", "nobody.home", "error", metrics.OtherError); got != 2 {
-		t.Errorf("nobody.home under the overflow %v, want 2 (the URIs are all taken)", got)
+	if got, _ := s.Counter("wamp_router_error_reasons_total", "message", "nobody.home", "error", string(wamp.ErrNoSuchProcedure)); got != 2 {
+		t.Errorf("nobody.home: %v no_such_procedure, want 2 though the family's places are all taken", got)
 	}
 	if got, _ := s.Counter("wamp_router_calls_refused_total", "reason", "no_callee"); got != 2 {
 		t.Errorf("calls refused for no callee %v, want 2", got)
@@ -380,6 +427,13 @@ func TestEveryRealmHasItsOwnSeries(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// A series in every family: an error reason, a topic.
+		if _, err := caller.Call(context.Background(), "nobody.home", nil, nil, nil, nil); err == nil {
+			t.Fatal("nobody.home answered")
+		}
+		if err := caller.Publish("news", wamp.Dict{wamp.OptAcknowledge: true}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s := in.Scrape(t)
 	for realm, want := range map[string]uint64{harness.Realm: 2, "realm2": 3} {
@@ -388,13 +442,20 @@ func TestEveryRealmHasItsOwnSeries(t *testing.T) {
 				t.Errorf("%s in %s: %d, want %d", family, realm, n, want)
 			}
 		}
-		if n, _ := s.Counter("wamp_router_messages_received_total", "type", "CALL", "realm", realm); n != float64(want) {
-			t.Errorf("CALLs received in %s: %v, want %d", realm, n, want)
+		if n, _ := s.Counter("wamp_router_messages_received_total", "type", "CALL", "realm", realm); n != float64(want+1) {
+			t.Errorf("CALLs received in %s: %v, want %d (and nobody.home)", realm, n, want)
 		}
 	}
-	for _, line := range describeFamilies(t, in.MetricsURL+"/metrics") {
+	families := describeFamilies(t, in.MetricsURL+"/metrics")
+	for _, line := range families {
 		if strings.HasPrefix(line, "wamp_router") && !strings.Contains(strings.Fields(line)[2], "realm") {
 			t.Errorf("a router family without a realm label: %s", line)
+		}
+	}
+	for _, want := range []string{"wamp_router_error_reasons_total", "wamp_router_callee_interrupts_total", "wamp_router_publications_total",
+		"wamp_router_subscribers", "wamp_router_callees", "wamp_router_messages_sent_total"} {
+		if !slices.ContainsFunc(families, func(line string) bool { return strings.HasPrefix(line, want+" ") }) {
+			t.Errorf("%s has no series to check", want)
 		}
 	}
 }

@@ -227,7 +227,7 @@ func New(cfg Config, ls Listeners) (_ *App, err error) {
 			r := a.realm(realm)
 			return router.SessionObservers{
 				Calls:       a.tracker.Open(r.calls),
-				Invocations: invocations{a.tracker.Open(r.invocations), a.tracker.DefaultTimeout()},
+				Invocations: invocations{a.tracker.Open(r.invocations)},
 			}
 		}
 		traffic = func(realm string) router.TrafficObserver { return trafficObserver{a.realm(realm).traffic} }
@@ -410,18 +410,24 @@ func (a *App) realm(name string) *realmMetrics {
 }
 
 // invocations is the callee side of a session: the INVOCATIONs the router
-// sends it. nexus enforces a call's timeout option and tells the callee
-// with INTERRUPT, and forwards the option only when the callee asked, so
-// an invocation's deadline is only a backstop (DealerBackstop after the
-// forwarded timeout or the default), as for the log path's callee view.
-type invocations struct {
-	*metrics.Session
-	defaultTimeout time.Duration
-}
+// sends it. Its answer, or the dealer's INTERRUPT, ends each: nexus
+// enforces a call's timeout option and tells the callee with INTERRUPT,
+// and forwards the option only when the callee asked. So an invocation's
+// deadline is only a backstop, DealerBackstop after the forwarded timeout,
+// or after CalleeBackstop without one: the dealer itself waits for the
+// callee as long as it takes, and the caller's 10 s CALL timeout must not
+// make a 6 s answer a timeout here.
+type invocations struct{ *metrics.Session }
+
+// CalleeBackstop is how long the callee side waits for the answer to an
+// INVOCATION that carries no timeout before it counts a timeout (of this
+// length): the longest timeout a log line may ask for, as for the log
+// path's calls.
+const CalleeBackstop = wamplog.DefaultMaxTimeout
 
 func (s invocations) Call(id uint64, procedure string, timeout time.Duration) {
 	if timeout <= 0 {
-		timeout = s.defaultTimeout
+		timeout = CalleeBackstop
 	}
 	s.Session.Call(id, procedure, timeout)
 }

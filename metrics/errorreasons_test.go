@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -148,4 +149,52 @@ func (f *fixture) seriesOf(t *testing.T, name string) int {
 		}
 	}
 	return 0
+}
+
+// One procedure holds at most MaxErrorURIsPerProcedure URIs of its own, so
+// a callee answering with made-up URIs cannot take every place of the
+// family; the spec's URIs take no place at all and keep their series
+// whatever clients' URIs fill.
+func TestErrorReasonsOfOneProcedureCannotTakeEveryPlace(t *testing.T) {
+	f := newFamilyFixture(t, FamilyOpts{MaxProcedures: 10, MaxErrorURIs: 12})
+	s := f.tracker.Open(f.family)
+	id := uint64(0)
+	answer := func(procedure, uri string) {
+		id++
+		s.Call(id, procedure, 0)
+		s.Error(id, uri)
+	}
+	for i := range MaxErrorURIsPerProcedure + 3 {
+		answer("hostile", fmt.Sprintf("made.up.%d", i))
+	}
+	answer("hostile", "wamp.error.canceled") // the spec's: a series of its own still
+	for i := range 3 {
+		answer("real", fmt.Sprintf("real.error.%d", i)) // places left: 12 - 10
+	}
+	answer("real", "wamp.error.no_such_procedure")
+	for _, c := range []struct {
+		procedure, uri string
+		want           float64
+	}{
+		{"hostile", "made.up.9", 1}, {"hostile", OtherError, 3}, {"hostile", "wamp.error.canceled", 1},
+		{"real", "real.error.0", 1}, {"real", "real.error.1", 1}, {"real", OtherError, 1},
+		{"real", "wamp.error.no_such_procedure", 1},
+	} {
+		if got, ok := f.errorCount(t, c.procedure, c.uri); !ok || got != c.want {
+			t.Errorf("%s %q: %v (exists %v), want %v", c.procedure, c.uri, got, ok, c.want)
+		}
+	}
+}
+
+// A URI over the length bound only once made valid UTF-8 (each invalid
+// byte becomes three) counts under the overflow: no label value is longer
+// than the bound.
+func TestErrorReasonsBoundTheLabelNotTheRawURI(t *testing.T) {
+	f := newFamilyFixture(t, FamilyOpts{MaxProcedures: 10, MaxProcedureLen: 16})
+	s := f.tracker.Open(f.family)
+	s.Call(1, "p", 0)
+	s.Error(1, strings.Repeat("\xffa", 8)) // 16 bytes; 32 as a label
+	if got, _ := f.errorCount(t, "p", OtherError); got != 1 {
+		t.Errorf("overflow %v, want 1", got)
+	}
 }

@@ -387,8 +387,10 @@ func (ts *topicSet) addLocked(topic string) *topicSeries {
 	if s, ok := current[topic]; ok {
 		return s
 	}
-	if len(topic) > ts.maxLen || topic == OtherTopic {
-		return ts.overflowLocked()
+	// Label values must be valid UTF-8; the bound is on the label.
+	label := strings.ToValidUTF8(topic, "\uFFFD")
+	if topic == "" || len(label) > ts.maxLen || topic == OtherTopic {
+		return ts.overflowLocked() // "": the event of a subscription not known
 	}
 	now := ts.clock()
 	if len(current) >= ts.max {
@@ -397,7 +399,6 @@ func (ts *topicSet) addLocked(topic string) *topicSeries {
 			return ts.overflowLocked()
 		}
 	}
-	label := strings.ToValidUTF8(topic, "\uFFFD")
 	s, ok := ts.byLabel[label]
 	if !ok {
 		s = &topicSeries{label: label}

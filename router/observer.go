@@ -81,7 +81,7 @@ type TrafficFunc func(realm string) TrafficObserver
 
 // Why a session ended, as passed to TrafficObserver.SessionClosed: the
 // reason URI of the GOODBYE or ABORT that ended it when it is one of the
-// spec's (or nexus's wamp.close.killed), CloseOther for any other, and
+// spec's, CloseOther for any other, and
 // CloseConnectionLost when the connection ended without either.
 const (
 	CloseConnectionLost = "connection_lost"
@@ -95,8 +95,9 @@ func CloseReasons() []string {
 		CloseConnectionLost, CloseOther}
 }
 
-// closeKilled is the GOODBYE reason of a session killed through the
-// wamp.session.kill meta procedure; optTopic the EVENT detail that names
+// closeKilled is the GOODBYE reason the WAMP spec gives a session killed
+// through the wamp.session.kill meta procedure (nexus sends the reason the
+// killer passed, wamp.close.normal when none); optTopic the EVENT detail that names
 // the topic of a pattern subscription's event.
 const (
 	closeKilled = "wamp.close.killed"
@@ -406,7 +407,7 @@ func (o *connObserver) toClient(msg wamp.Message) {
 			o.uriBytes -= len(sub.topic)
 		}
 		o.mu.Unlock()
-		if ok && known {
+		if ok && known && sub.unsubscribed != nil {
 			sub.unsubscribed()
 		}
 	case *wamp.Welcome:
@@ -583,13 +584,16 @@ func (o *connObserver) endSession(reason string) {
 	for _, procedure := range o.registrations {
 		o.uriBytes -= len(procedure)
 	}
-	for _, sub := range o.subscriptions {
-		o.uriBytes -= len(sub.topic)
-		sub.unsubscribed()
+	// The subscriptions end, but their topics stay known: EVENTs nexus
+	// queued before the session ended still reach the client.
+	for id, sub := range o.subscriptions {
+		if sub.unsubscribed != nil {
+			sub.unsubscribed()
+			o.subscriptions[id] = subscription{topic: sub.topic}
+		}
 	}
 	clear(o.registrations)
 	clear(o.unregistering)
-	clear(o.subscriptions)
 	clear(o.unsubscribing)
 	o.mu.Unlock()
 }

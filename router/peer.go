@@ -420,6 +420,13 @@ func (p *wsPeer) enqueue(msg wamp.Message) {
 		p.drop(RejectSlowConsumer, "outbound queues of all clients full (bytes)")
 		return
 	}
+	// encode is the only sender on frames, so a queue with room now still
+	// has it below: a frame dropped with a slow consumer was never
+	// observed (an answer the client will not receive is none).
+	if len(p.frames) == cap(p.frames) {
+		p.drop(RejectSlowConsumer, "outbound queue full (messages)")
+		return
+	}
 	p.queuedBytes.Add(n)
 	p.cfg.queuedTotal.Add(n)
 	// Observed before the frame is queued: once queued, the writer may

@@ -66,13 +66,7 @@ func TestErrorReasonsCountEveryErrorAnswerByURI(t *testing.T) {
 // so the family's size has a bound whatever callees answer.
 func TestErrorReasonsAreBoundedAndOverflowToOther(t *testing.T) {
 	f := newFamilyFixture(t, FamilyOpts{MaxProcedures: 10, MaxProcedureLen: 32, MaxErrorURIs: 3, MaxErrorSeries: 4})
-	s := f.tracker.Open(f.family)
-	id := uint64(0)
-	answer := func(procedure, uri string) {
-		id++
-		s.Call(id, procedure, 0)
-		s.Error(id, uri)
-	}
+	answer := f.errorAnswerer()
 	for _, uri := range []string{"e.1", "e.2", "e.3", "e.4", "", strings.Repeat("x", 33), OtherError} {
 		answer("p.1", uri)
 	}
@@ -136,6 +130,18 @@ func TestInterruptsCountUnderTheirProcedure(t *testing.T) {
 	}
 }
 
+// errorAnswerer returns a function that makes one call on a session of
+// its own and answers it with an ERROR.
+func (f *fixture) errorAnswerer() func(procedure, uri string) {
+	s := f.tracker.Open(f.family)
+	id := uint64(0)
+	return func(procedure, uri string) {
+		id++
+		s.Call(id, procedure, 0)
+		s.Error(id, uri)
+	}
+}
+
 // seriesOf is the number of series of the family name.
 func (f *fixture) seriesOf(t *testing.T, name string) int {
 	t.Helper()
@@ -157,13 +163,7 @@ func (f *fixture) seriesOf(t *testing.T, name string) int {
 // whatever clients' URIs fill.
 func TestErrorReasonsOfOneProcedureCannotTakeEveryPlace(t *testing.T) {
 	f := newFamilyFixture(t, FamilyOpts{MaxProcedures: 10, MaxErrorURIs: 12})
-	s := f.tracker.Open(f.family)
-	id := uint64(0)
-	answer := func(procedure, uri string) {
-		id++
-		s.Call(id, procedure, 0)
-		s.Error(id, uri)
-	}
+	answer := f.errorAnswerer()
 	for i := range MaxErrorURIsPerProcedure + 3 {
 		answer("hostile", fmt.Sprintf("made.up.%d", i))
 	}

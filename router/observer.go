@@ -305,20 +305,14 @@ func (o *connObserver) fromClient(msg wamp.Message) {
 		o.mu.Unlock()
 	case *wamp.Unregister:
 		o.mu.Lock()
-		if _, ok := o.registrations[m.Registration]; ok && len(o.unregistering) < maxRegistering {
-			if o.unregistering == nil {
-				o.unregistering = make(map[wamp.ID]wamp.ID)
-			}
-			o.unregistering[m.Request] = m.Registration
+		if _, ok := o.registrations[m.Registration]; ok {
+			o.unregistering = awaitAnswer(o.unregistering, m.Request, m.Registration)
 		}
 		o.mu.Unlock()
 	case *wamp.Unsubscribe:
 		o.mu.Lock()
-		if _, ok := o.subscriptions[m.Subscription]; ok && len(o.unsubscribing) < maxRegistering {
-			if o.unsubscribing == nil {
-				o.unsubscribing = make(map[wamp.ID]wamp.ID)
-			}
-			o.unsubscribing[m.Request] = m.Subscription
+		if _, ok := o.subscriptions[m.Subscription]; ok {
+			o.unsubscribing = awaitAnswer(o.unsubscribing, m.Request, m.Subscription)
 		}
 		o.mu.Unlock()
 	case *wamp.Hello:
@@ -345,6 +339,20 @@ func (o *connObserver) remember(pending map[wamp.ID]wamp.URI, id wamp.ID, uri wa
 		pending[id] = uri
 		o.uriBytes += len(uri)
 	}
+	return pending
+}
+
+// awaitAnswer holds the registration or subscription id an UNREGISTER or
+// UNSUBSCRIBE request ends until its answer, within the bound, and returns
+// the map. o.mu is held.
+func awaitAnswer(pending map[wamp.ID]wamp.ID, request, id wamp.ID) map[wamp.ID]wamp.ID {
+	if len(pending) >= maxRegistering {
+		return pending
+	}
+	if pending == nil {
+		pending = make(map[wamp.ID]wamp.ID)
+	}
+	pending[request] = id
 	return pending
 }
 

@@ -3,6 +3,7 @@ package metrics
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,14 +105,10 @@ func NewTraffic(reg prometheus.Registerer, opts TrafficOpts) (*Traffic, error) {
 		closed:  make([]atomic.Uint64, len(opts.CloseReasons)),
 		refused: make([]atomic.Uint64, len(opts.RefusalReasons)),
 	}
-	codes := make([]uint8, 0, len(opts.MessageTypes))
-	for code := range opts.MessageTypes {
-		codes = append(codes, code)
-	}
 	for i := range t.typeIndex {
 		t.typeIndex[i] = uint8(len(opts.MessageTypes)) // other
 	}
-	for _, code := range sortedCodes(codes) {
+	for _, code := range slices.Sorted(maps.Keys(opts.MessageTypes)) {
 		t.typeIndex[code] = uint8(len(t.types))
 		t.types = append(t.types, opts.MessageTypes[code])
 	}
@@ -148,15 +145,6 @@ func NewTraffic(reg prometheus.Registerer, opts TrafficOpts) (*Traffic, error) {
 		return nil, fmt.Errorf("register %s traffic metrics: %w", opts.Prefix, err)
 	}
 	return t, nil
-}
-
-func sortedCodes(codes []uint8) []uint8 {
-	for i := 1; i < len(codes); i++ {
-		for j := i; j > 0 && codes[j] < codes[j-1]; j-- {
-			codes[j], codes[j-1] = codes[j-1], codes[j]
-		}
-	}
-	return codes
 }
 
 // connCounts are the message and byte counts of one connection, or of all

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // Write coalescing. gorilla/websocket writes every message with a system
@@ -51,12 +52,32 @@ type batch struct {
 // mutex.
 type batchConn struct {
 	net.Conn
-	pool *sync.Pool // of *batch
+	pool  *sync.Pool    // of *batch
+	slack time.Duration // see SetWriteDeadline
 
-	mu      sync.Mutex
-	holding bool
-	b       *batch // from pool while holding
-	err     error  // the first failed write: the connection is done
+	mu       sync.Mutex
+	holding  bool
+	b        *batch    // from pool while holding
+	err      error     // the first failed write: the connection is done
+	deadline time.Time // the write deadline last set on Conn
+}
+
+// SetWriteDeadline sets the connection's write deadline when t is earlier
+// than the one set, or later by more than slack. gorilla sets it before
+// every frame, even one that is only held, and each is a change to the
+// runtime's timers; this way a write still ends within its timeout, and up
+// to slack before it.
+func (c *batchConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.deadline.IsZero() && !t.IsZero() && !t.Before(c.deadline) && t.Sub(c.deadline) <= c.slack {
+		return nil
+	}
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	c.deadline = t
+	return nil
 }
 
 // hold starts keeping writes for one coalesced write.
@@ -169,8 +190,9 @@ func newBatchPool() *sync.Pool {
 // the peer.
 type batchingWriter struct {
 	http.ResponseWriter
-	pool *sync.Pool
-	conn *batchConn
+	pool  *sync.Pool
+	slack time.Duration // of the batchConn's write deadline
+	conn  *batchConn
 }
 
 func (w *batchingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -178,6 +200,6 @@ func (w *batchingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("hijack the connection for the WebSocket: %w", err)
 	}
-	w.conn = &batchConn{Conn: nc, pool: w.pool}
+	w.conn = &batchConn{Conn: nc, pool: w.pool, slack: w.slack}
 	return w.conn, rw, nil
 }

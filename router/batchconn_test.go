@@ -56,8 +56,20 @@ func (l *countingListener) conn(t *testing.T, i int) *countingConn {
 
 type countingConn struct {
 	net.Conn
-	writes atomic.Int64
-	gate   atomic.Pointer[chan struct{}] // the next write waits for it to close
+	writes    atomic.Int64
+	deadlines atomic.Int64                  // write deadlines set
+	reads     atomic.Int64                  // read deadlines set
+	gate      atomic.Pointer[chan struct{}] // the next write waits for it to close
+}
+
+func (c *countingConn) SetReadDeadline(t time.Time) error {
+	c.reads.Add(1)
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *countingConn) SetWriteDeadline(t time.Time) error {
+	c.deadlines.Add(1)
+	return c.Conn.SetWriteDeadline(t)
 }
 
 func (c *countingConn) Write(b []byte) (int, error) {
@@ -272,5 +284,44 @@ func TestCoalescedFramesOfEverySizeArriveIntact(t *testing.T) {
 		if len(args) != 2 || fmt.Sprint(args[0]) != fmt.Sprint(i) || args[1] != strings.Repeat(string(rune('a'+i)), n) {
 			t.Fatalf("event %d (%d bytes) arrived changed: %.80v", i, n, ev)
 		}
+	}
+}
+
+// A client's write deadline is a change to the runtime's timers each time
+// it is set: one sent 200 events in a row, each in a write of its own,
+// gets it set once, not 200 times, as long as the deadline would move by
+// less than an eighth of the write timeout.
+func TestTheWriteDeadlineIsNotSetForEveryFrame(t *testing.T) {
+	srv, ln := startCountingRouter(t, Config{WriteTimeout: time.Hour})
+	sub := subscribe(t, wsURL(srv), "steady")
+	subConn := ln.conn(t, 0)
+	pub := joinRaw(t, wsURL(srv), thruwayHello)
+
+	before := subConn.deadlines.Load()
+	for id := 1; id <= 200; id++ {
+		pub.send(fmt.Sprintf(`[16,%d,{},"steady",[%d]]`, id, id))
+		if ev := sub.expect(36); fmt.Sprint(ev[4]) != fmt.Sprintf("[%d]", id) {
+			t.Fatalf("event %d: got %v", id, ev)
+		}
+	}
+	if set := subConn.deadlines.Load() - before; set > 1 {
+		t.Errorf("the write deadline was set %d times for 200 frames, want at most 1", set)
+	}
+}
+
+// The keep-alive's read deadline likewise moves only when it would move by
+// more than an eighth of its interval, not for every message read.
+func TestTheReadDeadlineIsNotMovedForEveryMessage(t *testing.T) {
+	srv, ln := startCountingRouter(t, Config{KeepAlive: time.Hour})
+	pub := joinRaw(t, wsURL(srv), thruwayHello)
+	pubConn := ln.conn(t, 0)
+
+	before := pubConn.reads.Load()
+	for id := 1; id <= 200; id++ {
+		pub.send(fmt.Sprintf(`[16,%d,{"acknowledge":true},"steady",[]]`, id))
+		pub.expect(17)
+	}
+	if set := pubConn.reads.Load() - before; set > 1 {
+		t.Errorf("the read deadline was set %d times for 200 messages, want at most 1", set)
 	}
 }

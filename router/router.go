@@ -356,7 +356,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			errors.New("no supported WebSocket subprotocol offered; use one of "+strings.Join(r.upgrader.Subprotocols, ", ")))
 		return
 	}
-	bw := &batchingWriter{ResponseWriter: w, pool: r.peer.batches}
+	bw := &batchingWriter{ResponseWriter: w, pool: r.peer.batches, slack: r.peer.writeTimeout / deadlineSlack}
 	conn, err := r.upgrader.Upgrade(bw, req, nil)
 	if err != nil {
 		return // the upgrader has answered and r.refuse has logged

@@ -131,10 +131,10 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.IntVar(&s.cfg.OutQueueBytesTotal, "out-queue-bytes-total", router.DefaultOutQueueBytesTotal,
 		"bytes (as encoded) queued over all clients; a client whose next message does not fit is a slow consumer and is disconnected")
 	fs.DurationVar(&s.cfg.WriteTimeout, "write-timeout", router.DefaultWriteTimeout,
-		"deadline of one write to a client; a client that does not take a message in time is a slow consumer and is disconnected")
+		"deadline of one write to a client (met to within an eighth of it); a client that does not take a message in time is a slow consumer and is disconnected")
 	s.cfg.KeepAlive = router.DefaultKeepAlive
 	fs.Var((*offDuration)(&s.cfg.KeepAlive), "keepalive",
-		"ping a client quiet for half this `interval`; one that sends nothing, not even a pong, for twice it is disconnected; 0 or negative: off")
+		"ping a client quiet for half this `interval`; one that sends nothing, not even a pong, for twice it (15/8 to 2×) is disconnected; 0 or negative: off")
 	fs.IntVar(&s.cfg.MaxConns, "max-conns", router.DefaultMaxConns,
 		"concurrent connections on the WAMP port, upgraded or not; further ones get HTTP 503")
 	fs.IntVar(&s.cfg.MaxCallsInFlight, "max-calls-in-flight", router.DefaultMaxCallsInFlight,

@@ -13,6 +13,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -46,6 +47,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	realm := fs.String("realm", app.DefaultRealm, "WAMP realm `name` clients join, anonymously")
 	outQueue := fs.Int("out-queue", router.DefaultOutQueueSize,
 		"messages nexus queues per client; when a client's queue is full nexus drops what it sends it and refuses calls to it")
+	pprofAddr := fs.String("pprof", "", "`address` to serve net/http/pprof on, for comparing profiles with cmd/router's; empty: none")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,6 +67,19 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	ws.OutQueueSize = *outQueue
 	if ws.Upgrader.CheckOrigin, err = router.OriginPolicy(nil); err != nil { // cmd/router's default
 		return err
+	}
+
+	if *pprofAddr != "" {
+		pl, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			return fmt.Errorf("listen for pprof: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		ps := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = ps.Serve(pl) }()
+		defer ps.Close()
 	}
 
 	ln, err := net.Listen("tcp", *addr)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/php-wamp-observer/php-wamp-observer/app"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/grafana"
 	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
 	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
 )
@@ -45,148 +47,9 @@ const (
 	rateWindow     = 8 * scrapeInterval
 )
 
-// dashboard is what the tests read of a Grafana dashboard's JSON model.
-type dashboard struct {
-	ID            any              `json:"id"` // null: Grafana assigns one on import
-	UID           string           `json:"uid"`
-	Title         string           `json:"title"`
-	SchemaVersion int              `json:"schemaVersion"`
-	Panels        []dashboardPanel `json:"panels"`
-	Templating    struct {
-		List []dashboardVariable `json:"list"`
-	} `json:"templating"`
-}
-
-type dashboardPanel struct {
-	ID         int              `json:"id"`
-	Type       string           `json:"type"`
-	Title      string           `json:"title"`
-	GridPos    gridPos          `json:"gridPos"`
-	Collapsed  bool             `json:"collapsed"`
-	Panels     []dashboardPanel `json:"panels"` // a collapsed row's panels
-	Datasource *datasourceRef   `json:"datasource"`
-	Targets    []panelTarget    `json:"targets"`
-	// FieldConfig.Defaults: the unit Grafana formats values in, and how
-	// opaque (0–100) a line's fill is.
-	FieldConfig struct {
-		Defaults struct {
-			Unit   string `json:"unit"`
-			Custom struct {
-				FillOpacity float64 `json:"fillOpacity"`
-			} `json:"custom"`
-		} `json:"defaults"`
-	} `json:"fieldConfig"`
-}
-
-type gridPos struct{ X, Y, W, H int }
-
-type datasourceRef struct {
-	Type string `json:"type"`
-	UID  string `json:"uid"`
-}
-
-type panelTarget struct {
-	RefID        string         `json:"refId"`
-	Expr         string         `json:"expr"`
-	LegendFormat string         `json:"legendFormat"`
-	Datasource   *datasourceRef `json:"datasource"`
-}
-
-type dashboardVariable struct {
-	Name       string          `json:"name"`
-	Type       string          `json:"type"`
-	Query      json.RawMessage `json:"query"` // a string, or for Prometheus query variables an object
-	Definition string          `json:"definition"`
-	Multi      bool            `json:"multi"`
-	IncludeAll bool            `json:"includeAll"`
-	AllValue   string          `json:"allValue"`
-	Datasource *datasourceRef  `json:"datasource"`
-	Current    struct {
-		Value any `json:"value"`
-	} `json:"current"`
-}
-
 // thisDatasource is the datasource every panel and target must name: the
 // dashboard's own variable, so that the importer picks the Prometheus.
-var thisDatasource = datasourceRef{Type: "prometheus", UID: "${datasource}"}
-
-func loadDashboard(t *testing.T) *dashboard {
-	t.Helper()
-	b, err := os.ReadFile(shippedDashboard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d dashboard
-	if err := json.Unmarshal(b, &d); err != nil {
-		t.Fatalf("%s: %v", shippedDashboard, err)
-	}
-	return &d
-}
-
-// graphPanels returns every panel that shows data, in the order of the
-// JSON, walking rows and the panels a collapsed row holds.
-func graphPanels(panels []dashboardPanel) []dashboardPanel {
-	var out []dashboardPanel
-	for _, p := range panels {
-		if p.Type == "row" {
-			out = append(out, graphPanels(p.Panels)...)
-			continue
-		}
-		out = append(out, p)
-		out = append(out, graphPanels(p.Panels)...)
-	}
-	return out
-}
-
-// templateVar matches Grafana's variable syntaxes: ${name}, ${name:format},
-// [[name]] and $name.
-var templateVar = regexp.MustCompile(`\$\{(\w+)(?::\w+)?\}|\[\[(\w+)(?::\w+)?\]\]|\$(\w+)`)
-
-// expandVariables substitutes Grafana's variables in expr with values, and
-// fails on one it has no value for.
-func expandVariables(expr string, values map[string]string) (string, error) {
-	var unknown []string
-	out := templateVar.ReplaceAllStringFunc(expr, func(m string) string {
-		sub := templateVar.FindStringSubmatch(m)
-		name := sub[1] + sub[2] + sub[3]
-		v, ok := values[name]
-		if !ok {
-			unknown = append(unknown, m)
-			return m
-		}
-		return v
-	})
-	if len(unknown) > 0 {
-		return "", fmt.Errorf("no value for %v", unknown)
-	}
-	return out, nil
-}
-
-// variableValues are the values Grafana gives the dashboard's variables as
-// it opens: "All" of each query variable (its allValue), and window for
-// the range variables (every one of them at least four scrape intervals).
-func variableValues(d *dashboard, window time.Duration) map[string]string {
-	w := model.Duration(window).String()
-	values := map[string]string{"__rate_interval": w, "__interval": w, "__range": w}
-	for _, v := range d.Templating.List {
-		if v.Type == "query" {
-			values[v.Name] = v.AllValue
-		}
-	}
-	return values
-}
-
-// legendPlaceholder is a label in a legend format: {{label}}.
-var legendPlaceholder = regexp.MustCompile(`\{\{\s*(\w+)\s*\}\}`)
-
-// legendLabels are the labels a target's legend format shows ({{label}}).
-func legendLabels(legend string) []string {
-	var labels []string
-	for _, m := range legendPlaceholder.FindAllStringSubmatch(legend, -1) {
-		labels = append(labels, m[1])
-	}
-	return labels
-}
+var thisDatasource = grafana.DatasourceRef{Type: "prometheus", UID: "${datasource}"}
 
 // The shipped dashboard is a JSON model Grafana imports as it is: a uid and
 // a title, no id of its own, unique panel ids, panels that fit the 24
@@ -194,7 +57,10 @@ func legendLabels(legend string) []string {
 // variable, and the variables the queries use, with "All" meaning every
 // value (also a missing realm label: a single-realm router has none).
 func TestDashboardIsImportable(t *testing.T) {
-	d := loadDashboard(t)
+	d, err := grafana.Load(shippedDashboard)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !regexp.MustCompile(`^[a-zA-Z0-9_-]{1,40}$`).MatchString(d.UID) {
 		t.Errorf("uid %q: Grafana wants 1 to 40 of [a-zA-Z0-9_-]", d.UID)
 	}
@@ -209,9 +75,9 @@ func TestDashboardIsImportable(t *testing.T) {
 	}
 
 	ids := map[int]string{}
-	var visible []dashboardPanel // those laid out on the page: rows and their open panels
-	var walk func(ps []dashboardPanel, inCollapsedRow bool)
-	walk = func(ps []dashboardPanel, inCollapsedRow bool) {
+	var visible []grafana.Panel // those laid out on the page: rows and their open panels
+	var walk func(ps []grafana.Panel, inCollapsedRow bool)
+	walk = func(ps []grafana.Panel, inCollapsedRow bool) {
 		for _, p := range ps {
 			if p.ID <= 0 {
 				t.Errorf("panel %q: id %d, want a positive one", p.Title, p.ID)
@@ -242,7 +108,7 @@ func TestDashboardIsImportable(t *testing.T) {
 		}
 	}
 
-	vars := map[string]dashboardVariable{}
+	vars := map[string]grafana.Variable{}
 	for _, v := range d.Templating.List {
 		vars[v.Name] = v
 	}
@@ -272,8 +138,8 @@ func TestDashboardIsImportable(t *testing.T) {
 		t.Error("variable procedure: not multi-valued")
 	}
 
-	values := variableValues(d, rateWindow)
-	panels := graphPanels(d.Panels)
+	values := d.VariableValues(rateWindow)
+	panels := d.GraphPanels()
 	if len(panels) < 20 {
 		t.Errorf("%d panels with data, want the 20 or more of every row", len(panels))
 	}
@@ -299,7 +165,7 @@ func TestDashboardIsImportable(t *testing.T) {
 			if strings.TrimSpace(tg.Expr) == "" {
 				t.Errorf("panel %q %s: no expr", p.Title, tg.RefID)
 			}
-			if _, err := expandVariables(tg.Expr, values); err != nil {
+			if _, err := grafana.ExpandVariables(tg.Expr, values); err != nil {
 				t.Errorf("panel %q %s: %v in %s", p.Title, tg.RefID, err, tg.Expr)
 			}
 			if strings.Contains(tg.Expr, "rate(") && !strings.Contains(tg.Expr, "$__rate_interval") {
@@ -329,7 +195,10 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Prometheus and PHP processes")
 	}
-	d := loadDashboard(t)
+	d, err := grafana.Load(shippedDashboard)
+	if err != nil {
+		t.Fatal(err)
+	}
 	writePicture := os.Getenv(writeDashboardPictureEnv) == "1"
 	var browser string
 	if writePicture {
@@ -383,7 +252,7 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 	}
 	testkit.Eventually(t, 30*time.Second, "a full rate window of scrapes", windowFull(rateWindow))
 
-	values := variableValues(d, rateWindow)
+	values := d.VariableValues(rateWindow)
 	t.Run("variables", func(t *testing.T) {
 		// label_values(metric, label) lists what group by (label) (metric) has.
 		labelValues := regexp.MustCompile(`^label_values\((\w+), (\w+)\)$`)
@@ -419,12 +288,12 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 		}
 	})
 
-	for _, p := range graphPanels(d.Panels) {
+	for _, p := range d.GraphPanels() {
 		// A slash in a subtest's name would read as a level: "Calls/s" runs as "Calls per s".
 		t.Run(strings.ReplaceAll(p.Title, "/", " per "), func(t *testing.T) {
 			for _, tg := range p.Targets {
 				t.Run(tg.RefID, func(t *testing.T) {
-					expr, err := expandVariables(tg.Expr, values)
+					expr, err := grafana.ExpandVariables(tg.Expr, values)
 					if err != nil {
 						t.Fatalf("panel %q: %v in %s", p.Title, err, tg.Expr)
 					}
@@ -444,10 +313,12 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 		if first := promStart.Add(2 * rateWindow); first.After(start) {
 			start = first.Truncate(pictureStep).Add(pictureStep)
 		}
-		axis := timeAxis{Start: start, Step: pictureStep, N: int(end.Sub(start)/pictureStep) + 1}
-		page := renderDashboard(d, queryPanelHistory(t, prom, d, axis), axis)
-		writeDashboardScreenshot(t, browser, page, dashboardPicture)
-		t.Logf("wrote %s: %d panels, %v of history", dashboardPicture, len(graphPanels(d.Panels)), end.Sub(start))
+		axis := grafana.TimeAxis{Start: start, Step: pictureStep, N: int(end.Sub(start)/pictureStep) + 1}
+		page := grafana.Render(d, queryPanelHistory(t, prom, d, axis), axis)
+		if err := grafana.WriteScreenshot(browser, page, dashboardPicture); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s: %d panels, %v of history", dashboardPicture, len(d.GraphPanels()), end.Sub(start))
 	}
 
 	stopTraffic()
@@ -505,7 +376,7 @@ func startTwoRealmRouter(t *testing.T) *harness.Instance {
 // (not only NaN: a panel with nothing to draw), each with the labels the
 // legend shows, and, unless it is an idle target, some above zero over
 // the last rate window (a gauge may be 0 at one instant).
-func checkPanelQuery(t *testing.T, prom *harness.Prometheus, panel string, tg panelTarget, expr string) {
+func checkPanelQuery(t *testing.T, prom *harness.Prometheus, panel string, tg grafana.Target, expr string) {
 	t.Helper()
 	// The query itself: it must be valid and give an instant vector.
 	prom.Query(t, expr, "")
@@ -517,7 +388,7 @@ func checkPanelQuery(t *testing.T, prom *harness.Prometheus, panel string, tg pa
 	if numbers := prom.Query(t, "count(\n(\n"+expr+"\n) >= -Inf\n)", ""); len(numbers) == 0 {
 		t.Errorf("panel %q %s: %v series, every one NaN, from\n%s", panel, tg.RefID, series, expr)
 	}
-	for _, label := range legendLabels(tg.LegendFormat) {
+	for _, label := range grafana.LegendLabels(tg.LegendFormat) {
 		by := prom.Query(t, fmt.Sprintf("count by (%s) (\n%s\n)", label, expr), label)
 		if _, unlabelled := by[""]; unlabelled {
 			t.Errorf("panel %q %s: legend %q, but series without %s from\n%s", panel, tg.RefID, tg.LegendFormat, label, expr)
@@ -707,4 +578,59 @@ func sessionChurn(ctx context.Context, t *testing.T, in *harness.Instance, calle
 		t.Error("churn: dash.gone still not answered 10s after its callee left")
 		<-answered // the caller's ctx ends with the traffic
 	}
+}
+
+// The picture: pictureHistory of traffic (three swells of dash.ok), one
+// point every pictureStep, drawn by grafana.Render and photographed by
+// headless Chromium (grafana.WriteScreenshot).
+const (
+	pictureHistory = 3 * time.Minute
+	pictureStep    = 2 * time.Second
+)
+
+// queryPanelHistory reads, for every panel, each target's series at every
+// instant of axis, with the variables as the dashboard opens. Prometheus
+// answers an instant query at one instant as a range query would there:
+// the expression as a one-step subquery evaluated @ that instant.
+func queryPanelHistory(t *testing.T, prom *harness.Prometheus, d *grafana.Dashboard, axis grafana.TimeAxis) map[int][]grafana.Series {
+	t.Helper()
+	values := d.VariableValues(rateWindow)
+	step := model.Duration(axis.Step).String()
+	out := map[int][]grafana.Series{}
+	for _, p := range d.GraphPanels() {
+		for _, tg := range p.Targets {
+			expr, err := grafana.ExpandVariables(tg.Expr, values)
+			if err != nil {
+				t.Fatalf("panel %q: %v", p.Title, err)
+			}
+			labels := grafana.LegendLabels(tg.LegendFormat)
+			key := ""
+			if len(labels) > 0 {
+				key = "dashboard_legend"
+				expr = fmt.Sprintf("label_join(\n%s\n, %q, %q, %s)", expr, key, grafana.LegendSeparator, quoteAll(labels))
+			}
+			byKey := map[string][]float64{}
+			for i := range axis.N {
+				q := fmt.Sprintf("last_over_time((\n%s\n)[%s:%s] @ %d)", expr, step, step, axis.At(i).Unix())
+				for k, v := range prom.Query(t, q, key) {
+					if byKey[k] == nil {
+						byKey[k] = slices.Repeat([]float64{math.NaN()}, axis.N)
+					}
+					byKey[k][i] = v
+				}
+			}
+			for _, k := range slices.Sorted(maps.Keys(byKey)) {
+				out[p.ID] = append(out[p.ID], grafana.Series{Legend: grafana.FormatLegend(tg.LegendFormat, labels, k), Values: byKey[k]})
+			}
+		}
+	}
+	return out
+}
+
+func quoteAll(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
 }

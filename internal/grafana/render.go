@@ -1,121 +1,35 @@
-package observer_test
-
-// Drawing the shipped dashboard without Grafana (which this machine cannot
-// install): each panel's history from Prometheus, laid out by its gridPos
-// on a plain HTML page of inline SVG in Grafana's dark theme, photographed
-// by headless Chromium. Only TestDashboardQueriesReturnData uses it, with
-// WAMP_OBSERVER_WRITE_DASHBOARD_PNG=1.
+package grafana
 
 import (
 	"context"
 	"fmt"
 	"html"
-	"maps"
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/prometheus/common/model"
-
-	"github.com/php-wamp-observer/php-wamp-observer/internal/harness"
 )
 
-// The picture: pictureHistory of traffic (three swells of dash.ok), one
-// point every pictureStep.
-const (
-	pictureHistory = 3 * time.Minute
-	pictureStep    = 2 * time.Second
-)
-
-// timeAxis is the instants a picture's points are at: N of them, Step
+// TimeAxis is the instants a picture's points are at: N of them, Step
 // apart from Start.
-type timeAxis struct {
+type TimeAxis struct {
 	Start time.Time
 	Step  time.Duration
 	N     int
 }
 
-func (a timeAxis) at(i int) time.Time { return a.Start.Add(time.Duration(i) * a.Step) }
+// At is the i-th instant of the axis.
+func (a TimeAxis) At(i int) time.Time { return a.Start.Add(time.Duration(i) * a.Step) }
 
-// chartSeries is one line of a panel: its legend and a value per instant
-// of the axis, NaN where the query had none.
-type chartSeries struct {
+// Series is one line of a panel: its legend and a value per instant of
+// the axis, NaN where the query had none.
+type Series struct {
 	Legend string
 	Values []float64
-}
-
-// legendSeparator joins a series' legend label values into one label
-// (dashboard_legend), which harness.Prometheus.Query keys samples by.
-const legendSeparator = "\x1f"
-
-// queryPanelHistory reads, for every panel, each target's series at every
-// instant of axis, with the variables as the dashboard opens. Prometheus
-// answers an instant query at one instant as a range query would there:
-// the expression as a one-step subquery evaluated @ that instant.
-func queryPanelHistory(t *testing.T, prom *harness.Prometheus, d *dashboard, axis timeAxis) map[int][]chartSeries {
-	t.Helper()
-	values := variableValues(d, rateWindow)
-	step := model.Duration(axis.Step).String()
-	out := map[int][]chartSeries{}
-	for _, p := range graphPanels(d.Panels) {
-		for _, tg := range p.Targets {
-			expr, err := expandVariables(tg.Expr, values)
-			if err != nil {
-				t.Fatalf("panel %q: %v", p.Title, err)
-			}
-			labels := legendLabels(tg.LegendFormat)
-			key := ""
-			if len(labels) > 0 {
-				key = "dashboard_legend"
-				expr = fmt.Sprintf("label_join(\n%s\n, %q, %q, %s)", expr, key, legendSeparator, quoteAll(labels))
-			}
-			byKey := map[string][]float64{}
-			for i := range axis.N {
-				q := fmt.Sprintf("last_over_time((\n%s\n)[%s:%s] @ %d)", expr, step, step, axis.at(i).Unix())
-				for k, v := range prom.Query(t, q, key) {
-					if byKey[k] == nil {
-						byKey[k] = slices.Repeat([]float64{math.NaN()}, axis.N)
-					}
-					byKey[k][i] = v
-				}
-			}
-			for _, k := range slices.Sorted(maps.Keys(byKey)) {
-				out[p.ID] = append(out[p.ID], chartSeries{Legend: formatLegend(tg.LegendFormat, labels, k), Values: byKey[k]})
-			}
-		}
-	}
-	return out
-}
-
-func quoteAll(ss []string) string {
-	q := make([]string, len(ss))
-	for i, s := range ss {
-		q[i] = strconv.Quote(s)
-	}
-	return strings.Join(q, ", ")
-}
-
-// formatLegend fills a legend format's {{label}}s with the values joined
-// in key, as Grafana does with a series' labels.
-func formatLegend(format string, labels []string, key string) string {
-	if len(labels) == 0 {
-		return format
-	}
-	values := strings.Split(key, legendSeparator)
-	i := 0
-	return legendPlaceholder.ReplaceAllStringFunc(format, func(string) string {
-		if i >= len(values) {
-			return ""
-		}
-		i++
-		return values[i-1]
-	})
 }
 
 // Grafana's grid and dark theme, roughly.
@@ -137,20 +51,21 @@ var palette = []string{
 	"#B7DBAB", "#F4D598", "#70DBED", "#F9BA8F", "#F29191", "#82B5D8", "#E5A8E2", "#AEA2E0",
 }
 
-// renderedPage is an HTML page and its size in CSS pixels.
-type renderedPage struct {
+// Page is an HTML page and its size in CSS pixels.
+type Page struct {
 	HTML          string
 	Width, Height int
 }
 
-// renderDashboard lays the panels out by their gridPos, as Grafana does
-// on a wide screen, each drawn from its history.
-func renderDashboard(d *dashboard, history map[int][]chartSeries, axis timeAxis) renderedPage {
+// Render lays the dashboard's panels out by their gridPos, as Grafana
+// does on a wide screen, each drawn from its history: the series of its
+// targets, by panel id, at the instants of axis.
+func Render(d *Dashboard, history map[int][]Series, axis TimeAxis) Page {
 	colW := float64(pageWidth-2*pagePad+cellMargin) / 24
 	bottom := 0
 	var body strings.Builder
-	var draw func(ps []dashboardPanel)
-	draw = func(ps []dashboardPanel) {
+	var draw func(ps []Panel)
+	draw = func(ps []Panel) {
 		for _, p := range ps {
 			g := p.GridPos
 			left := pagePad + int(float64(g.X)*colW)
@@ -203,20 +118,20 @@ svg .value{font-weight:500}
 		fmt.Fprintf(&page, `<div class="var"><span>%s</span><span>%s</span></div>`, html.EscapeString(v.Name), value)
 	}
 	fmt.Fprintf(&page, `<div class="var range"><span>&#9719;</span><span>%s to %s</span></div></div>`,
-		axis.Start.Format("2006-01-02 15:04:05"), axis.at(axis.N-1).Format("15:04:05"))
+		axis.Start.Format("2006-01-02 15:04:05"), axis.At(axis.N-1).Format("15:04:05"))
 	page.WriteString(body.String())
 	page.WriteString("</body></html>\n")
-	return renderedPage{HTML: page.String(), Width: pageWidth, Height: height}
+	return Page{HTML: page.String(), Width: pageWidth, Height: height}
 }
 
-func panelTitle(p dashboardPanel) string {
+func panelTitle(p Panel) string {
 	return `<div class="title">` + html.EscapeString(p.Title) + `</div>`
 }
 
 // timeseriesSVG draws a panel's lines, filled as the panel says, a
 // y axis in the panel's unit, times below, and a list legend under it
 // (as many lines of it as fit a third of the panel).
-func timeseriesSVG(p dashboardPanel, series []chartSeries, axis timeAxis, w, h int) string {
+func timeseriesSVG(p Panel, series []Series, axis TimeAxis, w, h int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg width="%d" height="%d" xmlns="http://www.w3.org/2000/svg">`, w, h)
 	if len(series) == 0 {
@@ -227,7 +142,7 @@ func timeseriesSVG(p dashboardPanel, series []chartSeries, axis timeAxis, w, h i
 	// The legend: entries laid out in lines, as wide as their text.
 	type entry struct {
 		x, line int
-		s       chartSeries
+		s       Series
 		color   string
 	}
 	var entries []entry
@@ -269,7 +184,7 @@ func timeseriesSVG(p dashboardPanel, series []chartSeries, axis timeAxis, w, h i
 	}
 	every := timeTickEvery(axis, plotW)
 	for i := range axis.N {
-		at := axis.at(i)
+		at := axis.At(i)
 		if at.Truncate(every) != at {
 			continue
 		}
@@ -315,7 +230,7 @@ func timeseriesSVG(p dashboardPanel, series []chartSeries, axis timeAxis, w, h i
 
 // statSVG draws a stat panel: the last value of its first series, big, in
 // Grafana's green, over a sparkline of its history.
-func statSVG(p dashboardPanel, series []chartSeries, w, h int) string {
+func statSVG(p Panel, series []Series, w, h int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg width="%d" height="%d" xmlns="http://www.w3.org/2000/svg">`, w, h)
 	last := math.NaN()
@@ -401,7 +316,7 @@ func niceTicks(lo, hi float64, n int) []float64 {
 
 // timeTickEvery is the round interval between time labels that leaves
 // about 90 pixels for each.
-func timeTickEvery(axis timeAxis, plotW int) time.Duration {
+func timeTickEvery(axis TimeAxis, plotW int) time.Duration {
 	span := axis.Step * time.Duration(max(1, axis.N-1))
 	for _, d := range []time.Duration{10 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute} {
 		if float64(plotW)*float64(d)/float64(span) >= 90 {
@@ -466,13 +381,17 @@ func decimal(v float64) string {
 	return s
 }
 
-// writeDashboardScreenshot photographs page with headless Chromium at its
-// own size and writes the PNG to path.
-func writeDashboardScreenshot(t *testing.T, browser string, page renderedPage, path string) {
-	t.Helper()
-	file := filepath.Join(t.TempDir(), "dashboard.html")
+// WriteScreenshot photographs page with the headless Chromium at browser
+// (its executable), at the page's own size, and writes the PNG to path.
+func WriteScreenshot(browser string, page Page, path string) error {
+	dir, err := os.MkdirTemp("", "grafana-page-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	file := filepath.Join(dir, "dashboard.html")
 	if err := os.WriteFile(file, []byte(page.HTML), 0o600); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	alloc, stopAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
@@ -482,19 +401,17 @@ func writeDashboardScreenshot(t *testing.T, browser string, page renderedPage, p
 	defer stopBrowser()
 	// The first run starts the browser, whose life is its context's.
 	if err := chromedp.Do(browserCtx, chromedp.EmulateViewport(int64(page.Width), int64(page.Height))); err != nil {
-		t.Fatal(err)
+		return fmt.Errorf("start %s: %w", browser, err)
 	}
 	ctx, cancel := context.WithTimeout(browserCtx, 60*time.Second)
 	defer cancel()
 	// A static page: once loaded (Navigate waits for that), it is drawn.
 	if err := chromedp.Do(ctx, chromedp.Navigate("file://"+file)); err != nil {
-		t.Fatal(err)
+		return fmt.Errorf("load the page: %w", err)
 	}
 	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil {
-		t.Fatal(err)
+		return fmt.Errorf("screenshot: %w", err)
 	}
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	return os.WriteFile(path, png, 0o644)
 }

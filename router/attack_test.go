@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -593,27 +594,55 @@ func TestCallsAndURIsAreBoundedOverAllSessions(t *testing.T) {
 // A callee that reads, but slower than a caller floods it, is pushed back
 // on, not disconnected: over half its queue, further INVOCATIONs are
 // answered for it with wamp.error.network_failure ("callee blocked"), as
-// nexus does, and the callee keeps serving everyone.
+// nexus does, and the callee keeps serving everyone. The callee starts
+// reading only once the caller has its first answer, so that what the
+// router writes to it piles up beyond the sockets' buffers (25 MiB of
+// INVOCATIONs), as a truly slow one's does, whatever the machine's speed.
 func TestAFloodedCalleeIsPushedBackNotDropped(t *testing.T) {
 	rej := &rejections{n: map[string]int{}}
 	srv := startRouter(t, Config{Rejected: rej.add, OutQueueBytes: 256 << 10})
-	callee := connectClient(t, wsURL(srv))
-	if err := callee.Register("slow.echo", func(_ context.Context, inv *wamp.Invocation) client.InvokeResult {
-		time.Sleep(time.Millisecond)
-		return client.InvokeResult{Args: wamp.List{len(inv.Arguments)}}
-	}, nil); err != nil {
-		t.Fatal(err)
-	}
+	callee := joinRaw(t, wsURL(srv), thruwayHello)
+	callee.send(`[64,1,{},"slow.echo"]`)
+	callee.expect(65)
+	var serving sync.WaitGroup
+	defer serving.Wait()
+	defer callee.conn.Close()
+	answered := make(chan struct{})
+	serving.Go(func() {
+		select {
+		case <-answered:
+		case <-time.After(5 * time.Second):
+		}
+		for {
+			_, b, err := callee.conn.ReadMessage()
+			if err != nil {
+				return
+			}
+			// [68,request,...]: the request id is all it needs, and the
+			// 128 KiB are not worth decoding.
+			rest, ok := bytes.CutPrefix(b, []byte("[68,"))
+			request, _, found := bytes.Cut(rest, []byte(","))
+			if !ok || !found {
+				continue
+			}
+			yield := fmt.Sprintf(`[70,%s,{},[%d]]`, request, len(b))
+			if callee.conn.WriteMessage(websocket.TextMessage, []byte(yield)) != nil {
+				return
+			}
+		}
+	})
 	flooder := joinRaw(t, wsURL(srv), thruwayHello)
-	payload := strings.Repeat("x", 64<<10)
+	payload := strings.Repeat("x", 128<<10)
 	const calls = 200
 	for id := 1; id <= calls; id++ {
 		flooder.send(fmt.Sprintf(`[48,%d,{},"slow.echo",["%s"]]`, id, payload))
 	}
 	results, blocked := 0, 0
-	for range calls {
-		flooder.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i := range calls {
 		m := flooder.recv()
+		if i == 0 {
+			close(answered)
+		}
 		switch {
 		case fmt.Sprint(m[0]) == "50":
 			results++

@@ -2,108 +2,173 @@ package router
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
-// Write coalescing. gorilla/websocket writes every message with a system
-// call of its own (and, over a connection that is not a bare TCP one, two
-// for a message longer than its 4 KiB buffer: header, then payload), and
-// under load those writes were the router's largest cost
-// (a profile under 16 callers put 39% of the process in system calls).
-// The client's writer instead holds what gorilla writes in the batchConn
-// under it, for the frame in hand and for any more already waiting behind
-// it, and writes it all with one writev. A lone frame is written as soon
-// as gorilla has framed it: coalescing never waits for company.
+// Writing to a client. gorilla/websocket writes every message with a
+// system call of its own, and under load those writes were the router's
+// largest cost (a profile under 16 callers put 39% of the process in
+// system calls). Stock nexus's peer also wakes one goroutine per message to
+// do it; ours must not block the goroutine that takes nexus's messages (see
+// wsPeer), which used to cost a second wake-up per message.
+//
+// The batchConn under a client's websocket.Conn therefore never blocks its
+// callers: what gorilla writes is appended to the connection's pending
+// bytes, and when the goroutine that framed them lets go (release, or at
+// once for a write outside hold), they are written right there with one
+// non-blocking writev. Whatever the socket does not take stays pending for
+// the client's writer goroutine, which drain wakes to write it, blocking,
+// within the write timeout; while it does, newer frames join the pending
+// bytes and go with its next write. So a lone frame is written as soon as
+// it is framed, by the goroutine that framed it; frames waiting together
+// go out in one system call; and a slow client costs a blocked writer of
+// its own, never a blocked framer.
 const (
-	// maxBatchFrames and maxBatchBytes bound one coalesced write: the
-	// frames a writer takes before writing, and the bytes it holds.
+	// maxBatchFrames and maxBatchBytes bound what one hold takes before
+	// it writes: the frames, and the bytes.
 	maxBatchFrames = 64
 	maxBatchBytes  = 64 << 10
 
 	// copyLimit: a piece gorilla writes up to this long is copied, a
-	// longer one only referenced until the write. gorilla's own buffer,
-	// which it reuses for the next frame, is 4 KiB and a frame header
-	// (the upgrader leaves WriteBufferSize at 0: the HTTP server's 4 KiB
-	// buffer, or gorilla's 4 KiB default), so a longer piece can only be
-	// the payload the writer passed in, which stays untouched until the
-	// writer's release.
+	// longer one only referenced until it is written. gorilla's own
+	// buffer, which it reuses for the next frame, is 4 KiB and a frame
+	// header (the upgrader leaves WriteBufferSize at 0: the HTTP server's
+	// 4 KiB buffer, or gorilla's 4 KiB default), so a longer piece can only
+	// be the payload the peer passed in, which nobody changes afterwards.
 	copyLimit = 16 << 10
+
+	// chunkSize is the size of the pooled buffers copies go into.
+	chunkSize = 64 << 10
 )
 
-// batch is what a batchConn holds between hold and release: copied pieces
-// in scratch, and the list of pieces to write (slices of scratch, and
-// payloads referenced). Pooled: an idle client holds none.
-type batch struct {
-	scratch []byte   // capacity maxBatchBytes; never grown, so slices of it stay valid
-	pieces  [][]byte // in order
-	size    int      // bytes in pieces
-	copied  bool     // the last piece is the end of scratch: the next copy extends it
-}
+// errDiscarded is what writes return once the connection's pending bytes
+// were discarded (see discard).
+var errDiscarded = errors.New("connection closed")
 
 // batchConn is the network connection under a client's websocket.Conn.
-// Between hold and release, what gorilla writes is kept in a batch and
-// written by release with one system call; otherwise writes pass straight
-// through. Writes come from two goroutines (the client's writer, and
-// gorilla's answers to pings and close frames from the reader), hence the
-// mutex.
+// Until start it passes writes straight through (gorilla's handshake
+// response); from then on, see above. Writes come from three goroutines:
+// the peer's encoder (data frames), its writer (pings, the close frame)
+// and gorilla's answers to pings and close frames from the reader; drain
+// only from the writer.
 type batchConn struct {
 	net.Conn
-	pool  *sync.Pool    // of *batch
-	slack time.Duration // see SetWriteDeadline
+	raw   syscall.RawConn // for non-blocking writes; nil: the writer writes everything
+	pool  *sync.Pool      // of *[]byte, chunkSize
+	slack time.Duration   // see setDeadline
+	total *atomic.Int64   // pending bytes over all clients
+	wake  chan struct{}   // tells the writer there is something to drain
 
 	mu       sync.Mutex
+	buffered bool // started
 	holding  bool
-	b        *batch    // from pool while holding
-	err      error     // the first failed write: the connection is done
-	deadline time.Time // the write deadline last set on Conn
+	held     int      // bytes appended since hold
+	pieces   [][]byte // pending, in order: slices of chunks, and payloads referenced
+	chunks   []chunk  // those pieces are in, in order
+	copied   bool     // the last piece is the end of the last chunk: the next copy extends it
+	appended int64    // bytes appended since start; chunk.end counts in them
+	written  int64    // bytes of them written
+	size     int      // bytes pending, those being drained among them
+	ends     []int64  // where each frame pending ends (see framed), in appended
+	draining bool     // the writer owns the socket: a direct write now would overtake it
+	err      error
+	iov      []syscall.Iovec // for direct writes, under mu
+	drained  [][]byte        // the writer's copy of the pieces it writes; its own
+
+	deadline time.Time // the write deadline last set on Conn; the writer's
 }
 
-// SetWriteDeadline sets the connection's write deadline when t is earlier
-// than the one set, or later by more than slack. gorilla sets it before
-// every frame, even one that is only held, and each is a change to the
-// runtime's timers; this way a write still ends within its timeout, and up
-// to slack before it.
-func (c *batchConn) SetWriteDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.deadline.IsZero() && !t.IsZero() && !t.Before(c.deadline) && t.Sub(c.deadline) <= c.slack {
-		return nil
+func newBatchConn(nc net.Conn, pool *sync.Pool, slack time.Duration, total *atomic.Int64) *batchConn {
+	c := &batchConn{Conn: nc, pool: pool, slack: slack, total: total, wake: make(chan struct{}, 1)}
+	if sc, ok := nc.(syscall.Conn); ok && directWrites {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+		}
 	}
-	if err := c.Conn.SetWriteDeadline(t); err != nil {
-		return err
-	}
-	c.deadline = t
-	return nil
+	return c
 }
 
-// hold starts keeping writes for one coalesced write.
-func (c *batchConn) hold() {
+// chunk is a pooled buffer copies go into; end is where its last byte is
+// in the stream of appended bytes, so that it goes back to the pool as
+// soon as that byte is written.
+type chunk struct {
+	buf *[]byte
+	end int64
+}
+
+func newChunkPool() *sync.Pool {
+	return &sync.Pool{New: func() any {
+		b := make([]byte, 0, chunkSize)
+		return &b
+	}}
+}
+
+// start makes writes non-blocking, for the peer that drains them.
+func (c *batchConn) start() {
 	c.mu.Lock()
-	c.holding = true
+	c.buffered = true
 	c.mu.Unlock()
 }
 
-// held is how many bytes wait for release.
-func (c *batchConn) held() int {
+// hold starts keeping writes, to write them together on release.
+func (c *batchConn) hold() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.b == nil {
-		return 0
-	}
-	return c.b.size
+	c.holding, c.held = true, 0
+	c.mu.Unlock()
 }
 
-// release writes what was held, with one system call, within the write
-// deadline gorilla set for the last frame, and stops holding.
-func (c *batchConn) release() error {
+// release stops holding and writes what is pending, as far as the socket
+// takes it now; the writer is woken for the rest.
+func (c *batchConn) release() {
+	c.mu.Lock()
+	c.holding = false
+	c.pushLocked()
+	c.mu.Unlock()
+}
+
+// heldBytes is how many bytes were appended since hold.
+func (c *batchConn) heldBytes() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.holding = false
-	return c.flushLocked()
+	return c.held
+}
+
+// pending is how many bytes wait to be written, and how many frames
+// (one partly written among them).
+func (c *batchConn) pending() (bytes, frames int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.size, len(c.ends)
+}
+
+// framed marks the end of a frame: what was appended so far. The peer's
+// bound on frames pending (-out-queue) keeps ends short.
+func (c *batchConn) framed() {
+	c.mu.Lock()
+	if c.size > 0 {
+		c.ends = append(c.ends, c.appended)
+	}
+	c.mu.Unlock()
+}
+
+// SetWriteDeadline: a started connection's only blocking writes are the
+// writer's, which set their own deadline (see drain); gorilla's, set
+// before every frame, would be a change to the runtime's timers for each.
+func (c *batchConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	buffered := c.buffered
+	c.mu.Unlock()
+	if buffered {
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
 }
 
 func (c *batchConn) Write(p []byte) (int, error) {
@@ -112,77 +177,210 @@ func (c *batchConn) Write(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
-	if !c.holding {
-		return c.writeLocked(p)
-	}
-	if c.b == nil {
-		c.b = c.pool.Get().(*batch)
-	}
-	b := c.b
-	if len(p) > copyLimit {
-		b.pieces = append(b.pieces, p)
-		b.copied = false
-		b.size += len(p)
-		return len(p), nil
-	}
-	if len(b.scratch)+len(p) > cap(b.scratch) {
-		if err := c.flushLocked(); err != nil {
-			return 0, err
+	if !c.buffered {
+		n, err := c.Conn.Write(p)
+		if err != nil {
+			c.err = err
 		}
-		c.b = c.pool.Get().(*batch)
-		b = c.b
+		return n, err
 	}
-	start := len(b.scratch)
-	b.scratch = append(b.scratch, p...)
-	if last := len(b.pieces) - 1; b.copied {
-		b.pieces[last] = b.scratch[start-len(b.pieces[last]):] // the copy continues the last piece
+	c.appendLocked(p)
+	if c.holding {
+		c.held += len(p)
 	} else {
-		b.pieces = append(b.pieces, b.scratch[start:])
+		c.pushLocked()
 	}
-	b.copied = true
-	b.size += len(p)
 	return len(p), nil
 }
 
-func (c *batchConn) writeLocked(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	if err != nil {
-		c.err = err
+func (c *batchConn) appendLocked(p []byte) {
+	if len(p) == 0 {
+		return
 	}
-	return n, err
+	c.size += len(p)
+	c.appended += int64(len(p))
+	c.total.Add(int64(len(p)))
+	if len(p) > copyLimit {
+		c.pieces = append(c.pieces, p)
+		c.copied = false
+		return
+	}
+	n := len(c.chunks)
+	if n == 0 || len(*c.chunks[n-1].buf)+len(p) > chunkSize {
+		c.chunks = append(c.chunks, chunk{buf: c.pool.Get().(*[]byte)})
+		c.copied = false
+		n++
+	}
+	ch := &c.chunks[n-1]
+	ch.end = c.appended
+	start := len(*ch.buf)
+	*ch.buf = append(*ch.buf, p...) // never grows: chunkSize ≥ copyLimit
+	if last := len(c.pieces) - 1; c.copied {
+		c.pieces[last] = (*ch.buf)[start-len(c.pieces[last]):] // the copy continues the last piece
+	} else {
+		c.pieces = append(c.pieces, (*ch.buf)[start:])
+	}
+	c.copied = true
 }
 
-func (c *batchConn) flushLocked() error {
-	b := c.b
-	if b == nil {
-		return c.err
+// pushLocked writes what is pending without blocking, unless the writer
+// owns the socket; what is left is the writer's.
+func (c *batchConn) pushLocked() {
+	if c.size == 0 || c.err != nil {
+		return
 	}
-	c.b = nil
-	var err error
-	switch {
-	case c.err != nil:
-		err = c.err
-	case len(b.pieces) == 1:
-		_, err = c.Conn.Write(b.pieces[0])
-	case len(b.pieces) > 1:
-		// writev where the connection supports it (TCP does), and
-		// WriteTo consumes its own copy of the list.
-		v := net.Buffers(b.pieces)
-		_, err = v.WriteTo(c.Conn)
+	if !c.draining && c.raw != nil {
+		n, err := writev(c.raw, c.pieces, &c.iov, false)
+		c.consumeLocked(n)
+		if err != nil {
+			c.failLocked(err)
+			return
+		}
+		if c.size == 0 {
+			return
+		}
 	}
-	clear(b.pieces) // referenced payloads may go
-	b.pieces, b.scratch, b.size, b.copied = b.pieces[:0], b.scratch[:0], 0, false
+	c.draining = true
+	select {
+	case c.wake <- struct{}{}:
+	default: // the writer is told already
+	}
+}
+
+// consumeLocked drops n written bytes from the front of the pending ones.
+func (c *batchConn) consumeLocked(n int) {
+	if n == 0 {
+		return
+	}
+	c.size -= n
+	c.written += int64(n)
+	c.total.Add(-int64(n))
+	if c.size == 0 {
+		c.resetLocked()
+		return
+	}
+	i := 0
+	for ; n > 0 && n >= len(c.pieces[i]); i++ {
+		n -= len(c.pieces[i])
+		c.pieces[i] = nil
+	}
+	c.pieces[i] = c.pieces[i][n:]
+	c.pieces = c.pieces[i:]
+	k := 0
+	for k < len(c.ends) && c.ends[k] <= c.written {
+		k++
+	}
+	c.ends = c.ends[:copy(c.ends, c.ends[k:])]
+	// Chunks written out go back, but for the last, which copies may
+	// still extend: a client that never catches up holds only the chunks
+	// of what is pending.
+	j := 0
+	for ; j < len(c.chunks)-1 && c.chunks[j].end <= c.written; j++ {
+		c.putChunk(c.chunks[j].buf)
+		c.chunks[j] = chunk{}
+	}
+	c.chunks = c.chunks[j:]
+}
+
+func (c *batchConn) putChunk(b *[]byte) {
+	*b = (*b)[:0]
 	c.pool.Put(b)
-	if err != nil && c.err == nil {
-		c.err = err
-	}
-	return err
 }
 
-func newBatchPool() *sync.Pool {
-	return &sync.Pool{New: func() any {
-		return &batch{scratch: make([]byte, 0, maxBatchBytes)}
-	}}
+// resetLocked gives back the chunks once nothing is pending.
+func (c *batchConn) resetLocked() {
+	clear(c.pieces) // referenced payloads may go
+	c.pieces = c.pieces[:0]
+	for _, ch := range c.chunks {
+		c.putChunk(ch.buf)
+	}
+	clear(c.chunks)
+	c.chunks = c.chunks[:0]
+	c.copied, c.ends = false, c.ends[:0]
+}
+
+func (c *batchConn) failLocked(err error) {
+	if c.err == nil {
+		c.err = err
+	}
+	c.total.Add(-int64(c.size))
+	c.size = 0
+	c.resetLocked()
+	c.draining = false
+}
+
+// drain writes what is pending, blocking, each write within the deadline
+// deadline gives when it starts, until nothing is; for the writer, when
+// woken. It returns the write's error, after which nothing is written.
+func (c *batchConn) drain(deadline func() time.Time) error {
+	for {
+		c.mu.Lock()
+		if c.err != nil || c.size == 0 {
+			c.draining = false
+			err := c.err
+			c.mu.Unlock()
+			return err
+		}
+		c.draining = true
+		// The pieces are written outside the lock, while new ones are
+		// appended: a copy of the list, whose chunks stay (only
+		// consumeLocked and resetLocked give chunks back, and they run
+		// under the lock once these bytes are counted written). At most
+		// maxBatchBytes a write, as a client gets the write timeout for
+		// that much, not for all that is pending.
+		n, size := 0, 0
+		for n < len(c.pieces) && n < maxIovecs && (n == 0 || size+len(c.pieces[n]) <= maxBatchBytes) {
+			size += len(c.pieces[n])
+			n++
+		}
+		pieces := append(c.drained[:0], c.pieces[:n]...)
+		c.mu.Unlock()
+
+		err := c.setDeadline(deadline())
+		n = 0
+		if err == nil {
+			if c.raw != nil {
+				n, err = writev(c.raw, pieces, nil, true)
+			} else {
+				var n64 int64
+				bufs := net.Buffers(pieces)
+				n64, err = bufs.WriteTo(c.Conn)
+				n = int(n64)
+			}
+		}
+		clear(pieces)
+		c.drained = pieces
+		c.mu.Lock()
+		c.consumeLocked(n)
+		if err != nil {
+			c.failLocked(err)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// setDeadline sets the connection's write deadline when t is earlier than
+// the one set, or later by more than slack: each is a change to the
+// runtime's timers, and a writer draining often would change them for
+// every write. A write still ends within its timeout, and up to slack
+// before it. Only drain calls it.
+func (c *batchConn) setDeadline(t time.Time) error {
+	if !c.deadline.IsZero() && !t.Before(c.deadline) && t.Sub(c.deadline) <= c.slack {
+		return nil
+	}
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return fmt.Errorf("set the write deadline: %w", err)
+	}
+	c.deadline = t
+	return nil
+}
+
+// discard drops what is still pending once the peer is done writing, and
+// fails further writes.
+func (c *batchConn) discard() {
+	c.mu.Lock()
+	c.failLocked(errDiscarded)
+	c.mu.Unlock()
 }
 
 // batchingWriter is the http.ResponseWriter the upgrader sees: its Hijack
@@ -190,8 +388,9 @@ func newBatchPool() *sync.Pool {
 // the peer.
 type batchingWriter struct {
 	http.ResponseWriter
-	pool  *sync.Pool
-	slack time.Duration // of the batchConn's write deadline
+	pool  *sync.Pool    // chunks
+	slack time.Duration // of the write deadline
+	total *atomic.Int64 // pending bytes over all clients
 	conn  *batchConn
 }
 
@@ -200,6 +399,6 @@ func (w *batchingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("hijack the connection for the WebSocket: %w", err)
 	}
-	w.conn = &batchConn{Conn: nc, pool: w.pool, slack: w.slack}
+	w.conn = newBatchConn(nc, w.pool, w.slack, w.total)
 	return w.conn, rw, nil
 }

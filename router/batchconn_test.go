@@ -1,7 +1,10 @@
 package router
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -81,10 +84,14 @@ func (c *countingConn) Write(b []byte) (int, error) {
 }
 
 // holdNextWrite makes the next write wait until release is called.
-func (c *countingConn) holdNextWrite() (release func()) {
+// It is released at the end of the test at the latest.
+func (c *countingConn) holdNextWrite(t *testing.T) (release func()) {
 	g := make(chan struct{})
 	c.gate.Store(&g)
-	return func() { close(g) }
+	var once sync.Once
+	release = func() { once.Do(func() { close(g) }) }
+	t.Cleanup(release)
+	return release
 }
 
 func startCountingRouter(t *testing.T, cfg Config) (*httptest.Server, *countingListener) {
@@ -123,7 +130,7 @@ func TestFramesWaitingForOneClientGoOutInOneWrite(t *testing.T) {
 	pub := joinRaw(t, wsURL(srv), thruwayHello)
 
 	before := subConn.writes.Load()
-	release := subConn.holdNextWrite()
+	release := subConn.holdNextWrite(t)
 	for id := 1; id <= 33; id++ {
 		pub.send(fmt.Sprintf(`[16,%d,{"acknowledge":true},"burst",[%d]]`, id, id))
 	}
@@ -138,7 +145,7 @@ func TestFramesWaitingForOneClientGoOutInOneWrite(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		queued += int64(len(frame))
+		queued += int64(len(frame)) + 2 // and the frame's header: short payloads
 	}
 	r := srv.Config.Handler.(*Router)
 	testkit.Eventually(t, 5*time.Second, "33 events queued for the subscriber", func() (any, bool) {
@@ -214,9 +221,10 @@ func BenchmarkBurstWrites(b *testing.B) {
 				bc *batchConn
 			}
 			accepted := make(chan server, 1)
-			pool := newBatchPool()
+			pool := newChunkPool()
+			var total atomic.Int64
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				bw := &batchingWriter{ResponseWriter: w, pool: pool}
+				bw := &batchingWriter{ResponseWriter: w, pool: pool, slack: time.Second, total: &total}
 				ws, err := (&websocket.Upgrader{}).Upgrade(bw, r, nil)
 				if err != nil {
 					return
@@ -238,6 +246,10 @@ func BenchmarkBurstWrites(b *testing.B) {
 				}
 			}()
 			s := <-accepted
+			if coalesce {
+				s.bc.start()
+			}
+			deadline := func() time.Time { return time.Now().Add(10 * time.Second) }
 			b.ReportAllocs()
 			b.SetBytes(int64(32 * len(frame)))
 			for b.Loop() {
@@ -250,7 +262,10 @@ func BenchmarkBurstWrites(b *testing.B) {
 					}
 				}
 				if coalesce {
-					if err := s.bc.release(); err != nil {
+					s.bc.release()
+					// What the socket did not take at once, as the
+					// client's writer would.
+					if err := s.bc.drain(deadline); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -270,7 +285,7 @@ func TestCoalescedFramesOfEverySizeArriveIntact(t *testing.T) {
 	subConn := ln.conn(t, 0)
 	pub := joinRaw(t, wsURL(srv), thruwayHello)
 	sizes := []int{0, 10 << 10, 100 << 10, 5 << 10, 3, 20 << 10, 64 << 10, 1, 200 << 10}
-	release := subConn.holdNextWrite()
+	release := subConn.holdNextWrite(t)
 	for i, n := range sizes {
 		pub.send(fmt.Sprintf(`[16,%d,{"acknowledge":true},"mixed",[%d,"%s"]]`, i+1, i, strings.Repeat(string(rune('a'+i)), n)))
 	}
@@ -323,5 +338,129 @@ func TestTheReadDeadlineIsNotMovedForEveryMessage(t *testing.T) {
 	}
 	if set := pubConn.reads.Load() - before; set > 1 {
 		t.Errorf("the read deadline was set %d times for 200 messages, want at most 1", set)
+	}
+}
+
+// tcpPair is both ends of a loopback TCP connection, the server's under a
+// started batchConn, as a client's peer has it.
+func tcpPair(t *testing.T) (bc *batchConn, client net.Conn, total *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	total = new(atomic.Int64)
+	bc = newBatchConn(server, newChunkPool(), time.Second, total)
+	if bc.raw == nil {
+		t.Fatal("no raw connection under a TCP one: every write would wait for the writer")
+	}
+	bc.start()
+	return bc, client, total
+}
+
+// A frame the socket takes is written by the goroutine that framed it,
+// at once: nobody drains here, and the bytes still arrive.
+func TestAFrameIsWrittenByItsFramerWithoutTheWriter(t *testing.T) {
+	bc, client, total := tcpPair(t)
+	for i := range 100 {
+		msg := fmt.Appendf(nil, "frame %03d;", i)
+		if _, err := bc.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(client, got); err != nil || string(got) != string(msg) {
+			t.Fatalf("frame %d: read %q, %v", i, got, err)
+		}
+	}
+	select {
+	case <-bc.wake:
+		t.Error("the writer was woken for frames the socket took")
+	default:
+	}
+	if n, _ := bc.pending(); n != 0 || total.Load() != 0 {
+		t.Errorf("%d bytes pending (%d over all), want none", n, total.Load())
+	}
+}
+
+// A client that does not read never blocks the framer: what its socket
+// does not take waits for the writer, in order, counted, and holds only
+// the chunks of what is still pending while the writer catches up, and
+// counts as pending only the frames not yet written.
+func TestWritesToAFullSocketWaitForTheWriterInOrder(t *testing.T) {
+	bc, client, total := tcpPair(t)
+	const pieces, size = 2400, 10 << 10 // 24 MiB, beyond any loopback buffers, in copies
+	var sent bytes.Buffer
+	for i := range pieces {
+		p := bytes.Repeat([]byte{byte('a' + i%26)}, size)
+		binary.BigEndian.PutUint32(p, uint32(i))
+		sent.Write(p)
+		if _, err := bc.Write(p); err != nil { // returns at once, or this test times out
+			t.Fatal(err)
+		}
+		bc.framed() // each piece a frame
+	}
+	pending, _ := bc.pending()
+	if pending == 0 || int64(pending) != total.Load() {
+		t.Fatalf("%d bytes pending, %d over all: want the socket's leftover, counted", pending, total.Load())
+	}
+	select {
+	case <-bc.wake:
+	default:
+		t.Fatal("the writer was not woken for what the socket left")
+	}
+	received := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(client, int64(sent.Len())))
+		received <- b
+	}()
+	drained := make(chan error, 1)
+	go func() { drained <- bc.drain(func() time.Time { return time.Now().Add(10 * time.Second) }) }()
+	overheld := 0 // the most bytes held in chunks beyond the pending ones
+	miscounted := ""
+	for done := false; !done; {
+		select {
+		case err := <-drained:
+			if err != nil {
+				t.Fatal(err)
+			}
+			done = true
+		case <-time.After(time.Millisecond):
+			bc.mu.Lock()
+			held := 0
+			for _, ch := range bc.chunks {
+				held += len(*ch.buf)
+			}
+			overheld = max(overheld, held-bc.size)
+			if want := (bc.size + size - 1) / size; len(bc.ends) != want {
+				miscounted = fmt.Sprintf("%d frames counted pending for %d bytes of %d-byte frames", len(bc.ends), bc.size, size)
+			}
+			bc.mu.Unlock()
+		}
+	}
+	if miscounted != "" {
+		t.Error("while draining,", miscounted)
+	}
+	if overheld > chunkSize {
+		t.Errorf("while draining, chunks held %d bytes beyond the pending ones, over one chunk (which may be partly written)", overheld)
+	}
+	if got := <-received; !bytes.Equal(got, sent.Bytes()) {
+		t.Fatalf("received %d bytes, not the %d sent in order", len(got), sent.Len())
+	}
+	bc.mu.Lock()
+	chunks := len(bc.chunks)
+	bc.mu.Unlock()
+	if n, _ := bc.pending(); n != 0 || total.Load() != 0 || chunks != 0 {
+		t.Errorf("after the drain: %d bytes pending, %d over all, %d chunks held; want none", n, total.Load(), chunks)
 	}
 }

@@ -27,7 +27,7 @@ type peerConfig struct {
 	maxInFlight, maxTestaments, maxTestamentBytes int
 	totals                                        guardTotals // over all sessions
 
-	batches *sync.Pool // buffers for coalesced writes (batchConn)
+	batches *sync.Pool // chunks of the bytes waiting to be written (batchConn)
 	reads   readPool
 
 	rejected func(string)
@@ -57,14 +57,17 @@ type peerConfig struct {
 //
 //   - receive reads, decodes, guards and observes what the client sends,
 //     and hands it to nexus on rd;
-//   - encode takes what nexus sends on wr, observes and encodes it at
-//     once, and queues the frame for the writer. It never blocks, so wr
-//     (nexus's non-blocking sends) stays nearly empty and nexus never
-//     answers "callee blocked" for a client that is merely busy;
-//   - write writes the frames, each within the write timeout, and pings;
-//     frames waiting together go out in one system call (see batchConn).
+//   - encode takes what nexus sends on wr, observes, encodes and frames
+//     it at once, and writes it as far as the socket takes it without
+//     waiting, together with whatever else is waiting on wr (see
+//     batchConn). It never blocks, so wr (nexus's non-blocking sends)
+//     stays nearly empty and nexus never answers "callee blocked" for a
+//     client that is merely busy; and a message that the socket takes
+//     costs no other goroutine's wake-up, as with stock nexus's peer;
+//   - send writes, blocking, what the socket did not take at once, each
+//     write within the write timeout, and pings.
 //
-// The queue of encoded frames is bounded in frames and in bytes: a
+// The frames waiting to be written are bounded in frames and in bytes: a
 // message's size is known only once encoded, and nexus writes wr itself, so
 // bytes can only be counted after encoding. Encoding at once also means a
 // queued message holds its wire bytes only, not the decoded arguments.
@@ -82,12 +85,10 @@ type wsPeer struct {
 	guard       *guard
 	cfg         *peerConfig
 
-	rd     chan wamp.Message // to the router; closed when the client is gone
-	wr     chan wamp.Message // from the router; never closed, see above
-	frames chan []byte       // encoded, to the writer; closed by encode when done
+	rd chan wamp.Message // to the router; closed when the client is gone
+	wr chan wamp.Message // from the router; never closed, see above
 
-	queuedBytes atomic.Int64 // bytes in frames
-	lastHeard   atomic.Int64 // UnixNano of the last frame or pong read
+	lastHeard atomic.Int64 // UnixNano of the last frame or pong read
 
 	readDeadlineMoved time.Time   // by heard, on receive's goroutine only
 	dead              atomic.Bool // the connection failed or was dropped
@@ -131,7 +132,6 @@ func newWSPeer(conn *websocket.Conn, batch *batchConn, serializer serialize.Seri
 		cfg:         cfg,
 		rd:          make(chan wamp.Message),
 		wr:          make(chan wamp.Message, cfg.outQueue),
-		frames:      make(chan []byte, cfg.outQueue),
 		closing:     make(chan struct{}),
 		recvDone:    make(chan struct{}),
 		encDone:     make(chan struct{}),
@@ -140,6 +140,7 @@ func newWSPeer(conn *websocket.Conn, batch *batchConn, serializer serialize.Seri
 		pumpDone:    make(chan struct{}),
 	}
 	p.heard()
+	batch.start()
 	go p.receive()
 	go p.encode()
 	go p.pump()
@@ -167,6 +168,7 @@ func (p *wsPeer) Close() {
 		p.conn.Close()
 		<-p.recvDone
 		<-p.pumpDone
+		p.batch.discard() // what the flush deadline left
 		if p.obs != nil {
 			p.obs.endSession(CloseConnectionLost)
 			p.obs.closeTraffic() // every goroutine that counts is done
@@ -330,17 +332,17 @@ func (p *wsPeer) reply(msg wamp.Message) {
 	}
 }
 
-// encode encodes and observes what the router sends and queues it for the
-// writer, until Close; then it queues what is left, and GOODBYE if the
-// router is shutting down and the session did not get one.
+// encode encodes, observes and writes what the router sends, until Close;
+// then it frames what is left, and GOODBYE if the router is shutting down
+// and the session did not get one, for send to write.
 func (p *wsPeer) encode() {
 	defer close(p.encDone)
-	defer close(p.frames)
 	for {
 		select {
 		case msg := <-p.wr:
-			p.enqueue(msg)
+			p.writeWaiting(msg)
 		case <-p.closing:
+			p.batch.hold()
 			for drained := false; !drained; {
 				select {
 				case msg := <-p.wr:
@@ -354,9 +356,27 @@ func (p *wsPeer) encode() {
 				// dropped because its queue was full.
 				p.enqueue(&wamp.Goodbye{Reason: wamp.CloseSystemShutdown, Details: wamp.Dict{}})
 			}
+			p.batch.release()
 			return
 		}
 	}
+}
+
+// writeWaiting frames first and, when more messages are already waiting
+// on wr, up to maxBatchFrames of them with it, and writes them in one
+// system call, as far as the socket takes them.
+func (p *wsPeer) writeWaiting(first wamp.Message) {
+	p.batch.hold()
+	p.enqueue(first)
+	for n := 1; n < maxBatchFrames && p.batch.heldBytes() < maxBatchBytes; n++ {
+		select {
+		case msg := <-p.wr:
+			p.enqueue(msg)
+		default:
+			n = maxBatchFrames
+		}
+	}
+	p.batch.release()
 }
 
 func (p *wsPeer) closeRecv() {
@@ -406,9 +426,10 @@ func (p *wsPeer) pump() {
 	}
 }
 
-// enqueue encodes one message and queues the frame, or drops the client
-// as a slow consumer if its queue is full in frames or bytes. One frame
-// larger than the byte bound still goes to an empty queue.
+// enqueue encodes one message and frames it among the pending bytes, or
+// drops the client as a slow consumer if what is pending is over the
+// bounds in frames or bytes. One frame larger than the byte bound still
+// goes when nothing is pending.
 func (p *wsPeer) enqueue(msg wamp.Message) {
 	if p.dead.Load() {
 		return // nobody to write to; nexus is dropping the session
@@ -418,13 +439,18 @@ func (p *wsPeer) enqueue(msg wamp.Message) {
 		return
 	}
 	n := int64(len(b))
+	// encode is the only one to frame data, so what is pending now can
+	// only shrink below: a frame dropped with a slow consumer was never
+	// observed (an answer the client will not receive is none).
+	size, frames := p.batch.pending()
+	q := int64(size)
 	if inv, ok := msg.(*wamp.Invocation); ok {
-		if q := p.queuedBytes.Load(); q > 0 && (q+n > int64(p.cfg.outQueueBytes)/2 || len(p.frames) == cap(p.frames)) {
+		if q > 0 && (q+n > int64(p.cfg.outQueueBytes)/2 || frames >= p.cfg.outQueue) {
 			p.refuseInvocation(inv)
 			return
 		}
 	}
-	if q := p.queuedBytes.Load(); q > 0 && q+n > int64(p.cfg.outQueueBytes) {
+	if q > 0 && q+n > int64(p.cfg.outQueueBytes) {
 		p.drop(RejectSlowConsumer, "outbound queue full (bytes)")
 		return
 	}
@@ -432,31 +458,24 @@ func (p *wsPeer) enqueue(msg wamp.Message) {
 		p.drop(RejectSlowConsumer, "outbound queues of all clients full (bytes)")
 		return
 	}
-	// encode is the only sender on frames, so a queue with room now still
-	// has it below: a frame dropped with a slow consumer was never
-	// observed (an answer the client will not receive is none).
-	if len(p.frames) == cap(p.frames) {
+	if frames >= p.cfg.outQueue {
 		p.drop(RejectSlowConsumer, "outbound queue full (messages)")
 		return
 	}
-	p.queuedBytes.Add(n)
-	p.cfg.queuedTotal.Add(n)
-	// Observed before the frame is queued: once queued, the writer may
-	// send it at once, and the client's answer to a WELCOME (its first
-	// CALL) must find the session open.
+	// Observed before the frame is written: the client's answer to a
+	// WELCOME (its first CALL) must find the session open.
 	p.observe(msg, len(b))
-	select {
-	case p.frames <- b:
-	default:
-		p.queuedBytes.Add(-n)
-		p.cfg.queuedTotal.Add(-n)
-		p.drop(RejectSlowConsumer, "outbound queue full (messages)")
+	if err := p.conn.WriteMessage(p.payloadType, b); err != nil {
+		p.writeFailed(err)
+		return
 	}
+	p.batch.framed()
 }
 
-// send writes the queued frames, each within the write timeout, and pings
-// the client when it has been quiet for half the keep-alive interval. When
-// encode is done it sends the close frame.
+// send writes what the socket did not take at once, each write within the
+// write timeout, and pings the client when it has been quiet for half the
+// keep-alive interval. When encode is done it writes what is left and the
+// close frame.
 func (p *wsPeer) send() {
 	defer close(p.sendDone)
 	var tick <-chan time.Time
@@ -467,72 +486,35 @@ func (p *wsPeer) send() {
 	}
 	for {
 		select {
-		case b, ok := <-p.frames:
-			if ok {
-				ok = p.writeFrames(b)
-			}
-			if !ok {
-				if !p.dead.Load() {
-					_ = p.conn.WriteControl(websocket.CloseMessage,
-						websocket.FormatCloseMessage(websocket.CloseNormalClosure, "goodbye"), p.deadline())
-				}
-				return
-			}
+		case <-p.batch.wake:
+			p.flush()
 		case <-tick:
 			idle := time.Since(time.Unix(0, p.lastHeard.Load()))
 			if idle >= p.cfg.keepAlive/2 && !p.dead.Load() {
 				_ = p.conn.WriteControl(websocket.PingMessage, nil, p.deadline())
+				p.flush()
 			}
+		case <-p.encDone:
+			if p.flush() {
+				_ = p.conn.WriteControl(websocket.CloseMessage,
+					websocket.FormatCloseMessage(websocket.CloseNormalClosure, "goodbye"), p.deadline())
+				p.flush()
+			}
+			return
 		}
 	}
 }
 
-// writeFrames writes first and, when more frames are already waiting, up
-// to maxBatchFrames of them with it in one system call. It returns false
-// when it found the queue closed (encode is done).
-func (p *wsPeer) writeFrames(first []byte) (open bool) {
-	open = true
-	// Even a lone frame is held, so that gorilla's header and payload go
-	// out together; it is then written at once.
-	p.batch.hold()
-	// The frames' bytes stay counted in the queue's bounds until written.
-	var held int64
-	b := first
-	deadline := p.deadline() // one for the batch: the write is one
-frames:
-	for n := 1; ; n++ {
-		held += int64(len(b))
-		p.writeFrame(b, deadline)
-		if n == maxBatchFrames || p.batch.held() >= maxBatchBytes {
-			break
+// flush writes what is pending, blocking; false when the connection is
+// done for.
+func (p *wsPeer) flush() bool {
+	if err := p.batch.drain(p.deadline); err != nil {
+		if !p.dead.Load() {
+			p.writeFailed(err)
 		}
-		select {
-		case b, open = <-p.frames:
-			if !open {
-				break frames
-			}
-		default:
-			break frames
-		}
+		return false
 	}
-	err := p.batch.release()
-	p.queuedBytes.Add(-held)
-	p.cfg.queuedTotal.Add(-held)
-	if err != nil && !p.dead.Load() {
-		p.writeFailed(err)
-	}
-	return open
-}
-
-// writeFrame writes one frame, or hands it to the batchConn when holding.
-func (p *wsPeer) writeFrame(b []byte, deadline time.Time) {
-	if p.dead.Load() {
-		return // discard
-	}
-	_ = p.conn.SetWriteDeadline(deadline)
-	if err := p.conn.WriteMessage(p.payloadType, b); err != nil {
-		p.writeFailed(err)
-	}
+	return !p.dead.Load()
 }
 
 // writeFailed drops the client whose write failed: as a slow consumer when

@@ -310,7 +310,7 @@ func New(cfg Config) (*Router, error) {
 		shutdown:          &r.closing,
 		log:               r.refusals,
 		slowLog:           ratelog.New(cfg.Logger, time.Second, nil),
-		batches:           newBatchPool(),
+		batches:           newChunkPool(),
 	}
 	r.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
@@ -356,7 +356,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			errors.New("no supported WebSocket subprotocol offered; use one of "+strings.Join(r.upgrader.Subprotocols, ", ")))
 		return
 	}
-	bw := &batchingWriter{ResponseWriter: w, pool: r.peer.batches, slack: r.peer.writeTimeout / deadlineSlack}
+	bw := &batchingWriter{ResponseWriter: w, pool: r.peer.batches, slack: r.peer.writeTimeout / deadlineSlack, total: &r.peer.queuedTotal}
 	conn, err := r.upgrader.Upgrade(bw, req, nil)
 	if err != nil {
 		return // the upgrader has answered and r.refuse has logged

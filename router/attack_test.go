@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -687,4 +688,68 @@ func TestARefusedCallReusingAnIDInFlightIsAborted(t *testing.T) {
 	if slices.Contains(rec.snapshot(), "error 7 "+string(wamp.ErrInvalidArgument)) {
 		t.Errorf("the call in flight was ended by the refusal: %q", rec.snapshot())
 	}
+}
+
+// A client that floods pings and reads nothing cannot make the router
+// pile up pongs for it, nor stall the goroutine that reads it: a ping is
+// answered only while nothing waits to be written to the client, so what
+// waits for it stays a pong or so, not the 2.6 MB of pongs it asked for,
+// and every ping is read.
+func TestPingsWithoutReadingPileUpNoPongs(t *testing.T) {
+	r, err := New(Config{Realm: "realm1", Logger: testkit.QuietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(r)
+	srv.Listener = smallSendBuffers{srv.Listener} // so that the router's side fills soon
+	srv.Start()
+	t.Cleanup(func() { r.Close(); srv.Close() })
+	dialer := websocket.Dialer{Subprotocols: []string{"wamp.2.json"},
+		NetDial: (&net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+			var err error
+			if cerr := c.Control(func(fd uintptr) { // before the connection's window is set
+				err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10)
+			}); cerr != nil {
+				return cerr
+			}
+			return err
+		}}).Dial}
+	conn, _, err := dialer.Dial(wsURL(srv), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// nexus hangs up on a client that does not join.
+	if err := conn.WriteMessage(websocket.TextMessage, []byte(thruwayHello)); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, welcome, err := conn.ReadMessage(); err != nil || !bytes.HasPrefix(welcome, []byte("[2,")) {
+		t.Fatalf("joining: %s, %v", welcome, err)
+	}
+	ping := []byte(strings.Repeat("p", 125))
+	most := int64(0)
+	const pings = 20_000 // 2.6 MB of pongs
+	for i := range pings {
+		if err := conn.WriteControl(websocket.PingMessage, ping, time.Now().Add(30*time.Second)); err != nil {
+			t.Fatalf("ping %d of %d: %v (the router stopped reading)", i+1, pings, err)
+		}
+		if i%1000 == 0 {
+			most = max(most, r.peer.queuedTotal.Load())
+		}
+	}
+	if most > 64<<10 {
+		t.Errorf("%d bytes of pongs waited for a client that does not read, want at most 64 KiB", most)
+	}
+}
+
+// smallSendBuffers accepts TCP connections with a 16 KiB send buffer.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		err = tc.SetWriteBuffer(16 << 10)
+	}
+	return c, err
 }

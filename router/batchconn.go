@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -46,6 +47,10 @@ const (
 
 	// chunkSize is the size of the pooled buffers copies go into.
 	chunkSize = 64 << 10
+
+	// keptListLen: lists of pieces longer than this are not kept for the
+	// next burst.
+	keptListLen = 64
 )
 
 // errDiscarded is what writes return once the connection's pending bytes
@@ -77,10 +82,11 @@ type batchConn struct {
 	written  int64    // bytes of them written
 	size     int      // bytes pending, those being drained among them
 	ends     []int64  // where each frame pending ends (see framed), in appended
-	draining bool     // the writer owns the socket: a direct write now would overtake it
+	draining bool     // the writer's turn: it writes, or is woken to; a direct write now would overtake it
 	err      error
 	iov      []syscall.Iovec // for direct writes, under mu
 	drained  [][]byte        // the writer's copy of the pieces it writes; its own
+	drainIov []syscall.Iovec // the writer's
 
 	deadline time.Time // the write deadline last set on Conn; the writer's
 }
@@ -232,15 +238,24 @@ func (c *batchConn) pushLocked() {
 	if !c.draining && c.raw != nil {
 		n, err := writev(c.raw, c.pieces, &c.iov, false)
 		c.consumeLocked(n)
-		if err != nil {
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The deadline of the writer's last write has passed (the
+			// runtime then refuses any write, even one the socket
+			// would take): the writer sets a new one.
+		case err != nil:
 			c.failLocked(err)
+			c.wakeWriter() // to find the connection done for
 			return
-		}
-		if c.size == 0 {
+		case c.size == 0:
 			return
 		}
 	}
 	c.draining = true
+	c.wakeWriter()
+}
+
+func (c *batchConn) wakeWriter() {
 	select {
 	case c.wake <- struct{}{}:
 	default: // the writer is told already
@@ -287,7 +302,8 @@ func (c *batchConn) putChunk(b *[]byte) {
 	c.pool.Put(b)
 }
 
-// resetLocked gives back the chunks once nothing is pending.
+// resetLocked gives back the chunks once nothing is pending, and the
+// lists a burst grew: an idle client keeps none of it.
 func (c *batchConn) resetLocked() {
 	clear(c.pieces) // referenced payloads may go
 	c.pieces = c.pieces[:0]
@@ -297,16 +313,30 @@ func (c *batchConn) resetLocked() {
 	clear(c.chunks)
 	c.chunks = c.chunks[:0]
 	c.copied, c.ends = false, c.ends[:0]
+	c.pieces, c.chunks, c.ends, c.iov = shrunk(c.pieces), shrunk(c.chunks), shrunk(c.ends), shrunk(c.iov)
 }
 
+// shrunk is an empty list, forgotten if a burst grew it long.
+func shrunk[T any](list []T) []T {
+	if cap(list) > keptListLen {
+		return nil
+	}
+	return list[:0]
+}
+
+// failLocked ends the connection's writing with err and gives back what
+// was pending. Chunks the writer may be writing from outside the lock
+// (draining) are left to it: once back in the pool, they are another
+// client's.
 func (c *batchConn) failLocked(err error) {
 	if c.err == nil {
 		c.err = err
 	}
 	c.total.Add(-int64(c.size))
 	c.size = 0
-	c.resetLocked()
-	c.draining = false
+	if !c.draining {
+		c.resetLocked()
+	}
 }
 
 // drain writes what is pending, blocking, each write within the deadline
@@ -319,6 +349,7 @@ func (c *batchConn) drain(deadline func() time.Time) error {
 			c.draining = false
 			err := c.err
 			c.mu.Unlock()
+			c.drained, c.drainIov = shrunk(c.drained), shrunk(c.drainIov)
 			return err
 		}
 		c.draining = true
@@ -334,13 +365,16 @@ func (c *batchConn) drain(deadline func() time.Time) error {
 			n++
 		}
 		pieces := append(c.drained[:0], c.pieces[:n]...)
+		if len(pieces[0]) > maxBatchBytes { // a large payload, referenced
+			pieces[0] = pieces[0][:maxBatchBytes]
+		}
 		c.mu.Unlock()
 
 		err := c.setDeadline(deadline())
 		n = 0
 		if err == nil {
 			if c.raw != nil {
-				n, err = writev(c.raw, pieces, nil, true)
+				n, err = writev(c.raw, pieces, &c.drainIov, true)
 			} else {
 				var n64 int64
 				bufs := net.Buffers(pieces)
@@ -351,9 +385,15 @@ func (c *batchConn) drain(deadline func() time.Time) error {
 		clear(pieces)
 		c.drained = pieces
 		c.mu.Lock()
-		c.consumeLocked(n)
-		if err != nil {
-			c.failLocked(err)
+		if c.err != nil { // failed meanwhile (discard, or a pong's write): what was pending is given back
+			c.draining = false
+			c.resetLocked()
+		} else {
+			c.consumeLocked(n)
+			if err != nil {
+				c.draining = false
+				c.failLocked(err)
+			}
 		}
 		c.mu.Unlock()
 	}

@@ -464,3 +464,30 @@ func TestWritesToAFullSocketWaitForTheWriterInOrder(t *testing.T) {
 		t.Errorf("after the drain: %d bytes pending, %d over all, %d chunks held; want none", n, total.Load(), chunks)
 	}
 }
+
+// Once a write deadline the writer set has passed, the runtime refuses any
+// write on the socket, even one it would take: a frame written then is the
+// writer's to write with a new deadline, not the end of the connection.
+func TestAFrameAfterAnExpiredDeadlineGoesToTheWriter(t *testing.T) {
+	bc, client, _ := tcpPair(t)
+	if err := bc.Conn.SetWriteDeadline(time.Now().Add(-time.Second)); err != nil { // as a drain's, long past
+		t.Fatal(err)
+	}
+	msg := []byte("after the deadline")
+	if _, err := bc.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-bc.wake:
+	default:
+		t.Fatal("the writer was not woken for the frame")
+	}
+	if err := bc.drain(func() time.Time { return time.Now().Add(10 * time.Second) }); err != nil {
+		t.Fatalf("the writer could not write the frame: %v", err)
+	}
+	got := make([]byte, len(msg))
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(client, got); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("read %q, %v", got, err)
+	}
+}

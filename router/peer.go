@@ -118,7 +118,7 @@ const flushTimeout = 2 * time.Second
 
 // deadlineSlack: a read or write deadline is moved later only when it
 // would move by more than 1/deadlineSlack of its interval (see heard and
-// batchConn.SetWriteDeadline); an earlier one is always set.
+// batchConn.setDeadline); an earlier one is always set.
 const deadlineSlack = 8
 
 func newWSPeer(conn *websocket.Conn, batch *batchConn, serializer serialize.Serializer, payloadType int, obs *connObserver, cfg *peerConfig) *wsPeer {
@@ -216,6 +216,20 @@ func (p *wsPeer) receive() {
 	if p.cfg.keepAlive > 0 {
 		p.conn.SetPongHandler(func(string) error { p.heard(); return nil })
 	}
+	// A ping is answered only while nothing waits to be written to the
+	// client (RFC 6455 allows answering the latest ping only): pongs are
+	// written without blocking, and one that pings without reading must
+	// not pile them up.
+	p.conn.SetPingHandler(func(data string) error {
+		if n, _ := p.batch.pending(); n > 0 {
+			return nil
+		}
+		err := p.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	})
 	for {
 		buf, err := p.read()
 		if err != nil {
@@ -439,9 +453,10 @@ func (p *wsPeer) enqueue(msg wamp.Message) {
 		return
 	}
 	n := int64(len(b))
-	// encode is the only one to frame data, so what is pending now can
-	// only shrink below: a frame dropped with a slow consumer was never
-	// observed (an answer the client will not receive is none).
+	// encode is the only one to frame data (the reader adds at most one
+	// pong, see receive), so the bounds checked here hold below: a frame
+	// dropped with a slow consumer was never observed (an answer the
+	// client will not receive is none).
 	size, frames := p.batch.pending()
 	q := int64(size)
 	if inv, ok := msg.(*wamp.Invocation); ok {

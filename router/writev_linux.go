@@ -1,6 +1,7 @@
 package router
 
 import (
+	"os"
 	"syscall"
 	"unsafe"
 )
@@ -35,11 +36,14 @@ func writev(raw syscall.RawConn, pieces [][]byte, iov *[]syscall.Iovec, block bo
 			switch errno {
 			case 0:
 				written += int(n)
+				if !block && written < total {
+					return true // short: the next would find the socket full
+				}
 			case syscall.EINTR:
 			case syscall.EAGAIN:
 				return !block // false: wait until the socket takes more
 			default:
-				werr = errno
+				werr = os.NewSyscallError("writev", errno)
 				return true
 			}
 		}

@@ -16,12 +16,8 @@ const maxIovecs = 1024
 // writev writes pieces to raw's socket with writev, as far as it takes them
 // without waiting, or, with block, all of them, waiting for the socket
 // (within its write deadline). It returns the bytes written. iov is
-// scratch for the vector, kept by the caller between calls; nil for one of
-// its own.
+// scratch for the vector, kept by the caller between calls.
 func writev(raw syscall.RawConn, pieces [][]byte, iov *[]syscall.Iovec, block bool) (int, error) {
-	if iov == nil {
-		iov = new([]syscall.Iovec)
-	}
 	written, total := 0, 0
 	for _, p := range pieces {
 		total += len(p)

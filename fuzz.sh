@@ -18,6 +18,8 @@ targets=(
 	"FuzzHandleLines ./wamplog"
 	"FuzzObserver ./router"
 	"FuzzNexus ./router"
+	"FuzzDecodingIsNexuss ./wampjson"
+	"FuzzEncodingIsNexuss ./wampjson"
 )
 
 parallel_flag=()

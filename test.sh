@@ -57,7 +57,7 @@ go vet ./...
 go test -race -count=1 ./...
 # Each fuzz target briefly (./fuzz.sh runs them long); their seed corpora
 # in testdata/fuzz already ran above as plain tests.
-for target in "FuzzParseLine ./wamplog" "FuzzHandleLines ./wamplog" "FuzzObserver ./router" "FuzzNexus ./router"; do
+for target in "FuzzParseLine ./wamplog" "FuzzHandleLines ./wamplog" "FuzzObserver ./router" "FuzzNexus ./router" "FuzzDecodingIsNexuss ./wampjson" "FuzzEncodingIsNexuss ./wampjson"; do
   set -- $target
   go test -run '^$' -fuzz "^$1\$" -fuzztime 10s "$2"
 done

@@ -27,6 +27,7 @@ import (
 	"github.com/gammazero/nexus/v3/wamp"
 
 	"github.com/php-wamp-observer/php-wamp-observer/ratelog"
+	"github.com/php-wamp-observer/php-wamp-observer/wampjson"
 )
 
 // DefaultOutQueueSize is the per-client queue of messages waiting to be
@@ -191,13 +192,14 @@ type Router struct {
 }
 
 // subprotocols maps the WAMP WebSocket subprotocols to their payload types
-// and serializers. Serializers are stateless and shared.
+// and serializers. Serializers are stateless and shared. JSON's is
+// nexus's, made fast for RPC and pub/sub traffic (see wampjson).
 var subprotocols = []struct {
 	name        string
 	payloadType int
 	serializer  serialize.Serializer
 }{
-	{"wamp.2.json", websocket.TextMessage, &serialize.JSONSerializer{}},
+	{"wamp.2.json", websocket.TextMessage, &wampjson.Serializer{}},
 	{"wamp.2.msgpack", websocket.BinaryMessage, &serialize.MessagePackSerializer{}},
 	{"wamp.2.cbor", websocket.BinaryMessage, &serialize.CBORSerializer{}},
 }

@@ -117,6 +117,13 @@ func (f fields) list(i int, dst *wamp.List) bool {
 	return ok
 }
 
+// maxFloatLen bounds the floats the fast path reads: ugorji counts a
+// float's digits and its point's place in int8s, which wrap on longer ones
+// (and then it decodes another number than the one written, as nexus
+// would pass it on). Well below that, and above any float a client
+// writes.
+const maxFloatLen = 32
+
 // decoder reads strict JSON into the values ugorji's JsonHandle, as nexus
 // configures it, decodes into an interface: objects as map[string]any,
 // arrays as []any, integers as uint64 or (negative) int64, other numbers
@@ -249,51 +256,37 @@ func (d *decoder) object(depth int) (map[string]any, bool) {
 // string reads a string whose opening quote is read.
 func (d *decoder) string() (string, bool) {
 	start := d.i
-	ascii := true
-	for d.i < len(d.b) {
-		if d.i = plainToDecode(d.b, d.i); d.i == len(d.b) {
-			break
-		}
-		c := d.b[d.i]
-		switch {
-		case c == '"':
-			s := d.b[start:d.i]
-			d.i++
-			if !ascii && !utf8.Valid(s) {
-				return "", false
-			}
-			return string(s), true
-		case c == '\\':
-			return d.escaped(start)
-		case c < 0x20:
-			return "", false
-		case c >= utf8.RuneSelf:
-			ascii = false
-		}
-		d.i++
+	end, nonASCII := plainToDecode(d.b, d.i)
+	d.i = end
+	switch {
+	case d.i == len(d.b) || d.b[d.i] < 0x20:
+		return "", false
+	case d.b[d.i] == '\\':
+		return d.escaped(start, nonASCII)
 	}
-	return "", false
+	s := d.b[start:d.i]
+	d.i++ // the closing quote
+	if nonASCII && !utf8.Valid(s) {
+		return "", false
+	}
+	return string(s), true
 }
 
-// escaped reads the rest of a string that has escapes, from its start.
-func (d *decoder) escaped(start int) (string, bool) {
+// escaped reads the rest of a string from its first escape, at d.i.
+func (d *decoder) escaped(start int, nonASCII bool) (string, bool) {
 	out := make([]byte, 0, d.i-start+16)
 	out = append(out, d.b[start:d.i]...)
-	for d.i < len(d.b) {
-		c := d.b[d.i]
+	for {
+		// d.i is at a quote, a backslash or a control character.
 		switch {
-		case c == '"':
+		case d.i == len(d.b) || d.b[d.i] < 0x20:
+			return "", false
+		case d.b[d.i] == '"':
 			d.i++
-			if !utf8.Valid(out) {
+			if nonASCII && !utf8.Valid(out) {
 				return "", false
 			}
 			return string(out), true
-		case c < 0x20:
-			return "", false
-		case c != '\\':
-			out = append(out, c)
-			d.i++
-			continue
 		}
 		if d.i+1 >= len(d.b) {
 			return "", false
@@ -314,20 +307,41 @@ func (d *decoder) escaped(start int) (string, bool) {
 		case 't':
 			out = append(out, '\t')
 		case 'u':
-			if d.i+4 > len(d.b) {
-				return "", false
-			}
-			r, err := strconv.ParseUint(string(d.b[d.i:d.i+4]), 16, 32)
-			if err != nil || utf16.IsSurrogate(rune(r)) {
+			r, ok := d.hex4()
+			if !ok || utf16.IsSurrogate(r) {
 				return "", false // pairs and lone halves are ugorji's to judge
 			}
-			d.i += 4
-			out = utf8.AppendRune(out, rune(r))
+			out = utf8.AppendRune(out, r)
 		default:
 			return "", false
 		}
+		runStart := d.i
+		end, high := plainToDecode(d.b, d.i)
+		out = append(out, d.b[runStart:end]...)
+		d.i, nonASCII = end, nonASCII || high
 	}
-	return "", false
+}
+
+// hex4 reads the four hex digits of a \u escape.
+func (d *decoder) hex4() (rune, bool) {
+	if d.i+4 > len(d.b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range d.b[d.i : d.i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	d.i += 4
+	return r, true
 }
 
 // number reads a number in JSON's grammar.
@@ -366,6 +380,9 @@ func (d *decoder) number() (any, bool) {
 		}
 	}
 	if !integer {
+		if d.i-start > maxFloatLen {
+			return nil, false
+		}
 		f, err := strconv.ParseFloat(string(d.b[start:d.i]), 64)
 		return f, err == nil
 	}

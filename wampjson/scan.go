@@ -14,22 +14,28 @@ const (
 )
 
 // plainToDecode returns the index of the first byte of s at or after i
-// that is a control character, non-ASCII, '"' or '\\', or len(s).
-func plainToDecode(s []byte, i int) int {
+// that is a control character, '"' or '\\', or len(s); and whether a byte
+// before it is non-ASCII (to be checked as UTF-8 once, at the end).
+func plainToDecode(s []byte, i int) (int, bool) {
+	var seen uint64
 	for ; i+8 <= len(s); i += 8 {
 		x := binary.LittleEndian.Uint64(s[i:])
 		q := x ^ ones*'"'
 		b := x ^ ones*'\\'
-		if (x|(x-ones*0x20)&^x|(q-ones)&^q|(b-ones)&^b)&highs != 0 {
+		if ((x-ones*0x20)&^x|(q-ones)&^q|(b-ones)&^b)&highs != 0 {
 			break
 		}
+		seen |= x
 	}
+	nonASCII := seen&highs != 0
 	for ; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
-			return i
+		c := s[i]
+		if c < 0x20 || c == '"' || c == '\\' {
+			break
 		}
+		nonASCII = nonASCII || c >= 0x80
 	}
-	return i
+	return i, nonASCII
 }
 
 // plainToEncode returns the index of the first byte of s at or after i

@@ -35,17 +35,17 @@ var clientMessages = []string{
 
 // What the fast path leaves to nexus, and must then come out as nexus's.
 var otherInputs = []string{
-	`[1,"realm1",{"roles":{"caller":{}}}]`,     // HELLO: another type
-	`[48,1,{},"x",[1]] trailing`,               // after the array
-	`[48,1,{},"x",[01]]`,                       // not JSON
-	`[48,1,{},"x",[1.]]`,                       // not JSON
-	`[48,1,{},"x",[123456789012345678901234]]`, // beyond 64 bits
-	`[48,1,{},"x",[-9223372036854775809]]`,     // beyond int64
-	`[48,1,{},"x",["\ud83d\ude00"]]`,           // a surrogate pair
-	`[48,1,{},"x",["\ud800"]]`,                 // a lone surrogate
-	"[48,1,{},\"x\",[\"\xff\xfe\"]]",           // invalid UTF-8
-	"[48,1,{},\"x\",[\"a\x01b\"]]",
-	"[48,1,{},\"x\",[\"a\\n then invalid UTF-8 \xc3\"]]", // after an escape             // a raw control character
+	`[1,"realm1",{"roles":{"caller":{}}}]`,               // HELLO: another type
+	`[48,1,{},"x",[1]] trailing`,                         // after the array
+	`[48,1,{},"x",[01]]`,                                 // not JSON
+	`[48,1,{},"x",[1.]]`,                                 // not JSON
+	`[48,1,{},"x",[123456789012345678901234]]`,           // beyond 64 bits
+	`[48,1,{},"x",[-9223372036854775809]]`,               // beyond int64
+	`[48,1,{},"x",["\ud83d\ude00"]]`,                     // a surrogate pair
+	`[48,1,{},"x",["\ud800"]]`,                           // a lone surrogate
+	"[48,1,{},\"x\",[\"\xff\xfe\"]]",                     // invalid UTF-8
+	"[48,1,{},\"x\",[\"a\x01b\"]]",                       // a raw control character
+	"[48,1,{},\"x\",[\"a\\n then invalid UTF-8 \xc3\"]]", // after an escape
 	`[48,"1",{},"x"]`,                                    // a request id that is a string
 	`[48,-1,{},"x"]`,                                     // a negative request id
 	`[48,1.5,{},"x"]`,                                    // a float request id

@@ -132,8 +132,9 @@ func pinRPC(ctx context.Context) pinning {
 
 // sideRun is what one run of a side measured.
 type sideRun struct {
-	res rpcResult
-	cpu time.Duration // the router process's utime+stime over the measured window
+	res  rpcResult
+	cpu  time.Duration // the router process's utime+stime over the measured window
+	load float64       // the load's (this process's) CPU over the window, in CPUs
 }
 
 // cpuPer100k is the router's CPU time per 100,000 answered calls.
@@ -157,15 +158,20 @@ func runRPCSide(ctx context.Context, bins rpcBins, prefix []string, side rpcSide
 		return sideRun{}, fmt.Errorf("%s: %w", side, err)
 	}
 	defer t.stop()
+	type mark struct {
+		router, load time.Duration
+		at           time.Time
+	}
 	var mu sync.Mutex
-	var marks []time.Duration
+	var marks []mark
 	pid := t.cmd.Process.Pid
 	res, err := rpcLoad(ctx, rpcConfig{url: "ws://" + wamp + "/", realm: "realm1", callers: shape.callers, window: shape.window,
 		procedures: shape.procedures, payload: shape.payload, duration: duration, warmup: warmup,
 		mark: func() {
-			cpu, _ := processCPU(pid)
+			router, _ := processCPU(pid)
+			load, _ := processCPU(os.Getpid())
 			mu.Lock()
-			marks = append(marks, cpu)
+			marks = append(marks, mark{router, load, time.Now()})
 			mu.Unlock()
 		}})
 	if err != nil {
@@ -174,7 +180,9 @@ func runRPCSide(ctx context.Context, bins rpcBins, prefix []string, side rpcSide
 	if len(marks) != 2 {
 		return sideRun{res: res}, fmt.Errorf("%s: the CPU was read %d times, not 2", side, len(marks))
 	}
-	return sideRun{res: res, cpu: marks[1] - marks[0]}, nil
+	window := marks[1].at.Sub(marks[0].at)
+	return sideRun{res: res, cpu: marks[1].router - marks[0].router,
+		load: (marks[1].load - marks[0].load).Seconds() / window.Seconds()}, nil
 }
 
 // clockTicks is the unit of /proc/<pid>/stat's times: USER_HZ, 100 on
@@ -214,10 +222,11 @@ func benchRPC(ctx context.Context, bins rpcBins, shapes []rpcShape, duration tim
 		"medians of the runs, and of each round's paired ratios)\n\n", rounds, duration, warmup)
 	fmt.Printf("stock: cmd/stocknexus, nexus v3.3.0's own WebsocketServer (out-queue %d); off: cmd/router -observe=false; on: cmd/router. "+
 		"A payload is one string argument each call sends and its answer echoes. CPU: the router process's utime+stime "+
-		"over the measured window per 100,000 answered calls. %s.\n\n", router.DefaultOutQueueSize, pin.note)
+		"over the measured window per 100,000 answered calls; load: the CPU the load generator used over the window, in CPUs "+
+		"(near 1.00 with pinning, the load is the limit: calls/s then hardly tell the sides apart, and CPU per call does). %s.\n\n", router.DefaultOutQueueSize, pin.note)
 	fmt.Println("| shape | calls/s stock · off · on | on ÷ stock | off ÷ stock | on ÷ off | p50 stock · off · on | " +
-		"p99 stock · off · on | p99 on ÷ stock | p99 off ÷ stock | p999 stock · off · on | CPU s / 100k calls stock · off · on | errors |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
+		"p99 stock · off · on | p99 on ÷ stock | p99 off ÷ stock | p999 stock · off · on | CPU s / 100k calls stock · off · on | CPU on ÷ stock | CPU on ÷ off | load stock · off · on | errors |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, shape := range shapes {
 		runs := map[rpcSide][]*sideRun{} // one per round; nil where the run failed
 		errs := map[rpcSide]map[string]int{}
@@ -295,10 +304,12 @@ func rpcRow(shape rpcShape, runs map[rpcSide][]*sideRun, errs map[rpcSide]map[st
 	dur := func(x float64) string { return time.Duration(x).Round(time.Microsecond).String() }
 	count := func(x float64) string { return fmt.Sprintf("%.0f", x) }
 	cpu := func(x float64) string { return fmt.Sprintf("%.2f", x) }
-	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", shape.label(),
+	load := func(r *sideRun) float64 { return r.load }
+	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", shape.label(),
 		three(count, rate), ratio(sideOn, sideStock, rate), ratio(sideOff, sideStock, rate), ratio(sideOn, sideOff, rate),
 		three(dur, p50), three(dur, p99), ratio(sideOn, sideStock, p99), ratio(sideOff, sideStock, p99), three(dur, p999),
-		three(cpu, (*sideRun).cpuPer100k), errorCell(errs))
+		three(cpu, (*sideRun).cpuPer100k), ratio(sideOn, sideStock, (*sideRun).cpuPer100k), ratio(sideOn, sideOff, (*sideRun).cpuPer100k),
+		three(cpu, load), errorCell(errs))
 }
 
 // errorCell lists the failed calls (and runs) of each side by error URI.

@@ -268,8 +268,9 @@ func (p *wsPeer) receive() {
 }
 
 // read reads the next message into a buffer from the router's pool. The
-// serializers copy what they decode (ugorji's ZeroCopy is off in nexus's
-// handles; TestDecodedMessagesDoNotShareTheReadBuffer), so the buffer goes
+// serializers copy what they decode (wampjson makes new strings; ugorji's
+// ZeroCopy is off in nexus's handles, for what wampjson leaves to them and
+// for msgpack and CBOR; TestDecodedMessagesDoNotShareTheReadBuffer), so the buffer goes
 // back as soon as the message is decoded: unlike gorilla's ReadMessage,
 // which grows a new buffer from 512 bytes for every message, a 10 KiB
 // message costs no allocation and no copy once the pool is warm.

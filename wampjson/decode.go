@@ -23,17 +23,25 @@ func decodeFast(data []byte) (msg wamp.Message, ok bool) {
 	if !d.consume('[') {
 		return nil, false
 	}
-	list, ok := d.array(0)
-	if !ok || len(list) == 0 {
+	// The type first: a message nexus is to decode anyway is not read
+	// twice.
+	first, ok := d.value(0)
+	typ, isUint := first.(uint64)
+	if !ok || !isUint {
+		return nil, false
+	}
+	switch wamp.MessageType(typ) {
+	case wamp.CALL, wamp.YIELD, wamp.ERROR, wamp.PUBLISH:
+	default:
+		return nil, false
+	}
+	list, ok := d.elements([]any{first}, 0)
+	if !ok {
 		return nil, false
 	}
 	d.skipSpace()
 	if d.i != len(d.b) {
 		return nil, false // nexus's decoder stops after the array; let it judge the rest
-	}
-	typ, ok := list[0].(uint64)
-	if !ok {
-		return nil, false
 	}
 	// The fields are filled as nexus's listToMsg does: element i+1 into
 	// field i, a null leaves the field as wamp.NewMessage made it, a
@@ -66,7 +74,10 @@ func decodeFast(data []byte) (msg wamp.Message, ok bool) {
 	return nil, false
 }
 
-// fields are a message's elements after its type.
+// fields are a message's elements after its type. Each method below
+// fills one message field from element i when that element has the
+// field's own type, leaves the field as it is when the element is null or
+// missing (as listToMsg does), and is false otherwise: nexus's to judge.
 type fields []any
 
 func (f fields) id(i int, dst *wamp.ID) bool {
@@ -127,9 +138,10 @@ const maxFloatLen = 32
 // decoder reads strict JSON into the values ugorji's JsonHandle, as nexus
 // configures it, decodes into an interface: objects as map[string]any,
 // arrays as []any, integers as uint64 or (negative) int64, other numbers
-// as float64. Where ugorji would do something of its own (repair invalid
-// UTF-8 or a lone surrogate, accept what JSON does not, overflow), the
-// decoder gives up instead of guessing.
+// as float64. Where ugorji would do something of its own (repair a lone
+// surrogate, accept what JSON does not, overflow), or might (invalid
+// UTF-8, which it passes on as it is), the decoder gives up instead of
+// guessing.
 type decoder struct {
 	b []byte
 	i int
@@ -194,17 +206,21 @@ func (d *decoder) array(depth int) ([]any, bool) {
 	if depth > maxDepth {
 		return nil, false
 	}
-	list := []any{}
 	d.skipSpace()
 	if d.consume(']') {
-		return list, true
+		return []any{}, true
 	}
+	v, ok := d.value(depth)
+	if !ok {
+		return nil, false
+	}
+	return d.elements([]any{v}, depth)
+}
+
+// elements reads the rest of an array after its elements in list, up to
+// and with its ']'.
+func (d *decoder) elements(list []any, depth int) ([]any, bool) {
 	for {
-		v, ok := d.value(depth)
-		if !ok {
-			return nil, false
-		}
-		list = append(list, v)
 		d.skipSpace()
 		if d.consume(']') {
 			return list, true
@@ -212,6 +228,11 @@ func (d *decoder) array(depth int) ([]any, bool) {
 		if !d.consume(',') {
 			return nil, false
 		}
+		v, ok := d.value(depth)
+		if !ok {
+			return nil, false
+		}
+		list = append(list, v)
 	}
 }
 

@@ -40,9 +40,10 @@ func plainToDecode(s []byte, i int) (int, bool) {
 
 // plainToEncode returns the index of the first byte of s at or after i
 // that ugorji escapes or looks at (control characters, non-ASCII, '"',
-// '\\', '<', '>' and '&'), or len(s). It takes bytes: the encoder appends
-// a string first and looks at it where it landed, as loads of eight bytes
-// at once are not made of a string's bytes here.
+// '\\', '<', '>' and '&'), or len(s). It takes bytes, not the string:
+// binary.LittleEndian loads eight bytes of a slice at once, while the
+// same expression over a string's bytes compiled to eight loads and was
+// half as fast; the encoder appends the string and looks at it there.
 func plainToEncode(s []byte, i int) int {
 	for ; i+8 <= len(s); i += 8 {
 		x := binary.LittleEndian.Uint64(s[i:])

@@ -9,6 +9,7 @@ import (
 func BenchmarkPlainRun(b *testing.B) {
 	s := []byte(strings.Repeat("x", 10<<10))
 	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
 		b.SetBytes(int64(len(s)))
 		for b.Loop() {
 			if i, _ := plainToDecode(s, 0); i != len(s) {
@@ -17,6 +18,7 @@ func BenchmarkPlainRun(b *testing.B) {
 		}
 	})
 	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
 		b.SetBytes(int64(len(s)))
 		for b.Loop() {
 			if i := plainToEncode(s, 0); i != len(s) {

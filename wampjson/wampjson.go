@@ -7,8 +7,9 @@
 //
 // Fidelity comes first: what a client receives through the router must be
 // what stock nexus would send it. The decoder therefore gives up rather
-// than guess wherever ugorji has a way of its own (invalid UTF-8, lone
-// surrogates, integers beyond 64 bits, what JSON does not allow), and the
+// than guess wherever ugorji has a way of its own (lone surrogates, a
+// repeated key, integers beyond 64 bits, long floats, what JSON does not
+// allow; invalid UTF-8 too, to be safe), and the
 // tests compare both serializers on the same inputs, fuzzed.
 package wampjson
 

@@ -33,6 +33,9 @@ func runBench(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *duration <= 0 || *rounds < 1 {
+		return fmt.Errorf("-duration must be positive and -rounds at least 1, got %v and %d", *duration, *rounds)
+	}
 	dir, err := os.MkdirTemp("", "wampload-bench")
 	if err != nil {
 		return err

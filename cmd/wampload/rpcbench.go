@@ -161,6 +161,7 @@ func runRPCSide(ctx context.Context, bins rpcBins, prefix []string, side rpcSide
 	type mark struct {
 		router, load time.Duration
 		at           time.Time
+		err          error
 	}
 	var mu sync.Mutex
 	var marks []mark
@@ -168,10 +169,10 @@ func runRPCSide(ctx context.Context, bins rpcBins, prefix []string, side rpcSide
 	res, err := rpcLoad(ctx, rpcConfig{url: "ws://" + wamp + "/", realm: "realm1", callers: shape.callers, window: shape.window,
 		procedures: shape.procedures, payload: shape.payload, duration: duration, warmup: warmup,
 		mark: func() {
-			router, _ := processCPU(pid)
-			load, _ := processCPU(os.Getpid())
+			router, err1 := processCPU(pid)
+			load, err2 := processCPU(os.Getpid())
 			mu.Lock()
-			marks = append(marks, mark{router, load, time.Now()})
+			marks = append(marks, mark{router, load, time.Now(), errors.Join(err1, err2)})
 			mu.Unlock()
 		}})
 	if err != nil {
@@ -180,7 +181,13 @@ func runRPCSide(ctx context.Context, bins rpcBins, prefix []string, side rpcSide
 	if len(marks) != 2 {
 		return sideRun{res: res}, fmt.Errorf("%s: the CPU was read %d times, not 2", side, len(marks))
 	}
+	if err := errors.Join(marks[0].err, marks[1].err); err != nil {
+		return sideRun{res: res}, fmt.Errorf("%s: read the CPU: %w", side, err)
+	}
 	window := marks[1].at.Sub(marks[0].at)
+	if window <= 0 {
+		return sideRun{res: res}, fmt.Errorf("%s: the measured window is %v", side, window)
+	}
 	return sideRun{res: res, cpu: marks[1].router - marks[0].router,
 		load: (marks[1].load - marks[0].load).Seconds() / window.Seconds()}, nil
 }

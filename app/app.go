@@ -38,6 +38,7 @@ type Config struct {
 	CallTimeout time.Duration       // deadline of a call without its own timeout option; metrics.DefaultCallTimeout
 	Bare        bool                // observe nothing: bare nexus behind the same front (for benchmarks)
 	Credentials []router.Credential // when given, clients must authenticate and anonymous ones are refused
+	Upstream    string              // ws:// or wss:// URL of a router to relay every connection to, instead of the embedded one
 	Logger      *slog.Logger        // slog.Default when nil
 
 	// What the tracker times and the metric families it feeds.
@@ -238,6 +239,7 @@ func New(cfg Config, ls Listeners) (_ *App, err error) {
 	}
 	if a.router, err = router.New(router.Config{
 		Realm:          cfg.Realm,
+		Upstream:       cfg.Upstream,
 		OtherRealms:    cfg.OtherRealms,
 		OutQueueSize:   cfg.OutQueueSize,
 		AllowOrigins:   cfg.AllowOrigins,

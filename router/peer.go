@@ -267,19 +267,27 @@ func (p *wsPeer) receive() {
 	}
 }
 
-// read reads the next message into a buffer from the router's pool. The
-// serializers copy what they decode (wampjson makes new strings; ugorji's
-// ZeroCopy is off in nexus's handles, for what wampjson leaves to them and
-// for msgpack and CBOR; TestDecodedMessagesDoNotShareTheReadBuffer), so the buffer goes
-// back as soon as the message is decoded: unlike gorilla's ReadMessage,
-// which grows a new buffer from 512 bytes for every message, a 10 KiB
-// message costs no allocation and no copy once the pool is warm.
+// read reads the next message into a buffer from the router's pool (see
+// readMessage).
 func (p *wsPeer) read() (*[]byte, error) {
-	_, r, err := p.conn.NextReader()
+	_, buf, err := readMessage(p.conn, &p.cfg.reads)
+	return buf, err
+}
+
+// readMessage reads conn's next message into a buffer from pool, and says
+// whether it is text or binary. The serializers copy what they decode
+// (wampjson makes new strings; ugorji's ZeroCopy is off in nexus's handles,
+// for what wampjson leaves to them and for msgpack and CBOR;
+// TestDecodedMessagesDoNotShareTheReadBuffer), so the buffer goes back as
+// soon as the message is decoded (or relayed): unlike gorilla's
+// ReadMessage, which grows a new buffer from 512 bytes for every message, a
+// 10 KiB message costs no allocation and no copy once the pool is warm.
+func readMessage(conn *websocket.Conn, pool *readPool) (int, *[]byte, error) {
+	typ, r, err := conn.NextReader()
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
-	buf := p.cfg.reads.get()
+	buf := pool.get()
 	b := (*buf)[:0]
 	for {
 		if len(b) == cap(b) {
@@ -289,12 +297,12 @@ func (p *wsPeer) read() (*[]byte, error) {
 		b = b[:len(b)+n]
 		if err == io.EOF {
 			*buf = b
-			return buf, nil
+			return typ, buf, nil
 		}
 		if err != nil {
 			*buf = b
-			p.cfg.reads.put(buf)
-			return nil, err
+			pool.put(buf)
+			return 0, nil, err
 		}
 	}
 }

@@ -91,6 +91,12 @@ const (
 	RejectSubscriptions = "subscriptions"   // a SUBSCRIBE over MaxSubscriptions; ErrLimitExceeded
 	RejectURITooLong    = "uri_too_long"    // a REGISTER or SUBSCRIBE URI over MaxURILen; wamp.error.invalid_uri
 	RejectHost          = "host"            // a Host header not allowed on a loopback listener (HTTP 403)
+	// With an upstream router (Config.Upstream): it could not be reached
+	// or refused the relay's handshake (the client gets HTTP 502); or it
+	// went away under a session, which is then closed with close code 1014
+	// (Bad Gateway).
+	RejectUpstreamUnavailable = "upstream_unavailable"
+	RejectUpstreamLost        = "upstream_lost"
 )
 
 // RejectReasons lists every reason, so that their counters can start at 0.
@@ -98,7 +104,7 @@ func RejectReasons() []string {
 	return []string{RejectOrigin, RejectSubprotocol, RejectHandshake, RejectJoin, RejectTooLarge, RejectUndecodable,
 		RejectInvalidOption, RejectSlowConsumer, RejectKeepAlive, RejectConnections, RejectCallsInFlight, RejectTestament,
 		RejectRegistrations, RejectSubscriptions, RejectURITooLong, RejectCalleeBlocked,
-		RejectHost}
+		RejectHost, RejectUpstreamUnavailable, RejectUpstreamLost}
 }
 
 // Config configures a Router.
@@ -108,6 +114,14 @@ type Config struct {
 	Realm string
 	// OtherRealms are further realms, served alike.
 	OtherRealms []string
+	// Upstream, a ws:// or wss:// URL, relays every client connection to
+	// that WAMP router instead of the embedded one (see relay): the
+	// upstream serves the realms and authenticates, so there must be no
+	// Credentials; Realm and OtherRealms only name what the observer
+	// counts apart. The front's limits, policies and observer apply as
+	// in the embedded router, except the out queue: a relay holds one
+	// message per direction.
+	Upstream string
 	// OutQueueSize is the per-client outbound queue, in messages;
 	// DefaultOutQueueSize when 0.
 	OutQueueSize int
@@ -173,7 +187,7 @@ type Config struct {
 // Router is an embedded nexus router and the WebSocket front to it. It is
 // an http.Handler: every path upgrades to WAMP over WebSocket.
 type Router struct {
-	nexus      nexus.Router
+	nexus      nexus.Router // nil with an upstream
 	upgrader   websocket.Upgrader
 	hostOK     func(*http.Request) bool
 	maxConns   int
@@ -189,6 +203,13 @@ type Router struct {
 
 	closing   atomic.Bool // set before nexus closes the sessions
 	closeOnce sync.Once
+
+	// With an upstream: its URL, how to dial it, and the relays open.
+	upstreamURL string
+	dialer      websocket.Dialer
+	relaysMu    sync.Mutex
+	relays      map[*relay]struct{}
+	relaysWG    sync.WaitGroup
 }
 
 // subprotocols maps the WAMP WebSocket subprotocols to their payload types
@@ -266,6 +287,14 @@ func New(cfg Config) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Upstream != "" {
+		if err := checkUpstreamURL(cfg.Upstream); err != nil {
+			return nil, err
+		}
+		if len(cfg.Credentials) > 0 {
+			return nil, errors.New("router: with an upstream router, authentication is the upstream's: give no credentials")
+		}
+	}
 	var realms []*nexus.RealmConfig
 	for _, uri := range append([]string{cfg.Realm}, cfg.OtherRealms...) {
 		if uri == "" {
@@ -282,12 +311,21 @@ func New(cfg Config) (*Router, error) {
 		realms = append(realms, realm)
 	}
 	nexusLog := newNexusLogger(cfg.Logger)
-	nx, err := nexus.NewRouter(&nexus.Config{RealmConfigs: realms}, nexusLog)
-	if err != nil {
-		return nil, fmt.Errorf("start nexus router: %w", err)
+	var nx nexus.Router
+	if cfg.Upstream == "" {
+		var err error
+		if nx, err = nexus.NewRouter(&nexus.Config{RealmConfigs: realms}, nexusLog); err != nil {
+			return nil, fmt.Errorf("start nexus router: %w", err)
+		}
 	}
 	r := &Router{
-		nexus:      nx,
+		nexus:       nx,
+		upstreamURL: cfg.Upstream,
+		relays:      map[*relay]struct{}{},
+		dialer: websocket.Dialer{
+			HandshakeTimeout: upstreamDialTimeout,
+			Proxy:            http.ProxyFromEnvironment,
+		},
 		maxMessage: cfg.MaxMessageSize,
 		hostOK:     hostOK,
 		maxConns:   cfg.MaxConns,
@@ -330,7 +368,11 @@ func New(cfg Config) (*Router, error) {
 func (r *Router) Close() {
 	r.closing.Store(true)
 	r.closeOnce.Do(func() {
-		r.nexus.Close()
+		if r.nexus != nil {
+			r.nexus.Close()
+		} else {
+			r.closeRelays()
+		}
 		// What the rate limits held back is logged last.
 		r.refusals.Close()
 		r.peer.slowLog.Close()
@@ -356,6 +398,10 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !offersWAMP(websocket.Subprotocols(req)) {
 		r.refuse(w, req, http.StatusBadRequest,
 			errors.New("no supported WebSocket subprotocol offered; use one of "+strings.Join(r.upgrader.Subprotocols, ", ")))
+		return
+	}
+	if r.upstreamURL != "" {
+		r.serveRelay(w, req)
 		return
 	}
 	bw := &batchingWriter{ResponseWriter: w, pool: r.peer.batches, slack: r.peer.writeTimeout / deadlineSlack, total: &r.peer.queuedTotal}

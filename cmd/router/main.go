@@ -172,6 +172,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 		"calls timed at once over all sessions and log senders; further calls are counted as untracked")
 	fs.IntVar(&s.cfg.MaxPendingPerSession, "max-pending-session", metrics.DefaultMaxPendingPerSession,
 		"calls timed at once for one session or log sender; further calls are counted as untracked")
+	fs.StringVar(&s.cfg.Upstream, "upstream", "",
+		"ws:// or wss:// `URL` of a WAMP router to relay every client connection to, observed as here, instead of the embedded router; "+
+			"the upstream authenticates (no -auth-file) and serves the realms (-realm then only names what is counted apart)")
 	fs.StringVar(&s.authFile, "auth-file", "",
 		"JSON `file` of credentials (WAMP ticket and/or WAMP-CRA); when set, anonymous clients are refused")
 	fs.StringVar(&s.pprofAddr, "pprof", "", "`address` to serve net/http/pprof on, for profiling; empty (the default) turns it off")

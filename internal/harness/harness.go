@@ -37,6 +37,7 @@ type Config struct {
 	MaxMessage    int64         // largest WebSocket message; 0: the default
 	IdleTimeout   time.Duration // idle keep-alive HTTP connections; 0: the default
 	OtherRealms   []string      // realms served beside Realm (ConnectTo joins them)
+	Upstream      string        // relay to this router (app.Config.Upstream) instead of the embedded one
 
 	// Log receives log lines on a free loopback port (Instance.LogAddr),
 	// UDP and TCP alike.
@@ -73,6 +74,7 @@ func Start(t testing.TB, cfg Config) *Instance {
 		MaxLogLineLen:   cfg.MaxLogLine,
 		MaxLogConns:     cfg.MaxLogConns,
 		OtherRealms:     cfg.OtherRealms,
+		Upstream:        cfg.Upstream,
 	}, ls)
 	return in
 }

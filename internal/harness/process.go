@@ -145,3 +145,18 @@ func (p *Process) ExitsCleanly() {
 		p.t.Fatalf("%s still running 10s after its last line", p.name)
 	}
 }
+
+// Kill kills p with SIGKILL and waits until it has exited.
+func (p *Process) Kill() {
+	p.t.Helper()
+	_ = p.cmd.Process.Kill()
+	go func() {
+		for range p.lines {
+		}
+	}()
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		p.t.Fatalf("%s still running 10s after SIGKILL", p.name)
+	}
+}

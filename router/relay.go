@@ -24,10 +24,12 @@ import (
 // is answered only once the upstream has chosen the subprotocol.
 const upstreamDialTimeout = 5 * time.Second
 
-// closeBadGateway is the close code a relay sends its client when the
-// upstream router is lost: 1014, "Bad Gateway" in the IANA registry of
-// WebSocket close codes, for a proxy whose upstream failed.
-const closeBadGateway = 1014
+// closeUpstreamLost is the close code a relay sends its client when the
+// upstream router is lost: 1011, "Internal Error", with a reason naming the
+// upstream. 1014, "Bad Gateway", says it better, but is newer than many
+// clients: gorilla's (nexus's client among them) fail on it as a protocol
+// error.
+const closeUpstreamLost = websocket.CloseInternalServerErr
 
 // Headers of the client's handshake that a relay passes on to the upstream:
 // what a router may authenticate or log a client by beyond its HELLO. The
@@ -55,7 +57,7 @@ var relayedHeaders = []string{"Authorization", "Cookie", "User-Agent"}
 //
 // The first side to fail or close decides how the relay ends (see end):
 // its close code passes to the other side, or, when the upstream is lost,
-// the client gets closeBadGateway. Both connections are closed within
+// the client gets closeUpstreamLost (1011). Both connections are closed within
 // flushTimeout whatever the peers do.
 type relay struct {
 	client, upstream *websocket.Conn
@@ -449,7 +451,7 @@ func (rl *relay) clientFailed(err error) relayEnd {
 	var ce *websocket.CloseError
 	var ne net.Error
 	switch {
-	case errors.As(err, &ce):
+	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure: // gorilla's for a connection cut short
 		// The client closed: its code goes on (gorilla has answered it).
 		e.code, e.text = sendableCloseCode(ce.Code), ce.Text
 	case errors.Is(err, websocket.ErrReadLimit):
@@ -476,11 +478,11 @@ func (rl *relay) clientWriteFailed(err error) relayEnd {
 // failed. The upstream's own close passes to the client unchanged; it is
 // counted as an upstream lost when it leaves the client's session open.
 func (rl *relay) upstreamFailed(err error) relayEnd {
-	e := relayEnd{by: upstreamSide, code: closeBadGateway, text: "upstream router connection lost"}
+	e := relayEnd{by: upstreamSide, code: closeUpstreamLost, text: "upstream router connection lost"}
 	var ce *websocket.CloseError
 	var ne net.Error
 	switch {
-	case errors.As(err, &ce):
+	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
 		e.code, e.text = sendableCloseCode(ce.Code), ce.Text
 	case errors.Is(err, websocket.ErrReadLimit):
 		rl.cfg.rejected(RejectTooLarge)
@@ -502,7 +504,7 @@ func (rl *relay) upstreamWriteFailed(err error) relayEnd {
 	if !rl.ending.Load() {
 		rl.upstreamLost(err)
 	}
-	return relayEnd{by: upstreamSide, code: closeBadGateway, text: "upstream router connection lost"}
+	return relayEnd{by: upstreamSide, code: closeUpstreamLost, text: "upstream router connection lost"}
 }
 
 func (rl *relay) upstreamLost(err error) {
@@ -524,7 +526,7 @@ func sendableCloseCode(code int) int {
 	switch code {
 	case websocket.CloseNoStatusReceived:
 		return websocket.CloseNormalClosure
-	case websocket.CloseAbnormalClosure, websocket.CloseTLSHandshake:
+	case websocket.CloseTLSHandshake:
 		return websocket.CloseGoingAway
 	}
 	return code

@@ -93,8 +93,8 @@ const (
 	RejectHost          = "host"            // a Host header not allowed on a loopback listener (HTTP 403)
 	// With an upstream router (Config.Upstream): it could not be reached
 	// or refused the relay's handshake (the client gets HTTP 502); or it
-	// went away under a session, which is then closed with close code 1014
-	// (Bad Gateway).
+	// went away under a session, which is then closed with close code 1011
+	// (Internal Error) naming the upstream.
 	RejectUpstreamUnavailable = "upstream_unavailable"
 	RejectUpstreamLost        = "upstream_lost"
 )

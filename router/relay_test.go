@@ -1,0 +1,381 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/php-wamp-observer/php-wamp-observer/internal/testkit"
+	"github.com/php-wamp-observer/php-wamp-observer/internal/wampraw"
+)
+
+// The relay's tests (Config.Upstream) put a WebSocket peer of their own
+// behind it where the bytes that arrive there, or the way the upstream
+// fails, are the point; the tests at the top of the repository put stock
+// nexus and this program there.
+
+// frame is one WebSocket message as a peer read it.
+type frame struct {
+	typ  int
+	data string
+}
+
+// upstreamPeer is a WebSocket server standing for the upstream router: it
+// records every message it reads, answers each with what answer returns,
+// and offers its connections to the test.
+type upstreamPeer struct {
+	srv   *httptest.Server
+	mu    sync.Mutex
+	got   []frame
+	conns chan *websocket.Conn
+	close chan *websocket.CloseError // the close frames it read
+	ended chan struct{}              // a connection ended, whatever the reason
+}
+
+func startUpstreamPeer(t *testing.T, protocols []string, answer func(frame) []string) *upstreamPeer {
+	t.Helper()
+	u := &upstreamPeer{conns: make(chan *websocket.Conn, 16), close: make(chan *websocket.CloseError, 16), ended: make(chan struct{}, 16)}
+	upgrader := websocket.Upgrader{Subprotocols: protocols}
+	var wg sync.WaitGroup
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		u.conns <- conn
+		wg.Go(func() {
+			defer func() { u.ended <- struct{}{} }()
+			defer conn.Close()
+			for {
+				typ, b, err := conn.ReadMessage()
+				if err != nil {
+					var ce *websocket.CloseError
+					if errors.As(err, &ce) {
+						u.close <- ce
+					}
+					return
+				}
+				f := frame{typ, string(b)}
+				u.mu.Lock()
+				u.got = append(u.got, f)
+				u.mu.Unlock()
+				for _, a := range answer(f) {
+					if err := conn.WriteMessage(websocket.TextMessage, []byte(a)); err != nil {
+						return
+					}
+				}
+			}
+		})
+	}))
+	t.Cleanup(func() {
+		u.srv.CloseClientConnections()
+		u.srv.Close()
+		wg.Wait()
+	})
+	return u
+}
+
+func (u *upstreamPeer) received() []frame {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.got)
+}
+
+// welcomeAnswers answers a HELLO with a WELCOME and a CALL with its RESULT,
+// in JSON spelled as no encoder of ours would.
+func welcomeAnswers(f frame) []string {
+	switch {
+	case strings.HasPrefix(f.data, "[1,"):
+		return []string{`[2,  77 ,{"roles" : {"dealer":{}}, "é":"\u00e9"}]`}
+	case strings.HasPrefix(f.data, "[48,"):
+		var id int
+		fmt.Sscanf(f.data, "[48,%d,", &id)
+		return []string{fmt.Sprintf(`[50,%d,{},["r\u00e9sult",1.50,  {"z":1,"a":2}]]`, id)}
+	}
+	return nil
+}
+
+func startRelay(t *testing.T, upstream string, cfg Config) *httptest.Server {
+	t.Helper()
+	cfg.Upstream = upstream
+	return startRouter(t, cfg)
+}
+
+// TestTheRelayPassesEveryByteBothWays: what the client sends reaches the
+// upstream byte for byte, in its frame type, and what the upstream sends
+// reaches the client alike, including a message nobody can decode; on the
+// way, the observer sees the session and its call as it would in the
+// embedded router. The subprotocol is the one the upstream chose of those
+// the client offered.
+func TestTheRelayPassesEveryByteBothWays(t *testing.T) {
+	up := startUpstreamPeer(t, []string{"wamp.2.json"}, welcomeAnswers)
+	rej := &rejections{n: map[string]int{}}
+	rec := newRecorder()
+	srv := startRelay(t, wsURL(up.srv), Config{OpenSession: rec.open(), Rejected: rej.add})
+
+	d := websocket.Dialer{Subprotocols: []string{"wamp.2.msgpack", "wamp.2.json"}}
+	conn, _, err := d.Dial(wsURL(srv), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if got := conn.Subprotocol(); got != "wamp.2.json" {
+		t.Errorf("subprotocol %q, want the upstream's choice wamp.2.json", got)
+	}
+	sent := []frame{
+		{websocket.TextMessage, `[1, "realm1", {"roles": {"caller": {}}, "agent":"t\u00e9st"}]`},
+		{websocket.TextMessage, `[48,  7, {}, "relay.proc", ["\u00e9", 1.0, 1e3]]`},
+		{websocket.BinaryMessage, "\x00not WAMP\xff"},
+	}
+	var got []frame
+	for i, f := range sent[:2] {
+		if err := conn.WriteMessage(f.typ, []byte(f.data)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			if err := conn.WriteMessage(sent[2].typ, []byte(sent[2].data)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		typ, b, err := conn.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, frame{typ, string(b)})
+	}
+	want := []frame{
+		{websocket.TextMessage, welcomeAnswers(sent[0])[0]},
+		{websocket.TextMessage, welcomeAnswers(sent[1])[0]},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("the client got\n%v\nwant what the upstream sent\n%v", got, want)
+	}
+	waitUntil(t, "the upstream got every frame", func() bool { return len(up.received()) == len(sent) })
+	if got := up.received(); !slices.Equal(got, sent) {
+		t.Errorf("the upstream got\n%v\nwant what the client sent\n%v", got, sent)
+	}
+	rec.waitFor(t, "result 7")
+	if got, want := rec.snapshot(), []string{"open", "call 7 relay.proc 0s", "result 7"}; !slices.Equal(got, want) {
+		t.Errorf("observed %q, want %q", got, want)
+	}
+	if n := rej.get(RejectUndecodable); n != 1 {
+		t.Errorf("%d undecodable messages counted, want 1", n)
+	}
+}
+
+// TestAnUnreachableUpstreamGetsTheClientA502: with the upstream down, the
+// client's handshake is answered HTTP 502 with the reason, and counted.
+func TestAnUnreachableUpstreamGetsTheClientA502(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "ws://" + ln.Addr().String() + "/"
+	ln.Close()
+	rej := &rejections{n: map[string]int{}}
+	srv := startRelay(t, down, Config{Rejected: rej.add})
+	_, rsp, err := wampraw.Dial(context.Background(), wsURL(srv), wampraw.Options{Timeout: 5 * time.Second})
+	if err == nil || rsp == nil || rsp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("handshake: %v, response %v; want HTTP 502", err, rsp)
+	}
+	if n := rej.get(RejectUpstreamUnavailable); n != 1 {
+		t.Errorf("%d %s counted, want 1", n, RejectUpstreamUnavailable)
+	}
+}
+
+// TestALostUpstreamClosesTheClientWithTheReason: when the upstream's
+// connection drops under a session (no close frame), the client gets close
+// code 1011 with the reason, the loss is counted, and the call in flight
+// ends with the session, in no outcome.
+func TestALostUpstreamClosesTheClientWithTheReason(t *testing.T) {
+	up := startUpstreamPeer(t, []string{"wamp.2.json"}, func(f frame) []string {
+		if strings.HasPrefix(f.data, "[48,") {
+			return nil // the call stays in flight
+		}
+		return welcomeAnswers(f)
+	})
+	rej := &rejections{n: map[string]int{}}
+	rec := newRecorder()
+	srv := startRelay(t, wsURL(up.srv), Config{OpenSession: rec.open(), Rejected: rej.add})
+	c := joinRaw(t, wsURL(srv), thruwayHello)
+	c.send(`[48,1,{},"relay.hang",[]]`)
+	rec.waitFor(t, "call 1 relay.hang 0s")
+	(<-up.conns).NetConn().Close() // as a killed router's would
+
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err := c.conn.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != closeUpstreamLost || !strings.Contains(ce.Text, "upstream") {
+		t.Fatalf("the client's connection ended with %v, want close code %d naming the upstream", err, closeUpstreamLost)
+	}
+	if n := rej.get(RejectUpstreamLost); n != 1 {
+		t.Errorf("%d %s counted, want 1", n, RejectUpstreamLost)
+	}
+	rec.waitFor(t, "close")
+	if got := rec.snapshot(); slices.ContainsFunc(got, func(e string) bool { return strings.HasPrefix(e, "result") || strings.HasPrefix(e, "error") }) {
+		t.Errorf("observed %q: the lost call has an outcome", got)
+	}
+}
+
+// TestCloseCodesPassThroughTheRelay: the close code and reason one side
+// sends reach the other, and a clean close is no upstream lost.
+func TestCloseCodesPassThroughTheRelay(t *testing.T) {
+	up := startUpstreamPeer(t, []string{"wamp.2.json"}, welcomeAnswers)
+	rej := &rejections{n: map[string]int{}}
+	srv := startRelay(t, wsURL(up.srv), Config{Rejected: rej.add})
+
+	// The client closes: the upstream gets its code.
+	c := joinRaw(t, wsURL(srv), thruwayHello)
+	<-up.conns
+	if err := c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4000, "done here"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ce := <-up.close:
+		if ce.Code != 4000 || ce.Text != "done here" {
+			t.Errorf("the upstream got close %d %q, want 4000 %q", ce.Code, ce.Text, "done here")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream got no close frame")
+	}
+
+	// The upstream closes: the client gets its code.
+	c = joinRaw(t, wsURL(srv), thruwayHello)
+	upConn := <-up.conns
+	if err := upConn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, "restarting"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err := c.conn.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseTryAgainLater || ce.Text != "restarting" {
+		t.Errorf("the client's connection ended with %v, want the upstream's close 1013 %q", err, "restarting")
+	}
+	if n := rej.get(RejectUpstreamLost); n != 1 {
+		// The upstream left the client's session open: that is a loss.
+		t.Errorf("%d %s counted, want 1", n, RejectUpstreamLost)
+	}
+}
+
+// TestARelayedClientThatDoesNotReadIsDroppedAndStallsNobody: the upstream
+// floods a client that never reads; the relay holds one message for it,
+// drops it as a slow consumer within the write timeout and closes its
+// upstream connection, while another client through the same relay is
+// answered throughout.
+func TestARelayedClientThatDoesNotReadIsDroppedAndStallsNobody(t *testing.T) {
+	payload := strings.Repeat("x", 64<<10)
+	up := startUpstreamPeer(t, []string{"wamp.2.json"}, func(f frame) []string {
+		if strings.HasPrefix(f.data, `[48,1,{},"flood"`) {
+			flood := make([]string, 400) // 25 MiB
+			for i := range flood {
+				flood[i] = `[36,1,1,{},["` + payload + `"]]`
+			}
+			return flood
+		}
+		return welcomeAnswers(f)
+	})
+	rej := &rejections{n: map[string]int{}}
+	srv := startRelay(t, wsURL(up.srv), Config{Rejected: rej.add, WriteTimeout: 500 * time.Millisecond})
+	bad := dialRaw(t, wsURL(srv), nil)
+	bad.send(thruwayHello)
+	bad.expect(2)
+	bad.send(`[48,1,{},"flood",[]]`) // and never read again
+	good := joinRaw(t, wsURL(srv), thruwayHello)
+	for id := 1; id <= 10; id++ {
+		good.send(fmt.Sprintf(`[48,%d,{},"echo",[]]`, id))
+		good.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if res := good.expect(50); fmt.Sprint(res[1]) != fmt.Sprint(id) {
+			t.Fatalf("good caller got %v", res)
+		}
+	}
+	waitUntil(t, "the slow consumer counted", func() bool { return rej.get(RejectSlowConsumer) == 1 })
+	// The upstream, blocked writing the flood, reads no close frame: its
+	// connection is closed within the flush deadline.
+	select {
+	case <-up.ended:
+	case <-time.After(flushTimeout + 2*time.Second):
+		t.Fatal("the flooding upstream connection is still open")
+	}
+}
+
+// TestTheRelayAppliesTheFrontsLimits: a CALL over the session's bound is
+// answered by the relay, as by the embedded router, and never reaches the
+// upstream; a message over the size limit closes the client.
+func TestTheRelayAppliesTheFrontsLimits(t *testing.T) {
+	up := startUpstreamPeer(t, []string{"wamp.2.json"}, func(f frame) []string {
+		if strings.HasPrefix(f.data, "[48,") {
+			return nil // every call stays in flight
+		}
+		return welcomeAnswers(f)
+	})
+	rej := &rejections{n: map[string]int{}}
+	srv := startRelay(t, wsURL(up.srv), Config{Rejected: rej.add, MaxCallsInFlight: 2, MaxMessageSize: 1 << 10})
+	c := joinRaw(t, wsURL(srv), thruwayHello)
+	for id := 1; id <= 3; id++ {
+		c.send(fmt.Sprintf(`[48,%d,{},"relay.hang",[]]`, id))
+	}
+	if e := c.expect(8); fmt.Sprint(e[2]) != "3" || fmt.Sprint(e[4]) != string(ErrLimitExceeded) {
+		t.Errorf("the third call got %v, want ERROR %s", e, ErrLimitExceeded)
+	}
+	waitUntil(t, "two calls upstream", func() bool { return len(up.received()) == 3 })
+	if n := rej.get(RejectCallsInFlight); n != 1 {
+		t.Errorf("%d %s counted, want 1", n, RejectCallsInFlight)
+	}
+	c.send(`[48,4,{},"relay.hang",["` + strings.Repeat("x", 2<<10) + `"]]`)
+	c.expectClosed(5 * time.Second)
+	waitUntil(t, "the message too large counted", func() bool { return rej.get(RejectTooLarge) == 1 })
+	if got := up.received(); len(got) != 3 {
+		t.Errorf("the upstream got %d messages, want HELLO and two CALLs", len(got))
+	}
+}
+
+// TestRelayShutdownSaysGoodbyeBothWaysQuickly: closing the router ends
+// every relayed session with GOODBYE to the client and to the upstream,
+// then close frames; with a client that does not read, within the flush
+// deadline.
+func TestRelayShutdownSaysGoodbyeBothWaysQuickly(t *testing.T) {
+	up := startUpstreamPeer(t, []string{"wamp.2.json"}, welcomeAnswers)
+	r, err := New(Config{Realm: "realm1", Upstream: wsURL(up.srv), Logger: testkit.QuietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	defer r.Close()
+	c := joinRaw(t, wsURL(srv), thruwayHello)
+	stuck := dialRaw(t, wsURL(srv), nil)
+	stuck.send(thruwayHello) // and never reads
+	waitUntil(t, "two sessions upstream", func() bool { return len(up.received()) == 2 })
+
+	start := time.Now()
+	r.Close()
+	if took := time.Since(start); took > flushTimeout+time.Second {
+		t.Errorf("Close took %v", took)
+	}
+	if bye := c.expect(6); fmt.Sprint(bye[2]) != string("wamp.close.system_shutdown") {
+		t.Errorf("the client got %v, want GOODBYE wamp.close.system_shutdown", bye)
+	}
+	c.expectClosed(5 * time.Second)
+	waitUntil(t, "GOODBYE upstream from both", func() bool {
+		n := 0
+		for _, f := range up.received() {
+			if strings.HasPrefix(f.data, `[6,`) {
+				n++
+			}
+		}
+		return n == 2
+	})
+}
+
+func (f frame) String() string { return fmt.Sprintf("%d:%q", f.typ, f.data) }

@@ -158,3 +158,120 @@ func TestThroughTheProxyClientsGetWhatStockNexusSends(t *testing.T) {
 		}
 	}
 }
+
+// TestTheProxyAndItsUpstreamAgreeCallForCall: the proxy in front of this
+// program in embedded mode. Both count the same calls, per procedure and
+// outcome, on the caller and the callee side. The proxy sees each CALL
+// before the upstream and each answer after it, so its caller-side sums of
+// durations are at least the upstream's for the same calls; and it sees
+// each INVOCATION after the upstream and the callee's answer before it, so
+// its callee-side sums are at most the upstream's (but for timeouts, see
+// below).
+func TestTheProxyAndItsUpstreamAgreeCallForCall(t *testing.T) {
+	upstream := harness.Start(t, harness.Config{})
+	proxy := harness.Start(t, harness.Config{Upstream: upstream.WAMPURL})
+	registerScriptCallee(t, proxy.Connect(t, serialize.JSON))
+	done := make(chan struct{})
+	for _, s := range []serialize.Serialization{serialize.JSON, serialize.MSGPACK, serialize.CBOR} {
+		c := proxy.Connect(t, s)
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 4 {
+				callScript(t, c)
+			}
+		}()
+	}
+	for range 3 {
+		<-done
+	}
+
+	var atProxy, atUpstream *harness.Scrape
+	testkit.Eventually(t, 10*time.Second, "no calls in flight at either", func() (any, bool) {
+		atProxy, atUpstream = proxy.Scrape(t), upstream.Scrape(t)
+		p, ok1 := atProxy.Gauge("wamp_router_calls_in_flight")
+		u, ok2 := atUpstream.Gauge("wamp_router_calls_in_flight")
+		return fmt.Sprintf("%v at the proxy, %v upstream", p, u), ok1 && ok2 && p == 0 && u == 0
+	})
+	compared := 0
+	for _, family := range []string{"wamp_router", "wamp_router_callee"} {
+		for _, msg := range []string{"proxy.echo", "proxy.fail", "proxy.hang", "proxy.progress", "nobody.registered"} {
+			for _, outcome := range outcomes {
+				name := family + "_" + outcome + "_seconds"
+				pn, psum, _ := atProxy.Summary(name, "message", msg)
+				un, usum, _ := atUpstream.Summary(name, "message", msg)
+				if pn != un {
+					t.Errorf("%s %s: %d at the proxy, %d upstream", name, msg, pn, un)
+				}
+				if family == "wamp_router" && psum < usum {
+					t.Errorf("%s %s: %gs at the proxy, less than the upstream's %gs", name, msg, psum, usum)
+				}
+				// A callee-side timeout ends with the dealer's INTERRUPT,
+				// which the proxy sees after the upstream as it did the
+				// INVOCATION: either may be the longer.
+				if family == "wamp_router_callee" && outcome != "timeouts" && psum > usum {
+					t.Errorf("%s %s: %gs at the proxy, more than the upstream's %gs", name, msg, psum, usum)
+				}
+				if pn > 0 {
+					compared++
+				}
+			}
+		}
+	}
+	if compared < 8 {
+		t.Errorf("only %d series with calls compared", compared)
+	}
+	if n, _ := atProxy.SummaryTotal("wamp_router_responses_seconds"); n != 3*4*6 {
+		t.Errorf("%d responses at the proxy, want %d", n, 3*4*6)
+	}
+}
+
+// TestAKilledUpstreamClosesItsClientsWhoComeBack: stock nexus is killed
+// (no GOODBYE, no close frame) under a callee and callers with calls in
+// flight. Every client's connection is closed, each loss is counted, no
+// call is left pending; a client that connects while the upstream is down
+// is refused and counted; once the upstream is back, clients join through
+// the same proxy and are answered.
+func TestAKilledUpstreamClosesItsClientsWhoComeBack(t *testing.T) {
+	upstream := harness.StartStockNexus(t)
+	proxy := harness.Start(t, harness.Config{Upstream: upstream.URL})
+	callee := proxy.Connect(t, serialize.JSON)
+	registerScriptCallee(t, callee)
+	clients := []*client.Client{callee}
+	for _, s := range []serialize.Serialization{serialize.JSON, serialize.MSGPACK, serialize.CBOR} {
+		c := proxy.Connect(t, s)
+		clients = append(clients, c)
+		go func() { _, _ = c.Call(context.Background(), "proxy.hang", wamp.Dict{"timeout": 60_000}, nil, nil, nil) }()
+	}
+	testkit.Eventually(t, 10*time.Second, "3 calls in flight", func() (any, bool) {
+		n, ok := proxy.Scrape(t).Gauge("wamp_router_calls_in_flight")
+		return n, ok && n == 3
+	})
+
+	upstream.Kill()
+	for i, c := range clients {
+		select {
+		case <-c.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("client %d still connected 10s after the upstream was killed", i)
+		}
+	}
+	testkit.Eventually(t, 10*time.Second, "4 losses counted, no session, nothing in flight", func() (any, bool) {
+		s := proxy.Scrape(t)
+		lost, _ := s.Counter("wamp_observer_ws_rejections_total", "reason", "upstream_lost")
+		sessions, _ := s.Gauge("wamp_router_sessions")
+		inFlight, _ := s.Gauge("wamp_router_calls_in_flight")
+		return fmt.Sprintf("%v lost, %v sessions, %v in flight", lost, sessions, inFlight), lost == 4 && sessions == 0 && inFlight == 0
+	})
+	if _, err := client.ConnectNet(context.Background(), proxy.WAMPURL, client.Config{Realm: harness.Realm, Logger: testkit.QuietStdLog()}); err == nil {
+		t.Fatal("joined through the proxy with the upstream down")
+	}
+	if n, _ := proxy.Scrape(t).Counter("wamp_observer_ws_rejections_total", "reason", "upstream_unavailable"); n != 1 {
+		t.Errorf("%v upstream_unavailable, want 1", n)
+	}
+
+	upstream.Restart()
+	registerScriptCallee(t, proxy.Connect(t, serialize.JSON))
+	if got := callScript(t, proxy.Connect(t, serialize.JSON)); got[0].Error != "" || len(got[0].Args) != 4 {
+		t.Errorf("after the restart, the first call got %+v", got[0])
+	}
+}

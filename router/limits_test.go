@@ -104,6 +104,10 @@ func writeCredentials(t *testing.T, body string) string {
 	return path
 }
 
+// TestCredentialsLetInTicketAndCRAClientsOnly, directly and through a
+// relay (Config.Upstream), which passes HELLO, CHALLENGE, AUTHENTICATE
+// and WELCOME or ABORT through: the upstream's authentication applies
+// unchanged.
 func TestCredentialsLetInTicketAndCRAClientsOnly(t *testing.T) {
 	creds, err := LoadCredentials(writeCredentials(t,
 		`[{"authid":"php-app","ticket":"t1cket"},{"authid":"worker","secret":"s3cret","role":"backend"}]`))
@@ -112,12 +116,24 @@ func TestCredentialsLetInTicketAndCRAClientsOnly(t *testing.T) {
 	}
 	rej := &rejections{n: map[string]int{}}
 	srv := startRouter(t, Config{Credentials: creds, Rejected: rej.add})
+	relayRej := &rejections{n: map[string]int{}}
+	relayed := startRelay(t, wsURL(srv), Config{Rejected: relayRej.add})
+	for _, url := range []string{wsURL(srv), wsURL(relayed)} {
+		letInTicketAndCRAClientsOnly(t, url)
+	}
+	waitUntil(t, "ten refused joins counted upstream", func() bool { return rej.get(RejectJoin) == 10 })
+	if n := relayRej.get(RejectJoin); n != 0 {
+		t.Errorf("the relay refused %d joins itself", n)
+	}
+}
+
+func letInTicketAndCRAClientsOnly(t *testing.T, url string) {
 	connect := func(cfg client.Config) (*client.Client, error) {
 		cfg.Realm = "realm1"
 		cfg.Logger = testkit.QuietStdLog()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		c, err := client.ConnectNet(ctx, wsURL(srv), cfg)
+		c, err := client.ConnectNet(ctx, url, cfg)
 		if err == nil {
 			t.Cleanup(func() { c.Close() })
 		}
@@ -145,7 +161,7 @@ func TestCredentialsLetInTicketAndCRAClientsOnly(t *testing.T) {
 		{"wrong wampcra secret", client.Config{HelloDetails: wamp.Dict{"authid": "worker"}, AuthHandlers: map[string]client.AuthFunc{"wampcra": cra("guess")}}, false, ""},
 		{"unknown authid", client.Config{HelloDetails: wamp.Dict{"authid": "nobody"}, AuthHandlers: map[string]client.AuthFunc{"ticket": ticket("t1cket")}}, false, ""},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		t.Run(tc.name+" at "+url, func(t *testing.T) {
 			c, err := connect(tc.cfg)
 			if tc.letIn != (err == nil) {
 				t.Fatalf("let in: %v, want %v (%v)", err == nil, tc.letIn, err)
@@ -157,7 +173,6 @@ func TestCredentialsLetInTicketAndCRAClientsOnly(t *testing.T) {
 			}
 		})
 	}
-	waitUntil(t, "five refused joins counted", func() bool { return rej.get(RejectJoin) == 5 })
 }
 
 func TestLoadCredentialsRefusesBadFiles(t *testing.T) {

@@ -35,181 +35,182 @@ var outcomes = []string{"responses", "errors", "timeouts"}
 // through a real router with nexus's own client, then checks the scrape.
 func TestRouterTimesEveryOutcomePerProcedure(t *testing.T) {
 	const deadline = 250 * time.Millisecond
-	in := harness.Start(t, harness.Config{Timeout: deadline})
+	eachDeployment(t, harness.Config{Timeout: deadline}, func(t *testing.T, in *harness.Instance) {
 
-	release := make(chan struct{}) // lets the abandoned hello6 call finish
-	callee := in.Connect(t, serialize.JSON)
-	handlers := map[string]client.InvocationHandler{
-		"hello1": func(context.Context, *wamp.Invocation) client.InvokeResult {
-			return client.InvokeResult{Args: wamp.List{"hi"}}
-		},
-		"hello2": func(context.Context, *wamp.Invocation) client.InvokeResult {
-			return client.InvokeResult{Err: "app.error.failed"}
-		},
-		"hello3": func(context.Context, *wamp.Invocation) client.InvokeResult {
-			time.Sleep(deadline + 150*time.Millisecond) // answers past the deadline
-			return client.InvokeResult{Args: wamp.List{"late"}}
-		},
-		"hello4": func(ctx context.Context, _ *wamp.Invocation) client.InvokeResult {
-			<-ctx.Done() // the dealer's INTERRUPT, on the CALL timeout option
-			return client.InvocationCanceled
-		},
-		"hello5": func(ctx context.Context, _ *wamp.Invocation) client.InvokeResult {
-			for i := range 3 {
-				if err := callee.SendProgress(ctx, wamp.List{i}, nil); err != nil {
-					return client.InvokeResult{Err: "app.error.progress"}
+		release := make(chan struct{}) // lets the abandoned hello6 call finish
+		callee := in.Connect(t, serialize.JSON)
+		handlers := map[string]client.InvocationHandler{
+			"hello1": func(context.Context, *wamp.Invocation) client.InvokeResult {
+				return client.InvokeResult{Args: wamp.List{"hi"}}
+			},
+			"hello2": func(context.Context, *wamp.Invocation) client.InvokeResult {
+				return client.InvokeResult{Err: "app.error.failed"}
+			},
+			"hello3": func(context.Context, *wamp.Invocation) client.InvokeResult {
+				time.Sleep(deadline + 150*time.Millisecond) // answers past the deadline
+				return client.InvokeResult{Args: wamp.List{"late"}}
+			},
+			"hello4": func(ctx context.Context, _ *wamp.Invocation) client.InvokeResult {
+				<-ctx.Done() // the dealer's INTERRUPT, on the CALL timeout option
+				return client.InvocationCanceled
+			},
+			"hello5": func(ctx context.Context, _ *wamp.Invocation) client.InvokeResult {
+				for i := range 3 {
+					if err := callee.SendProgress(ctx, wamp.List{i}, nil); err != nil {
+						return client.InvokeResult{Err: "app.error.progress"}
+					}
+				}
+				return client.InvokeResult{Args: wamp.List{"done"}}
+			},
+			"hello6": func(context.Context, *wamp.Invocation) client.InvokeResult {
+				<-release
+				return client.InvokeResult{}
+			},
+			"hello7": nil, // registered, never called
+			"hello8": func(context.Context, *wamp.Invocation) client.InvokeResult {
+				return client.InvokeResult{Args: wamp.List{"hi"}}
+			},
+			"hello9": func(context.Context, *wamp.Invocation) client.InvokeResult {
+				return client.InvokeResult{Args: wamp.List{"hi"}}
+			},
+		}
+		for proc, h := range handlers {
+			if h == nil {
+				h = func(context.Context, *wamp.Invocation) client.InvokeResult { return client.InvokeResult{} }
+			}
+			if err := callee.Register(proc, h, nil); err != nil {
+				t.Fatalf("register %s: %v", proc, err)
+			}
+		}
+
+		ctx := context.Background()
+		caller := in.Connect(t, serialize.JSON)
+		call := func(c *client.Client, proc string, opts wamp.Dict, progress client.ProgressHandler) error {
+			_, err := c.Call(ctx, proc, opts, nil, nil, progress)
+			return err
+		}
+		times := func(n int, proc string, opts wamp.Dict, wantErr string) {
+			t.Helper()
+			for range n {
+				err := call(caller, proc, opts, nil)
+				if got := harness.ErrorURI(err); got != wantErr {
+					t.Fatalf("call %s: error %q, want %q (%v)", proc, got, wantErr, err)
 				}
 			}
-			return client.InvokeResult{Args: wamp.List{"done"}}
-		},
-		"hello6": func(context.Context, *wamp.Invocation) client.InvokeResult {
-			<-release
-			return client.InvokeResult{}
-		},
-		"hello7": nil, // registered, never called
-		"hello8": func(context.Context, *wamp.Invocation) client.InvokeResult {
-			return client.InvokeResult{Args: wamp.List{"hi"}}
-		},
-		"hello9": func(context.Context, *wamp.Invocation) client.InvokeResult {
-			return client.InvokeResult{Args: wamp.List{"hi"}}
-		},
-	}
-	for proc, h := range handlers {
-		if h == nil {
-			h = func(context.Context, *wamp.Invocation) client.InvokeResult { return client.InvokeResult{} }
 		}
-		if err := callee.Register(proc, h, nil); err != nil {
-			t.Fatalf("register %s: %v", proc, err)
-		}
-	}
+		times(20, "hello1", nil, "")
+		times(7, "hello2", nil, "app.error.failed")
+		times(3, "hello3", nil, "")                                         // the caller waits; the router has timed out
+		times(2, "hello4", wamp.Dict{"timeout": 100}, "wamp.error.timeout") // the dealer times out
+		times(4, "nobody.registered", nil, "wamp.error.no_such_procedure")
 
-	ctx := context.Background()
-	caller := in.Connect(t, serialize.JSON)
-	call := func(c *client.Client, proc string, opts wamp.Dict, progress client.ProgressHandler) error {
-		_, err := c.Call(ctx, proc, opts, nil, nil, progress)
-		return err
-	}
-	times := func(n int, proc string, opts wamp.Dict, wantErr string) {
-		t.Helper()
-		for range n {
-			err := call(caller, proc, opts, nil)
-			if got := harness.ErrorURI(err); got != wantErr {
-				t.Fatalf("call %s: error %q, want %q (%v)", proc, got, wantErr, err)
+		progressSeen := 0
+		for range 2 {
+			if err := call(caller, "hello5", wamp.Dict{"receive_progress": true}, func(*wamp.Result) { progressSeen++ }); err != nil {
+				t.Fatalf("progressive call: %v", err)
 			}
 		}
-	}
-	times(20, "hello1", nil, "")
-	times(7, "hello2", nil, "app.error.failed")
-	times(3, "hello3", nil, "")                                         // the caller waits; the router has timed out
-	times(2, "hello4", wamp.Dict{"timeout": 100}, "wamp.error.timeout") // the dealer times out
-	times(4, "nobody.registered", nil, "wamp.error.no_such_procedure")
-
-	progressSeen := 0
-	for range 2 {
-		if err := call(caller, "hello5", wamp.Dict{"receive_progress": true}, func(*wamp.Result) { progressSeen++ }); err != nil {
-			t.Fatalf("progressive call: %v", err)
+		if progressSeen != 6 {
+			t.Fatalf("saw %d progressive results, want 6", progressSeen)
 		}
-	}
-	if progressSeen != 6 {
-		t.Fatalf("saw %d progressive results, want 6", progressSeen)
-	}
 
-	// Other serializers, and concurrent callers.
-	var wg sync.WaitGroup
-	for _, s := range []serialize.Serialization{serialize.MSGPACK, serialize.CBOR, serialize.JSON, serialize.JSON} {
-		c := in.Connect(t, s)
-		wg.Go(func() {
-			for range 25 {
-				if err := call(c, "hello8", nil, nil); err != nil {
-					t.Errorf("hello8: %v", err)
+		// Other serializers, and concurrent callers.
+		var wg sync.WaitGroup
+		for _, s := range []serialize.Serialization{serialize.MSGPACK, serialize.CBOR, serialize.JSON, serialize.JSON} {
+			c := in.Connect(t, s)
+			wg.Go(func() {
+				for range 25 {
+					if err := call(c, "hello8", nil, nil); err != nil {
+						t.Errorf("hello8: %v", err)
+					}
 				}
-			}
+			})
+		}
+		wg.Wait()
+
+		// A caller that leaves mid-call: its call is counted in no outcome.
+		leaver := in.Connect(t, serialize.JSON)
+		leaverDone := make(chan struct{})
+		go func() {
+			defer close(leaverDone)
+			_ = call(leaver, "hello6", wamp.Dict{"timeout": 10_000}, nil)
+		}()
+		testkit.Eventually(t, 10*time.Second, "the hello6 call in flight", func() (any, bool) {
+			n, ok := in.Scrape(t).Gauge("wamp_router_calls_in_flight")
+			return n, ok && n == 1
 		})
-	}
-	wg.Wait()
+		leaver.Close()
+		<-leaverDone
+		close(release)
 
-	// A caller that leaves mid-call: its call is counted in no outcome.
-	leaver := in.Connect(t, serialize.JSON)
-	leaverDone := make(chan struct{})
-	go func() {
-		defer close(leaverDone)
-		_ = call(leaver, "hello6", wamp.Dict{"timeout": 10_000}, nil)
-	}()
-	testkit.Eventually(t, 10*time.Second, "the hello6 call in flight", func() (any, bool) {
-		n, ok := in.Scrape(t).Gauge("wamp_router_calls_in_flight")
-		return n, ok && n == 1
-	})
-	leaver.Close()
-	<-leaverDone
-	close(release)
+		var got *harness.Scrape
+		testkit.Eventually(t, 10*time.Second, "no calls in flight and 6 sessions", func() (any, bool) {
+			got = in.Scrape(t)
+			inFlight, ok1 := got.Gauge("wamp_router_calls_in_flight")
+			sessions, ok2 := got.Gauge("wamp_router_sessions")
+			return fmt.Sprintf("%v calls in flight, %v sessions", inFlight, sessions), ok1 && ok2 && inFlight == 0 && sessions == 6
+		})
 
-	var got *harness.Scrape
-	testkit.Eventually(t, 10*time.Second, "no calls in flight and 6 sessions", func() (any, bool) {
-		got = in.Scrape(t)
-		inFlight, ok1 := got.Gauge("wamp_router_calls_in_flight")
-		sessions, ok2 := got.Gauge("wamp_router_sessions")
-		return fmt.Sprintf("%v calls in flight, %v sessions", inFlight, sessions), ok1 && ok2 && inFlight == 0 && sessions == 6
-	})
-
-	want := map[string][3]uint64{ // responses, errors, timeouts
-		"hello1":            {20, 0, 0},
-		"hello2":            {0, 7, 0},
-		"hello3":            {0, 0, 3},
-		"hello4":            {0, 0, 2},
-		"hello5":            {2, 0, 0},
-		"hello6":            {0, 0, 0},
-		"hello7":            {0, 0, 0},
-		"hello8":            {100, 0, 0},
-		"hello9":            {0, 0, 0},
-		"nobody.registered": {0, 4, 0},
-	}
-	for msg, counts := range want {
-		for i, outcome := range outcomes {
-			count, _, ok := got.Summary("wamp_router_"+outcome+"_seconds", "message", msg)
+		want := map[string][3]uint64{ // responses, errors, timeouts
+			"hello1":            {20, 0, 0},
+			"hello2":            {0, 7, 0},
+			"hello3":            {0, 0, 3},
+			"hello4":            {0, 0, 2},
+			"hello5":            {2, 0, 0},
+			"hello6":            {0, 0, 0},
+			"hello7":            {0, 0, 0},
+			"hello8":            {100, 0, 0},
+			"hello9":            {0, 0, 0},
+			"nobody.registered": {0, 4, 0},
+		}
+		for msg, counts := range want {
+			for i, outcome := range outcomes {
+				count, _, ok := got.Summary("wamp_router_"+outcome+"_seconds", "message", msg)
+				if !ok {
+					t.Errorf("%s %s: no series", msg, outcome)
+					continue
+				}
+				if count != counts[i] {
+					t.Errorf("%s %s: count %d, want %d", msg, outcome, count, counts[i])
+				}
+			}
+		}
+		// Timeouts past the router's deadline are recorded as the deadline.
+		if _, sum, _ := got.Summary("wamp_router_timeouts_seconds", "message", "hello3"); math.Abs(sum-3*deadline.Seconds()) > 1e-6 {
+			t.Errorf("hello3 timeouts sum %gs, want %gs", sum, 3*deadline.Seconds())
+		}
+		// The dealer's timeouts come after the 100ms option, before our deadline.
+		if _, sum, _ := got.Summary("wamp_router_timeouts_seconds", "message", "hello4"); sum < 0.2 || sum >= 2*deadline.Seconds() {
+			t.Errorf("hello4 timeouts sum %gs, want two calls of 100ms..%v", sum, deadline)
+		}
+		// The histograms hold the same calls as the summaries.
+		for _, outcome := range outcomes {
+			var count uint64
+			var sum float64
+			summaries, _ := got.Family("wamp_router_" + outcome + "_seconds")
+			for _, m := range summaries.GetMetric() {
+				count += m.GetSummary().GetSampleCount()
+				sum += m.GetSummary().GetSampleSum()
+			}
+			h, ok := got.Histogram("wamp_router_" + outcome + "_total_seconds")
 			if !ok {
-				t.Errorf("%s %s: no series", msg, outcome)
-				continue
+				t.Fatalf("no histogram for %s", outcome)
 			}
-			if count != counts[i] {
-				t.Errorf("%s %s: count %d, want %d", msg, outcome, count, counts[i])
+			if h.GetSampleCount() != count || math.Abs(h.GetSampleSum()-sum) > 1e-9 {
+				t.Errorf("%s: histogram count %d sum %g, summaries count %d sum %g",
+					outcome, h.GetSampleCount(), h.GetSampleSum(), count, sum)
 			}
-		}
-	}
-	// Timeouts past the router's deadline are recorded as the deadline.
-	if _, sum, _ := got.Summary("wamp_router_timeouts_seconds", "message", "hello3"); math.Abs(sum-3*deadline.Seconds()) > 1e-6 {
-		t.Errorf("hello3 timeouts sum %gs, want %gs", sum, 3*deadline.Seconds())
-	}
-	// The dealer's timeouts come after the 100ms option, before our deadline.
-	if _, sum, _ := got.Summary("wamp_router_timeouts_seconds", "message", "hello4"); sum < 0.2 || sum >= 2*deadline.Seconds() {
-		t.Errorf("hello4 timeouts sum %gs, want two calls of 100ms..%v", sum, deadline)
-	}
-	// The histograms hold the same calls as the summaries.
-	for _, outcome := range outcomes {
-		var count uint64
-		var sum float64
-		summaries, _ := got.Family("wamp_router_" + outcome + "_seconds")
-		for _, m := range summaries.GetMetric() {
-			count += m.GetSummary().GetSampleCount()
-			sum += m.GetSummary().GetSampleSum()
-		}
-		h, ok := got.Histogram("wamp_router_" + outcome + "_total_seconds")
-		if !ok {
-			t.Fatalf("no histogram for %s", outcome)
-		}
-		if h.GetSampleCount() != count || math.Abs(h.GetSampleSum()-sum) > 1e-9 {
-			t.Errorf("%s: histogram count %d sum %g, summaries count %d sum %g",
-				outcome, h.GetSampleCount(), h.GetSampleSum(), count, sum)
-		}
-		var bounds []float64
-		for _, b := range h.GetBucket() {
-			if !math.IsInf(b.GetUpperBound(), 1) {
-				bounds = append(bounds, b.GetUpperBound())
+			var bounds []float64
+			for _, b := range h.GetBucket() {
+				if !math.IsInf(b.GetUpperBound(), 1) {
+					bounds = append(bounds, b.GetUpperBound())
+				}
+			}
+			if !slices.Equal(bounds, metrics.DefaultBuckets()) {
+				t.Errorf("%s: buckets %v, want the original %v", outcome, bounds, metrics.DefaultBuckets())
 			}
 		}
-		if !slices.Equal(bounds, metrics.DefaultBuckets()) {
-			t.Errorf("%s: buckets %v, want the original %v", outcome, bounds, metrics.DefaultBuckets())
-		}
-	}
+	})
 }
 
 func TestMetricsEndpoints(t *testing.T) {

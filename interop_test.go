@@ -33,128 +33,129 @@ const autobahnDir = "testdata/autobahn"
 func TestAutobahnCallerToGoCallee(t *testing.T) {
 	ab := harness.RequireAutobahn(t, autobahnDir)
 	const deadline = 5 * time.Second // far beyond any answer: only the dealer times out
-	in := harness.Start(t, harness.Config{Timeout: deadline})
+	eachDeployment(t, harness.Config{Timeout: deadline}, func(t *testing.T, in *harness.Instance) {
 
-	callee := in.Connect(t, serialize.JSON)
-	var mu sync.Mutex
-	echoed := map[string]int{} // the first argument of each echo invocation
-	var interrupted atomic.Int64
-	handlers := map[string]client.InvocationHandler{
-		"interop.echo": func(_ context.Context, inv *wamp.Invocation) client.InvokeResult {
-			if len(inv.Arguments) == 1 {
-				if s, ok := inv.Arguments[0].(string); ok {
-					mu.Lock()
-					echoed[s]++
-					mu.Unlock()
+		callee := in.Connect(t, serialize.JSON)
+		var mu sync.Mutex
+		echoed := map[string]int{} // the first argument of each echo invocation
+		var interrupted atomic.Int64
+		handlers := map[string]client.InvocationHandler{
+			"interop.echo": func(_ context.Context, inv *wamp.Invocation) client.InvokeResult {
+				if len(inv.Arguments) == 1 {
+					if s, ok := inv.Arguments[0].(string); ok {
+						mu.Lock()
+						echoed[s]++
+						mu.Unlock()
+					}
 				}
-			}
-			return client.InvokeResult{Args: inv.Arguments}
-		},
-		"interop.fail": func(context.Context, *wamp.Invocation) client.InvokeResult {
-			return client.InvokeResult{Err: "app.error.interop", Args: wamp.List{"as asked"}, Kwargs: wamp.Dict{"why": "test"}}
-		},
-		"interop.hang": func(ctx context.Context, _ *wamp.Invocation) client.InvokeResult {
-			<-ctx.Done() // the dealer's INTERRUPT when the CALL timeout option expires
-			interrupted.Add(1)
-			return client.InvocationCanceled
-		},
-		"interop.progress": func(ctx context.Context, _ *wamp.Invocation) client.InvokeResult {
-			for i := range 3 {
-				if err := callee.SendProgress(ctx, wamp.List{i}, nil); err != nil {
-					return client.InvokeResult{Err: "app.error.progress", Args: wamp.List{err.Error()}}
+				return client.InvokeResult{Args: inv.Arguments}
+			},
+			"interop.fail": func(context.Context, *wamp.Invocation) client.InvokeResult {
+				return client.InvokeResult{Err: "app.error.interop", Args: wamp.List{"as asked"}, Kwargs: wamp.Dict{"why": "test"}}
+			},
+			"interop.hang": func(ctx context.Context, _ *wamp.Invocation) client.InvokeResult {
+				<-ctx.Done() // the dealer's INTERRUPT when the CALL timeout option expires
+				interrupted.Add(1)
+				return client.InvocationCanceled
+			},
+			"interop.progress": func(ctx context.Context, _ *wamp.Invocation) client.InvokeResult {
+				for i := range 3 {
+					if err := callee.SendProgress(ctx, wamp.List{i}, nil); err != nil {
+						return client.InvokeResult{Err: "app.error.progress", Args: wamp.List{err.Error()}}
+					}
 				}
+				return client.InvokeResult{Args: wamp.List{"done"}}
+			},
+		}
+		for proc, h := range handlers {
+			if err := callee.Register(proc, h, nil); err != nil {
+				t.Fatalf("register %s: %v", proc, err)
 			}
-			return client.InvokeResult{Args: wamp.List{"done"}}
-		},
-	}
-	for proc, h := range handlers {
-		if err := callee.Register(proc, h, nil); err != nil {
-			t.Fatalf("register %s: %v", proc, err)
 		}
-	}
 
-	// Results, over each of Autobahn's serializers.
-	for _, run := range []struct {
-		serializer string
-		calls      uint64
-	}{{"json", 20}, {"msgpack", 10}, {"cbor", 10}} {
-		s := ab.Call(t, in, "--procedure=interop.echo", fmt.Sprint("--calls=", run.calls),
-			"--concurrency=4", "--arg=hi-"+run.serializer, "--serializer="+run.serializer)
-		if s.Calls != run.calls || s.Results != run.calls || len(s.Errors) != 0 {
-			t.Errorf("echo over %s: %d calls, %d results, errors %v; want %d results", run.serializer, s.Calls, s.Results, s.Errors, run.calls)
+		// Results, over each of Autobahn's serializers.
+		for _, run := range []struct {
+			serializer string
+			calls      uint64
+		}{{"json", 20}, {"msgpack", 10}, {"cbor", 10}} {
+			s := ab.Call(t, in, "--procedure=interop.echo", fmt.Sprint("--calls=", run.calls),
+				"--concurrency=4", "--arg=hi-"+run.serializer, "--serializer="+run.serializer)
+			if s.Calls != run.calls || s.Results != run.calls || len(s.Errors) != 0 {
+				t.Errorf("echo over %s: %d calls, %d results, errors %v; want %d results", run.serializer, s.Calls, s.Results, s.Errors, run.calls)
+			}
+			mu.Lock()
+			if got := echoed["hi-"+run.serializer]; got != int(run.calls) {
+				t.Errorf("echo over %s: the Go callee got the argument %d times, want %d (got %v)", run.serializer, got, run.calls, echoed)
+			}
+			mu.Unlock()
 		}
-		mu.Lock()
-		if got := echoed["hi-"+run.serializer]; got != int(run.calls) {
-			t.Errorf("echo over %s: the Go callee got the argument %d times, want %d (got %v)", run.serializer, got, run.calls, echoed)
+		// An application error, with arguments and keyword arguments.
+		s := ab.Call(t, in, "--procedure=interop.fail", "--calls=7")
+		if want := map[string]uint64{"app.error.interop": 7}; !maps.Equal(s.Errors, want) {
+			t.Errorf("interop.fail: errors %v, want %v", s.Errors, want)
 		}
-		mu.Unlock()
-	}
-	// An application error, with arguments and keyword arguments.
-	s := ab.Call(t, in, "--procedure=interop.fail", "--calls=7")
-	if want := map[string]uint64{"app.error.interop": 7}; !maps.Equal(s.Errors, want) {
-		t.Errorf("interop.fail: errors %v, want %v", s.Errors, want)
-	}
-	// The CALL timeout option: the dealer answers wamp.error.timeout and
-	// interrupts the Go callee.
-	s = ab.Call(t, in, "--procedure=interop.hang", "--calls=3", "--concurrency=3", "--timeout=100")
-	if want := map[string]uint64{"wamp.error.timeout": 3}; !maps.Equal(s.Errors, want) {
-		t.Errorf("interop.hang: errors %v, want %v", s.Errors, want)
-	}
-	testkit.Eventually(t, 10*time.Second, "3 interrupted invocations", func() (any, bool) {
-		n := interrupted.Load()
-		return n, n == 3
-	})
-	// Progressive results: 3 each, then the final result.
-	s = ab.Call(t, in, "--procedure=interop.progress", "--calls=2", "--progress")
-	if s.Results != 2 || s.Progress != 6 || len(s.Errors) != 0 {
-		t.Errorf("interop.progress: %d results, %d progressive, errors %v; want 2, 6, none", s.Results, s.Progress, s.Errors)
-	}
-	// A procedure nobody registered.
-	s = ab.Call(t, in, "--procedure=nobody.registered", "--calls=4")
-	if want := map[string]uint64{"wamp.error.no_such_procedure": 4}; !maps.Equal(s.Errors, want) {
-		t.Errorf("nobody.registered: errors %v, want %v", s.Errors, want)
-	}
+		// The CALL timeout option: the dealer answers wamp.error.timeout and
+		// interrupts the Go callee.
+		s = ab.Call(t, in, "--procedure=interop.hang", "--calls=3", "--concurrency=3", "--timeout=100")
+		if want := map[string]uint64{"wamp.error.timeout": 3}; !maps.Equal(s.Errors, want) {
+			t.Errorf("interop.hang: errors %v, want %v", s.Errors, want)
+		}
+		testkit.Eventually(t, 10*time.Second, "3 interrupted invocations", func() (any, bool) {
+			n := interrupted.Load()
+			return n, n == 3
+		})
+		// Progressive results: 3 each, then the final result.
+		s = ab.Call(t, in, "--procedure=interop.progress", "--calls=2", "--progress")
+		if s.Results != 2 || s.Progress != 6 || len(s.Errors) != 0 {
+			t.Errorf("interop.progress: %d results, %d progressive, errors %v; want 2, 6, none", s.Results, s.Progress, s.Errors)
+		}
+		// A procedure nobody registered.
+		s = ab.Call(t, in, "--procedure=nobody.registered", "--calls=4")
+		if want := map[string]uint64{"wamp.error.no_such_procedure": 4}; !maps.Equal(s.Errors, want) {
+			t.Errorf("nobody.registered: errors %v, want %v", s.Errors, want)
+		}
 
-	// Every caller has left with GOODBYE: only the Go callee's session is open.
-	var got *harness.Scrape
-	testkit.Eventually(t, 10*time.Second, "idle with one session", func() (any, bool) {
-		got = in.Scrape(t)
-		inFlight, ok1 := got.Gauge("wamp_router_calls_in_flight")
-		sessions, ok2 := got.Gauge("wamp_router_sessions")
-		return fmt.Sprintf("%v calls in flight, %v sessions", inFlight, sessions), ok1 && ok2 && inFlight == 0 && sessions == 1
-	})
-	want := map[string][3]uint64{ // responses, errors, timeouts
-		"interop.echo":      {40, 0, 0},
-		"interop.fail":      {0, 7, 0},
-		"interop.hang":      {0, 0, 3},
-		"interop.progress":  {2, 0, 0},
-		"nobody.registered": {0, 4, 0},
-	}
-	var totals [3]uint64
-	for msg, counts := range want {
+		// Every caller has left with GOODBYE: only the Go callee's session is open.
+		var got *harness.Scrape
+		testkit.Eventually(t, 10*time.Second, "idle with one session", func() (any, bool) {
+			got = in.Scrape(t)
+			inFlight, ok1 := got.Gauge("wamp_router_calls_in_flight")
+			sessions, ok2 := got.Gauge("wamp_router_sessions")
+			return fmt.Sprintf("%v calls in flight, %v sessions", inFlight, sessions), ok1 && ok2 && inFlight == 0 && sessions == 1
+		})
+		want := map[string][3]uint64{ // responses, errors, timeouts
+			"interop.echo":      {40, 0, 0},
+			"interop.fail":      {0, 7, 0},
+			"interop.hang":      {0, 0, 3},
+			"interop.progress":  {2, 0, 0},
+			"nobody.registered": {0, 4, 0},
+		}
+		var totals [3]uint64
+		for msg, counts := range want {
+			for i, outcome := range outcomes {
+				count, _, ok := got.Summary("wamp_router_"+outcome+"_seconds", "message", msg)
+				if !ok {
+					t.Errorf("%s %s: no series", msg, outcome)
+				} else if count != counts[i] {
+					t.Errorf("%s %s: count %d, want %d", msg, outcome, count, counts[i])
+				}
+				totals[i] += counts[i]
+			}
+		}
+		// Nothing else was counted, and the histograms hold the same calls.
 		for i, outcome := range outcomes {
-			count, _, ok := got.Summary("wamp_router_"+outcome+"_seconds", "message", msg)
-			if !ok {
-				t.Errorf("%s %s: no series", msg, outcome)
-			} else if count != counts[i] {
-				t.Errorf("%s %s: count %d, want %d", msg, outcome, count, counts[i])
+			if n, _ := got.SummaryTotal("wamp_router_" + outcome + "_seconds"); n != totals[i] {
+				t.Errorf("%s: %d in all, want %d", outcome, n, totals[i])
 			}
-			totals[i] += counts[i]
+			if h, _ := got.Histogram("wamp_router_" + outcome + "_total_seconds"); h.GetSampleCount() != totals[i] {
+				t.Errorf("%s histogram: %d, want %d", outcome, h.GetSampleCount(), totals[i])
+			}
 		}
-	}
-	// Nothing else was counted, and the histograms hold the same calls.
-	for i, outcome := range outcomes {
-		if n, _ := got.SummaryTotal("wamp_router_" + outcome + "_seconds"); n != totals[i] {
-			t.Errorf("%s: %d in all, want %d", outcome, n, totals[i])
+		// The dealer's timeouts come after the 100ms option, long before ours.
+		if _, sum, _ := got.Summary("wamp_router_timeouts_seconds", "message", "interop.hang"); sum < 0.3 || sum >= 3*0.5 {
+			t.Errorf("interop.hang timeouts sum %gs, want three calls of 100ms..500ms", sum)
 		}
-		if h, _ := got.Histogram("wamp_router_" + outcome + "_total_seconds"); h.GetSampleCount() != totals[i] {
-			t.Errorf("%s histogram: %d, want %d", outcome, h.GetSampleCount(), totals[i])
-		}
-	}
-	// The dealer's timeouts come after the 100ms option, long before ours.
-	if _, sum, _ := got.Summary("wamp_router_timeouts_seconds", "message", "interop.hang"); sum < 0.3 || sum >= 3*0.5 {
-		t.Errorf("interop.hang timeouts sum %gs, want three calls of 100ms..500ms", sum)
-	}
+	})
 }
 
 // TestAutobahnCalleeServesPHPWriter: our PHP client calls a foreign callee,

@@ -20,85 +20,86 @@ func TestRouterCallerAndCalleeAgree(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs PHP processes for several seconds")
 	}
-	in := harness.Start(t, harness.Config{Timeout: 300 * time.Millisecond, Log: true})
-	env := []string{"WAMP_URL=" + in.WAMPURL, "WAMP_REALM=" + harness.Realm, "WAMP_OBSERVER_ADDR=" + in.LogAddr}
-	// The callee's slow answers leave 305-310 ms after their INVOCATION.
-	// Against the original 300 ms deadline, a callee whose event loop lags
-	// 5 ms behind the dealer's INTERRUPT has answered before it learns of
-	// it: a real difference of view (the callee answered, the caller got
-	// wamp.error.timeout), not a miscount, and on a loaded machine it
-	// happened about once a run. A 250 ms CALL timeout keeps every answer
-	// far from the deadline, so all three views must agree exactly.
-	writerEnv := append(slices.Clone(env), "WRITER_CALL_TIMEOUT_MS=250")
+	eachDeployment(t, harness.Config{Timeout: 300 * time.Millisecond, Log: true}, func(t *testing.T, in *harness.Instance) {
+		env := []string{"WAMP_URL=" + in.WAMPURL, "WAMP_REALM=" + harness.Realm, "WAMP_OBSERVER_ADDR=" + in.LogAddr}
+		// The callee's slow answers leave 305-310 ms after their INVOCATION.
+		// Against the original 300 ms deadline, a callee whose event loop lags
+		// 5 ms behind the dealer's INTERRUPT has answered before it learns of
+		// it: a real difference of view (the callee answered, the caller got
+		// wamp.error.timeout), not a miscount, and on a loaded machine it
+		// happened about once a run. A 250 ms CALL timeout keeps every answer
+		// far from the deadline, so all three views must agree exactly.
+		writerEnv := append(slices.Clone(env), "WRITER_CALL_TIMEOUT_MS=250")
 
-	callee := harness.StartPHP(t, env, "php/callee.php")
-	callee.WaitLine("callee: registered", 10*time.Second)
+		callee := harness.StartPHP(t, env, "php/callee.php")
+		callee.WaitLine("callee: registered", 10*time.Second)
 
-	var writers []*harness.Process
-	for range 8 {
-		writers = append(writers, harness.StartPHP(t, writerEnv, "php/writer.php"))
-	}
-	// Run until every procedure has been called and every outcome seen,
-	// at least 3 seconds; errors are 1 in 99 answered calls.
-	start := time.Now()
-	testkit.Eventually(t, 60*time.Second, "every procedure answered and every outcome seen", func() (any, bool) {
-		s := in.Scrape(t)
-		var unanswered []string
+		var writers []*harness.Process
+		for range 8 {
+			writers = append(writers, harness.StartPHP(t, writerEnv, "php/writer.php"))
+		}
+		// Run until every procedure has been called and every outcome seen,
+		// at least 3 seconds; errors are 1 in 99 answered calls.
+		start := time.Now()
+		testkit.Eventually(t, 60*time.Second, "every procedure answered and every outcome seen", func() (any, bool) {
+			s := in.Scrape(t)
+			var unanswered []string
+			for _, h := range hellos {
+				if n, _, _ := s.Summary("wamp_router_responses_seconds", "message", h); n == 0 { // no series: none yet
+					unanswered = append(unanswered, h)
+				}
+			}
+			errs, _ := s.SummaryTotal("wamp_router_errors_seconds")
+			timeouts, _ := s.SummaryTotal("wamp_router_timeouts_seconds")
+			return fmt.Sprintf("unanswered %v, %d errors, %d timeouts", unanswered, errs, timeouts),
+				len(unanswered) == 0 && time.Since(start) > 3*time.Second && errs > 0 && timeouts > 0
+		})
+		for _, w := range writers {
+			t.Log(w.Stop("writer:"))
+		}
+
+		// Every call has ended: answered, or past its deadline everywhere.
+		var got *harness.Scrape
+		testkit.Eventually(t, 10*time.Second, "no calls pending", func() (any, bool) {
+			got = in.Scrape(t)
+			inFlight, ok1 := got.Gauge("wamp_router_calls_in_flight")
+			pending, ok2 := got.Gauge("wamp_observer_log_calls_pending")
+			return fmt.Sprintf("%v calls in flight, %v log calls pending", inFlight, pending), ok1 && ok2 && inFlight == 0 && pending == 0
+		})
+
+		if bad, _ := got.CounterTotal("wamp_observer_log_bad_lines_total"); bad != 0 { // no series: none
+			t.Errorf("%v bad log lines", bad)
+		}
+		var calls uint64
 		for _, h := range hellos {
-			if n, _, _ := s.Summary("wamp_router_responses_seconds", "message", h); n == 0 { // no series: none yet
-				unanswered = append(unanswered, h)
+			for _, o := range outcomes {
+				router, _, _ := got.Summary("wamp_router_"+o+"_seconds", "message", h) // no series: 0
+				caller, _, _ := got.Summary("wamp_out_"+o+"_seconds", "message", h)
+				calls += router
+				if router != caller {
+					t.Errorf("%s %s: router %d, caller's log %d", h, o, router, caller)
+				}
+				// The router's view of the callee (from the INVOCATION it sent
+				// to the YIELD or ERROR it got) is the callee's own view of
+				// the call: the same deadline rule, timeouts included.
+				calleeSide, _, _ := got.Summary("wamp_router_callee_"+o+"_seconds", "message", h)
+				if inLog, _, _ := got.Summary("wamp_in_"+o+"_seconds", "message", h); calleeSide != inLog {
+					t.Errorf("%s %s: router's callee side %d, callee's log %d", h, o, calleeSide, inLog)
+				}
+				if o == "timeouts" {
+					continue // the callee's view of a timeout is its own deadline
+				}
+				if calleeCount, _, _ := got.Summary("wamp_in_"+o+"_seconds", "message", h); router != calleeCount {
+					t.Errorf("%s %s: router %d, callee's log %d", h, o, router, calleeCount)
+				}
 			}
 		}
-		errs, _ := s.SummaryTotal("wamp_router_errors_seconds")
-		timeouts, _ := s.SummaryTotal("wamp_router_timeouts_seconds")
-		return fmt.Sprintf("unanswered %v, %d errors, %d timeouts", unanswered, errs, timeouts),
-			len(unanswered) == 0 && time.Since(start) > 3*time.Second && errs > 0 && timeouts > 0
+		responses, _ := got.SummaryTotal("wamp_router_responses_seconds")
+		errs, _ := got.SummaryTotal("wamp_router_errors_seconds")
+		timeouts, _ := got.SummaryTotal("wamp_router_timeouts_seconds")
+		t.Logf("%d calls, %d responses, %d errors, %d timeouts", calls, responses, errs, timeouts)
+		t.Log(callee.Stop("callee:"))
 	})
-	for _, w := range writers {
-		t.Log(w.Stop("writer:"))
-	}
-
-	// Every call has ended: answered, or past its deadline everywhere.
-	var got *harness.Scrape
-	testkit.Eventually(t, 10*time.Second, "no calls pending", func() (any, bool) {
-		got = in.Scrape(t)
-		inFlight, ok1 := got.Gauge("wamp_router_calls_in_flight")
-		pending, ok2 := got.Gauge("wamp_observer_log_calls_pending")
-		return fmt.Sprintf("%v calls in flight, %v log calls pending", inFlight, pending), ok1 && ok2 && inFlight == 0 && pending == 0
-	})
-
-	if bad, _ := got.CounterTotal("wamp_observer_log_bad_lines_total"); bad != 0 { // no series: none
-		t.Errorf("%v bad log lines", bad)
-	}
-	var calls uint64
-	for _, h := range hellos {
-		for _, o := range outcomes {
-			router, _, _ := got.Summary("wamp_router_"+o+"_seconds", "message", h) // no series: 0
-			caller, _, _ := got.Summary("wamp_out_"+o+"_seconds", "message", h)
-			calls += router
-			if router != caller {
-				t.Errorf("%s %s: router %d, caller's log %d", h, o, router, caller)
-			}
-			// The router's view of the callee (from the INVOCATION it sent
-			// to the YIELD or ERROR it got) is the callee's own view of
-			// the call: the same deadline rule, timeouts included.
-			calleeSide, _, _ := got.Summary("wamp_router_callee_"+o+"_seconds", "message", h)
-			if inLog, _, _ := got.Summary("wamp_in_"+o+"_seconds", "message", h); calleeSide != inLog {
-				t.Errorf("%s %s: router's callee side %d, callee's log %d", h, o, calleeSide, inLog)
-			}
-			if o == "timeouts" {
-				continue // the callee's view of a timeout is its own deadline
-			}
-			if calleeCount, _, _ := got.Summary("wamp_in_"+o+"_seconds", "message", h); router != calleeCount {
-				t.Errorf("%s %s: router %d, callee's log %d", h, o, router, calleeCount)
-			}
-		}
-	}
-	responses, _ := got.SummaryTotal("wamp_router_responses_seconds")
-	errs, _ := got.SummaryTotal("wamp_router_errors_seconds")
-	timeouts, _ := got.SummaryTotal("wamp_router_timeouts_seconds")
-	t.Logf("%d calls, %d responses, %d errors, %d timeouts", calls, responses, errs, timeouts)
-	t.Log(callee.Stop("callee:"))
 }
 
 // TestUDPWriterKeepsTheSeedsProportions runs the original synthetic writer

@@ -275,3 +275,13 @@ func TestAKilledUpstreamClosesItsClientsWhoComeBack(t *testing.T) {
 		t.Errorf("after the restart, the first call got %+v", got[0])
 	}
 }
+
+// eachDeployment runs test against the router in its two modes: embedded,
+// and as a proxy in front of stock nexus in a process of its own.
+func eachDeployment(t *testing.T, cfg harness.Config, test func(t *testing.T, in *harness.Instance)) {
+	t.Run("embedded", func(t *testing.T) { test(t, harness.Start(t, cfg)) })
+	t.Run("proxy to stock nexus", func(t *testing.T) {
+		cfg.Upstream = harness.StartStockNexus(t).URL
+		test(t, harness.Start(t, cfg))
+	})
+}

@@ -177,7 +177,8 @@ func TestBadValuesAreReportedByName(t *testing.T) {
 // TestProgramDrainsOnSIGTERM runs the built program with a session open
 // and a call recorded, then stops it: new connections are refused, the
 // session gets GOODBYE, the process exits 0 within 5 s, and the final
-// counts are logged.
+// counts are logged. So it does as a proxy in front of stock nexus, with
+// a relayed client that does not read besides.
 func TestProgramDrainsOnSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the program")
@@ -186,7 +187,12 @@ func TestProgramDrainsOnSIGTERM(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "-wamp", "127.0.0.1:0", "-metrics", "127.0.0.1:0", "-log", "127.0.0.1:0")
+	t.Run("embedded", func(t *testing.T) { drainsOnSIGTERM(t, bin) })
+	t.Run("proxy", func(t *testing.T) { drainsOnSIGTERM(t, bin, "-upstream", harness.StartStockNexus(t).URL) })
+}
+
+func drainsOnSIGTERM(t *testing.T, bin string, args ...string) {
+	cmd := exec.Command(bin, append([]string{"-wamp", "127.0.0.1:0", "-metrics", "127.0.0.1:0", "-log", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), "WAMP_OBSERVER_TIMEOUT=1s")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -240,6 +246,14 @@ func TestProgramDrainsOnSIGTERM(t *testing.T) {
 		t.Fatalf("CALL answered with %s, %v", got, err)
 	}
 
+	// A client that joins and then reads nothing (with a small receive
+	// buffer, so that what it is sent stays in the program).
+	stuck, err := wampraw.Join(context.Background(), urls["ws"], app.DefaultRealm, wampraw.Options{RecvBuf: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+
 	// Clients that connected and sent nothing, or half a request, on
 	// both ports: net/http counts them busy for 5 s, which must not hold
 	// up the exit.
@@ -276,7 +290,9 @@ func TestProgramDrainsOnSIGTERM(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}
-	if took := time.Since(start); took > 5*time.Second {
+	took := time.Since(start)
+	t.Logf("exited %v after SIGTERM", took)
+	if took > 5*time.Second {
 		t.Errorf("took %v to exit", took)
 	}
 	if c, _, err := wampraw.Dial(context.Background(), urls["ws"], wampraw.Options{Timeout: time.Second}); err == nil {

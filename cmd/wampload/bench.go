@@ -28,7 +28,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("wampload bench", flag.ContinueOnError)
 	duration := fs.Duration("duration", 5*time.Second, "measured duration of each RPC run")
 	rounds := fs.Int("rounds", 5, "runs of each side, alternating")
-	only := fs.String("only", "rpc,log,php,micro", "sections to run")
+	only := fs.String("only", "rpc,proxy,log,php,micro", "sections to run")
 	shapes := fs.String("shapes", "", "RPC shapes to run, comma-separated (e.g. 16x1,16x1-10KiB); empty: all of "+strings.Join(rpcShapeNames(), ","))
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -51,7 +51,13 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	host, _ := os.Hostname()
 	fmt.Printf("## Benchmarks: %s, %d cores, %s, %s\n\n", time.Now().Format("2006-01-02"), runtime.NumCPU(), cpuModel(), host)
-	if strings.Contains(*only, "rpc") {
+	for _, section := range []struct {
+		name string
+		run  func(context.Context, rpcBins, []rpcShape, time.Duration, int) error
+	}{{"rpc", benchRPC}, {"proxy", benchProxy}} {
+		if !slices.Contains(strings.Split(*only, ","), section.name) {
+			continue
+		}
 		selected, err := selectRPCShapes(*shapes)
 		if err != nil {
 			return err
@@ -60,7 +66,7 @@ func runBench(ctx context.Context, args []string) error {
 		if out, err := exec.CommandContext(ctx, "go", "build", "-o", stockBin, "./cmd/stocknexus").CombinedOutput(); err != nil {
 			return fmt.Errorf("build stocknexus (run from the repository root): %v\n%s", err, out)
 		}
-		if err := benchRPC(ctx, rpcBins{router: routerBin, stock: stockBin}, selected, *duration, *rounds); err != nil {
+		if err := section.run(ctx, rpcBins{router: routerBin, stock: stockBin}, selected, *duration, *rounds); err != nil {
 			return err
 		}
 	}

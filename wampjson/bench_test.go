@@ -9,12 +9,15 @@ import (
 )
 
 // The serializers side by side on what an RPC is made of: the CALL and
-// YIELD the router decodes, the INVOCATION and RESULT it encodes, with
-// small arguments and with a 10 KiB string.
+// YIELD the router decodes, the INVOCATION and RESULT it encodes (and,
+// as a proxy, decodes from its upstream), with small arguments and with a
+// 10 KiB string.
 func BenchmarkDeserialize(b *testing.B) {
 	inputs := []struct{ name, json string }{
 		{"call", `[48,1234,{},"com.example.add",[1,2,"three"],{"k":1.5}]`},
 		{"yield", `[70,1234,{},[3]]`},
+		{"invocation", `[68,99,12345,{},[1,2,"three"],{"k":1.5}]`},
+		{"result", `[50,1234,{},[3]]`},
 		{"call_10KiB", `[48,1234,{},"com.example.echo",["` + strings.Repeat("x", 10<<10) + `"]]`},
 	}
 	serializers := []struct {

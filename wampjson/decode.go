@@ -13,9 +13,10 @@ import (
 // nexus's serializer, whose own limits then apply.
 const maxDepth = 32
 
-// decodeFast decodes the messages clients send on the hot path (CALL,
-// YIELD, ERROR, PUBLISH) into what nexus's JSONSerializer would make of
-// them. ok is false for anything else, or anything it is not sure of:
+// decodeFast decodes the messages on the hot path — those clients send
+// (CALL, YIELD, ERROR, PUBLISH), and those a router sends them (RESULT,
+// INVOCATION, EVENT), which the proxy reads from its upstream — into what
+// nexus's JSONSerializer would make of them. ok is false for anything else, or anything it is not sure of:
 // then nexus's serializer decides, errors included.
 func decodeFast(data []byte) (msg wamp.Message, ok bool) {
 	d := decoder{b: data}
@@ -31,7 +32,7 @@ func decodeFast(data []byte) (msg wamp.Message, ok bool) {
 		return nil, false
 	}
 	switch wamp.MessageType(typ) {
-	case wamp.CALL, wamp.YIELD, wamp.ERROR, wamp.PUBLISH:
+	case wamp.CALL, wamp.YIELD, wamp.ERROR, wamp.PUBLISH, wamp.RESULT, wamp.INVOCATION, wamp.EVENT:
 	default:
 		return nil, false
 	}
@@ -68,6 +69,21 @@ func decodeFast(data []byte) (msg wamp.Message, ok bool) {
 	case wamp.PUBLISH:
 		m := &wamp.Publish{}
 		ok = f.id(0, &m.Request) && f.dict(1, &m.Options) && f.uri(2, &m.Topic) &&
+			f.list(3, &m.Arguments) && f.dict(4, &m.ArgumentsKw)
+		return m, ok
+	case wamp.RESULT:
+		m := &wamp.Result{}
+		ok = f.id(0, &m.Request) && f.dict(1, &m.Details) &&
+			f.list(2, &m.Arguments) && f.dict(3, &m.ArgumentsKw)
+		return m, ok
+	case wamp.INVOCATION:
+		m := &wamp.Invocation{}
+		ok = f.id(0, &m.Request) && f.id(1, &m.Registration) && f.dict(2, &m.Details) &&
+			f.list(3, &m.Arguments) && f.dict(4, &m.ArgumentsKw)
+		return m, ok
+	case wamp.EVENT:
+		m := &wamp.Event{}
+		ok = f.id(0, &m.Subscription) && f.id(1, &m.Publication) && f.dict(2, &m.Details) &&
 			f.list(3, &m.Arguments) && f.dict(4, &m.ArgumentsKw)
 		return m, ok
 	}

@@ -13,7 +13,8 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// What real clients send: each of these must take the fast path.
+// What real clients send, and what routers send them: each of these must
+// take the fast path.
 var clientMessages = []string{
 	`[48,1,{},"com.example.add"]`,
 	`[48,7,{"receive_progress":true,"timeout":1000},"com.example.add",[1,2]]`,
@@ -31,6 +32,13 @@ var clientMessages = []string{
 	`[8,68,1,{},"com.example.error"]`,
 	`[16,1,{"acknowledge":true},"com.example.topic",["event"]]`,
 	`[16,2,{},"com.example.topic"]`,
+	// What a router sends them, as the proxy reads it from its upstream.
+	`[50,1,{}]`,
+	`[50,7,{"progress":true},["partial",1.5],{"k":[null,true]}]`,
+	`[68,3,4,{}]`,
+	`[68,3,4,{"timeout":1000,"procedure":"com.example.add"},[1,2],{"x":"y"}]`,
+	`[36,5,6,{"topic":"com.example.topic"},["event"]]`,
+	`[36,5,6,{}]`,
 }
 
 // What the fast path leaves to nexus, and must then come out as nexus's.
@@ -55,6 +63,9 @@ var otherInputs = []string{
 	`[48,1,{},"x",[1],[2]]`,                              // kwargs that are a list
 	`[48,null,null,null,null,null]`,                      // nulls everywhere
 	`[48]`,                                               // nothing but the type
+	`[50,"1",{}]`,                                        // a RESULT's request id that is a string
+	`[68,1,-4,{}]`,                                       // a negative registration id
+	`[36,1,2,[]]`,                                        // EVENT details that are a list
 	`[8,null,1,null,"x"]`,                                // an ERROR's defaults
 	`[48,1,{},"x",[1],{"a":1},"extra"]`,                  // more than the fields
 	`[48,1,{"a":1,"a":2},"x"]`,                           // a repeated key

@@ -175,19 +175,37 @@ func TestEveryScrapeFormatPassesAStrictParser(t *testing.T) {
 // TestPrometheusAggregatesTwoRouters drives known calls through two
 // routers scraped as two targets of one job, and reads them back through
 // PromQL: sums across instances, a latency quantile, and the shipped
-// recording rules.
+// recording rules. So it does for two proxies in front of one stock nexus,
+// with the callee behind the first.
 func TestPrometheusAggregatesTwoRouters(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real Prometheus")
 	}
+	t.Run("two routers", func(t *testing.T) {
+		aggregatesTwoRouters(t, []*harness.Instance{
+			harness.Start(t, harness.Config{Timeout: time.Second}),
+			harness.Start(t, harness.Config{Timeout: time.Second}),
+		}, false)
+	})
+	t.Run("two proxies in front of one stock nexus", func(t *testing.T) {
+		upstream := harness.StartStockNexus(t).URL
+		aggregatesTwoRouters(t, []*harness.Instance{
+			harness.Start(t, harness.Config{Timeout: time.Second, Upstream: upstream}),
+			harness.Start(t, harness.Config{Timeout: time.Second, Upstream: upstream}),
+		}, true)
+	})
+}
+
+// aggregatesTwoRouters is TestPrometheusAggregatesTwoRouters on routers,
+// whose one callee serves both when they share an upstream.
+func aggregatesTwoRouters(t *testing.T, routers []*harness.Instance, sharedUpstream bool) {
 	const latency = 60 * time.Millisecond // inside the (0.05, 0.1] bucket, with room
-	routers := []*harness.Instance{
-		harness.Start(t, harness.Config{Timeout: time.Second}),
-		harness.Start(t, harness.Config{Timeout: time.Second}),
-	}
 	var targets []string
-	for _, r := range routers {
+	for i, r := range routers {
 		targets = append(targets, strings.TrimPrefix(r.MetricsURL, "http://"))
+		if sharedUpstream && i > 0 {
+			continue
+		}
 		callee := r.Connect(t, serialize.JSON)
 		for proc, h := range map[string]client.InvocationHandler{
 			"hello1": func(context.Context, *wamp.Invocation) client.InvokeResult {

@@ -61,6 +61,8 @@ var relayedHeaders = []string{"Authorization", "Cookie", "User-Agent"}
 // flushTimeout whatever the peers do.
 type relay struct {
 	client, upstream *websocket.Conn
+	clientNet        *relayConn // under client
+	upstreamNet      *relayConn // under upstream (and its TLS, for wss://)
 	serializer       serialize.Serializer
 	payloadType      int           // of the front's own messages to either side
 	obs              *connObserver // nil when not observing
@@ -161,8 +163,11 @@ func (r *Router) serveRelay(w http.ResponseWriter, req *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), upstreamDialTimeout)
 	defer cancel()
+	slack := r.peer.writeTimeout / deadlineSlack
+	upNet := &relayDialer{slack: slack}
 	dialer := r.dialer
 	dialer.Subprotocols = offered
+	dialer.NetDialContext = upNet.dial
 	up, resp, err := dialer.DialContext(ctx, r.upstreamURL, header)
 	if err == nil && up.Subprotocol() == "" {
 		up.Close()
@@ -181,12 +186,16 @@ func (r *Router) serveRelay(w http.ResponseWriter, req *http.Request) {
 	}
 	upgrader := r.upgrader
 	upgrader.Subprotocols = []string{up.Subprotocol()}
-	conn, err := upgrader.Upgrade(w, req, nil)
+	// A read buffer of its own, so that gorilla reads through the
+	// relayConn rather than the server's buffered reader under it.
+	upgrader.ReadBufferSize = 4 << 10
+	rw := &relayingWriter{ResponseWriter: w, slack: slack}
+	conn, err := upgrader.Upgrade(rw, req, nil)
 	if err != nil {
 		up.Close() // the upgrader has answered and r.refuse has logged
 		return
 	}
-	r.startRelay(conn, up)
+	r.startRelay(conn, rw.conn, up, upNet.conn)
 }
 
 // serializerOf is the serializer of a WAMP subprotocol, and the frame type
@@ -201,14 +210,18 @@ func serializerOf(name string) (serialize.Serializer, int, bool) {
 }
 
 // startRelay relays conn to up until either side ends, or the router
-// closes.
-func (r *Router) startRelay(conn, up *websocket.Conn) {
+// closes; connNet and upNet are their network connections.
+func (r *Router) startRelay(conn *websocket.Conn, connNet *relayConn, up *websocket.Conn, upNet *relayConn) {
+	// What is held for one side goes out before the other is read.
+	connNet.out, upNet.out = upNet, connNet
 	serializer, payloadType, _ := serializerOf(up.Subprotocol())
 	conn.SetReadLimit(r.maxMessage)
 	up.SetReadLimit(r.maxMessage)
 	rl := &relay{
 		client:      conn,
 		upstream:    up,
+		clientNet:   connNet,
+		upstreamNet: upNet,
 		serializer:  serializer,
 		payloadType: payloadType,
 		guard:       newGuard(r.peer.maxInFlight, r.peer.maxTestaments, r.peer.maxTestamentBytes).sharing(&r.peer.totals),
@@ -261,8 +274,10 @@ func (r *Router) closeRelays() {
 		relays = append(relays, rl)
 	}
 	r.relaysMu.Unlock()
+	// At once: a relay with a peer that does not read takes up to
+	// flushTimeout to end.
 	for _, rl := range relays {
-		rl.end(relayEnd{shutdown: true, code: websocket.CloseGoingAway, text: "router shutting down",
+		go rl.end(relayEnd{shutdown: true, code: websocket.CloseGoingAway, text: "router shutting down",
 			closeBy: true, byCode: websocket.CloseGoingAway, byText: "router shutting down"})
 	}
 	r.relaysWG.Wait()
@@ -328,6 +343,10 @@ func (rl *relay) fromClient() {
 	defer rl.exit()
 	for {
 		typ, buf, err := readMessage(rl.client, &rl.cfg.reads)
+		if isFlushError(err) {
+			rl.end(rl.upstreamWriteFailed(err))
+			return
+		}
 		if err != nil {
 			rl.end(rl.clientFailed(err))
 			return
@@ -424,6 +443,10 @@ func (rl *relay) fromUpstream() {
 	defer rl.exit()
 	for {
 		typ, buf, err := readMessage(rl.upstream, &rl.cfg.reads)
+		if isFlushError(err) {
+			rl.end(rl.clientWriteFailed(err))
+			return
+		}
 		if err != nil {
 			rl.end(rl.upstreamFailed(err))
 			return
@@ -545,6 +568,9 @@ func (rl *relay) end(e relayEnd) {
 	close(rl.stopping)
 	flushBy := time.Now().Add(flushTimeout)
 	rl.hardStop = time.AfterFunc(flushTimeout, rl.closeBoth)
+	// What is held goes out now, and what follows at once.
+	_ = rl.clientNet.finish(flushBy)
+	_ = rl.upstreamNet.finish(flushBy)
 	if e.shutdown && rl.inSession.Load() {
 		bye := &wamp.Goodbye{Reason: wamp.CloseSystemShutdown, Details: wamp.Dict{}}
 		// A side busy with a write to a slow peer gets no GOODBYE: the

@@ -379,3 +379,41 @@ func TestRelayShutdownSaysGoodbyeBothWaysQuickly(t *testing.T) {
 }
 
 func (f frame) String() string { return fmt.Sprintf("%d:%q", f.typ, f.data) }
+
+// TestMessagesThatArriveTogetherLeaveTheRelayTogether: 50 RESULTs the
+// upstream writes in one system call reach the client in order, in one
+// write of the relay's; one message alone still goes out at once.
+func TestMessagesThatArriveTogetherLeaveTheRelayTogether(t *testing.T) {
+	var burst []byte
+	for id := 1; id <= 50; id++ {
+		payload := fmt.Sprintf(`[50,%d,{},[%d]]`, id, id)
+		burst = append(append(burst, 0x81, byte(len(payload))), payload...) // a server's text frame, unmasked
+	}
+	up := startUpstreamPeer(t, []string{"wamp.2.json"}, func(f frame) []string {
+		if strings.HasPrefix(f.data, `[48,1,`) {
+			return []string{"burst"} // the test writes it below, in one write
+		}
+		return welcomeAnswers(f)
+	})
+	srv, ln := startCountingRouter(t, Config{Upstream: wsURL(up.srv)})
+	c := joinRaw(t, wsURL(srv), thruwayHello)
+	upConn := <-up.conns
+	clientConn := ln.conn(t, 0)
+
+	before := clientConn.writes.Load()
+	if _, err := upConn.NetConn().Write(burst); err != nil {
+		t.Fatal(err)
+	}
+	for id := 1; id <= 50; id++ {
+		if res := c.expect(50); fmt.Sprint(res[1]) != fmt.Sprint(id) {
+			t.Fatalf("result %d: got %v", id, res)
+		}
+	}
+	if n := clientConn.writes.Load() - before; n != 1 {
+		t.Errorf("50 results that arrived together took %d writes, want 1", n)
+	}
+	c.send(`[48,2,{},"relay.one",[]]`)
+	if res := c.expect(50); fmt.Sprint(res[1]) != "2" {
+		t.Fatalf("got %v", res)
+	}
+}

@@ -40,11 +40,20 @@ type upstreamPeer struct {
 	conns chan *websocket.Conn
 	close chan *websocket.CloseError // the close frames it read
 	ended chan struct{}              // a connection ended, whatever the reason
+	// stalled holds up a connection that was answered stall until the
+	// test ends.
+	stalled chan struct{}
 }
+
+// stall, as an answer, makes the upstream peer go silent on that
+// connection: it reads nothing more, so it answers no ping either.
+const stall = "\x00stall"
+
 
 func startUpstreamPeer(t *testing.T, protocols []string, answer func(frame) []string) *upstreamPeer {
 	t.Helper()
-	u := &upstreamPeer{conns: make(chan *websocket.Conn, 16), close: make(chan *websocket.CloseError, 16), ended: make(chan struct{}, 16)}
+	u := &upstreamPeer{conns: make(chan *websocket.Conn, 16), close: make(chan *websocket.CloseError, 16), ended: make(chan struct{}, 16),
+		stalled: make(chan struct{})}
 	upgrader := websocket.Upgrader{Subprotocols: protocols}
 	var wg sync.WaitGroup
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -70,6 +79,10 @@ func startUpstreamPeer(t *testing.T, protocols []string, answer func(frame) []st
 				u.got = append(u.got, f)
 				u.mu.Unlock()
 				for _, a := range answer(f) {
+					if a == stall {
+						<-u.stalled // reads nothing more, answers no ping
+						return
+					}
 					if err := conn.WriteMessage(websocket.TextMessage, []byte(a)); err != nil {
 						return
 					}
@@ -78,6 +91,7 @@ func startUpstreamPeer(t *testing.T, protocols []string, answer func(frame) []st
 		})
 	}))
 	t.Cleanup(func() {
+		close(u.stalled)
 		u.srv.CloseClientConnections()
 		u.srv.Close()
 		wg.Wait()
@@ -415,5 +429,60 @@ func TestMessagesThatArriveTogetherLeaveTheRelayTogether(t *testing.T) {
 	c.send(`[48,2,{},"relay.one",[]]`)
 	if res := c.expect(50); fmt.Sprint(res[1]) != "2" {
 		t.Fatalf("got %v", res)
+	}
+}
+
+// TestASilentOrOversizedUpstreamEndsTheRelay: an upstream that answers no
+// ping for twice the keep-alive interval is lost (close 1011, counted);
+// one that sends a message over the size limit gets its client closed
+// with 1009, counted as too large.
+func TestASilentOrOversizedUpstreamEndsTheRelay(t *testing.T) {
+	big := `[50,1,{},["` + strings.Repeat("x", 2<<10) + `"]]`
+	up := startUpstreamPeer(t, []string{"wamp.2.json"}, func(f frame) []string {
+		switch {
+		case strings.HasPrefix(f.data, `[48,1,{},"silent"`):
+			return []string{stall}
+		case strings.HasPrefix(f.data, `[48,1,{},"big"`):
+			return []string{big}
+		}
+		return welcomeAnswers(f)
+	})
+	rej := &rejections{n: map[string]int{}}
+	srv := startRelay(t, wsURL(up.srv), Config{Rejected: rej.add, KeepAlive: 200 * time.Millisecond, MaxMessageSize: 1 << 10})
+	closedWith := func(c *rawClient) *websocket.CloseError {
+		t.Helper()
+		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			_, _, err := c.conn.ReadMessage()
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				return ce
+			}
+			if err != nil {
+				t.Fatalf("the client's connection ended with %v, want a close frame", err)
+			}
+		}
+	}
+
+	silent := joinRaw(t, wsURL(srv), thruwayHello)
+	silent.send(`[48,1,{},"silent",[]]`)
+	// The client answers the relay's pings (gorilla does, while reading).
+	if ce := closedWith(silent); ce.Code != closeUpstreamLost || !strings.Contains(ce.Text, "not responding") {
+		t.Errorf("closed with %d %q, want %d naming an upstream not responding", ce.Code, ce.Text, closeUpstreamLost)
+	}
+	if n := rej.get(RejectUpstreamLost); n != 1 {
+		t.Errorf("%d %s counted, want 1", n, RejectUpstreamLost)
+	}
+	if n := rej.get(RejectKeepAlive); n != 0 {
+		t.Errorf("%d %s counted: the client was not silent", n, RejectKeepAlive)
+	}
+
+	oversized := joinRaw(t, wsURL(srv), thruwayHello)
+	oversized.send(`[48,1,{},"big",[]]`)
+	if ce := closedWith(oversized); ce.Code != websocket.CloseMessageTooBig {
+		t.Errorf("closed with %d %q, want %d", ce.Code, ce.Text, websocket.CloseMessageTooBig)
+	}
+	if n := rej.get(RejectTooLarge); n != 1 {
+		t.Errorf("%d %s counted, want 1", n, RejectTooLarge)
 	}
 }

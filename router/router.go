@@ -1,5 +1,7 @@
 // Package router embeds a nexus WAMP router behind a WebSocket front that
-// observes every call and keeps hostile clients from harming anyone else.
+// observes every call and keeps hostile clients from harming anyone else;
+// or, with Config.Upstream, puts the same front before another WAMP router
+// and relays each connection there unchanged (see relay).
 //
 // The front upgrades HTTP connections with gorilla/websocket, applies an
 // origin and host policy that lets non-browser clients such as Thruway in,

@@ -49,7 +49,6 @@ type upstreamPeer struct {
 // connection: it reads nothing more, so it answers no ping either.
 const stall = "\x00stall"
 
-
 func startUpstreamPeer(t *testing.T, protocols []string, answer func(frame) []string) *upstreamPeer {
 	t.Helper()
 	u := &upstreamPeer{conns: make(chan *websocket.Conn, 16), close: make(chan *websocket.CloseError, 16), ended: make(chan struct{}, 16),

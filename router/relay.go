@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,9 +61,7 @@ var relayedHeaders = []string{"Authorization", "Cookie", "User-Agent"}
 // the client gets closeUpstreamLost (1011). Both connections are closed within
 // flushTimeout whatever the peers do.
 type relay struct {
-	client, upstream *websocket.Conn
-	clientNet        *relayConn // under client
-	upstreamNet      *relayConn // under upstream (and its TLS, for wss://)
+	client, upstream relaySide
 	serializer       serialize.Serializer
 	payloadType      int           // of the front's own messages to either side
 	obs              *connObserver // nil when not observing
@@ -70,41 +69,42 @@ type relay struct {
 	cfg              *peerConfig
 	done             func(*relay) // the router forgets the relay
 
-	// Data messages are written to each side by one goroutine at a time
-	// (gorilla allows one writer); control frames need no lock.
-	clientW, upstreamW relayWriter
-
-	clientHeard, upstreamHeard atomic.Int64 // UnixNano of the last frame or pong read
-
 	// inSession is true from WELCOME until a GOODBYE or ABORT either way.
 	inSession atomic.Bool
 
 	ending   atomic.Bool   // end is deciding how the relay ends
 	stopping chan struct{} // closed by end: the pinger stops
+	pingDone chan struct{} // closed when the pinger has stopped
 	hardStop *time.Timer   // closes both connections flushTimeout after end
 	decided  chan struct{} // closed when end has told both sides (hardStop is set)
 	exited   atomic.Int32  // directions done
 	finished chan struct{} // closed when both connections are closed
 }
 
-// relayWriter writes data messages to one side of a relay, each within the
-// write timeout.
-type relayWriter struct {
-	mu    sync.Mutex
-	conn  *websocket.Conn
-	moved time.Time // when the write deadline last moved; under mu
+// relaySide is one side of a relay: the client or the upstream.
+type relaySide struct {
+	ws  *websocket.Conn
+	net *relayConn // under ws (and its TLS, for a wss:// upstream)
+
+	// Data messages are written by one goroutine at a time (gorilla
+	// allows one writer); control frames need no lock.
+	wmu   sync.Mutex
+	moved time.Time // when the write deadline last moved; under wmu
+
+	heard        atomic.Int64 // UnixNano of the last frame or pong read
+	readDeadline time.Time    // when the read deadline last moved; by this side's reader only
 }
 
 // write writes one message. Like the embedded peer's, the deadline moves
 // only when it would move by more than 1/deadlineSlack of the timeout.
-func (w *relayWriter) write(typ int, b []byte, timeout time.Duration) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if now := time.Now(); now.Sub(w.moved) >= timeout/deadlineSlack {
-		w.moved = now
-		_ = w.conn.SetWriteDeadline(now.Add(timeout))
+func (s *relaySide) write(typ int, b []byte, timeout time.Duration) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if now := time.Now(); now.Sub(s.moved) >= timeout/deadlineSlack {
+		s.moved = now
+		_ = s.ws.SetWriteDeadline(now.Add(timeout))
 	}
-	return w.conn.WriteMessage(typ, b)
+	return s.ws.WriteMessage(typ, b)
 }
 
 // The sides of a relay.
@@ -115,16 +115,25 @@ const (
 	upstreamSide
 )
 
-// relayEnd is why a relay ends, as end tells both peers.
+// relayEnd is why a relay ends, as end counts it and tells both peers.
 type relayEnd struct {
 	by       side   // the side that failed or closed first
-	code     int    // the close code the other side gets, and by when it can still take one
+	code     int    // the close code the other side gets
 	text     string // the close reason with it
 	closeBy  bool   // by gets a close frame too (code byCode, text byText)
 	byCode   int
 	byText   string
 	shutdown bool // the router is shutting down: GOODBYE to both first
+
+	// reason is the rejection to count, "" for none; why and err say more
+	// in its log line.
+	reason, why string
+	err         error
 }
+
+// shutdownEnd is how every relay ends when the router closes.
+var shutdownEnd = relayEnd{shutdown: true, code: websocket.CloseGoingAway, text: "router shutting down",
+	closeBy: true, byCode: websocket.CloseGoingAway, byText: "router shutting down"}
 
 // serveRelay connects the client to the upstream router and relays its
 // connection there. The handshake with the client completes only once the
@@ -169,26 +178,37 @@ func (r *Router) serveRelay(w http.ResponseWriter, req *http.Request) {
 	dialer.Subprotocols = offered
 	dialer.NetDialContext = upNet.dial
 	up, resp, err := dialer.DialContext(ctx, r.upstreamURL, header)
-	if err == nil && up.Subprotocol() == "" {
+	if err == nil && !slices.Contains(offered, up.Subprotocol()) {
+		// gorilla takes whatever the server answers; one the client did
+		// not offer, or none, is one the relay cannot read.
+		err = fmt.Errorf("the upstream chose subprotocol %q, not one of %q", up.Subprotocol(), offered)
 		up.Close()
-		err = errors.New("the upstream chose no WAMP subprotocol")
 	}
 	if err != nil {
+		reason, status := RejectUpstreamUnavailable, http.StatusBadGateway
 		if resp != nil {
 			err = fmt.Errorf("%w (HTTP %s)", err, resp.Status)
+			if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+				// Most likely the client's own doing (its Authorization
+				// or Cookie): it gets the upstream's answer, and an
+				// upstream refusing clients is not one that is down.
+				reason, status = RejectUpstreamRefused, resp.StatusCode
+			}
 		}
-		r.rejected(RejectUpstreamUnavailable)
-		r.refusals.Log(slog.LevelWarn, "refused WebSocket connection: "+RejectUpstreamUnavailable, "refused WebSocket connection",
-			slog.String("rejection", RejectUpstreamUnavailable), slog.String("remote", req.RemoteAddr),
+		r.rejected(reason)
+		r.refusals.Log(slog.LevelWarn, "refused WebSocket connection: "+reason, "refused WebSocket connection",
+			slog.String("rejection", reason), slog.String("remote", req.RemoteAddr),
 			slog.String("upstream", r.upstreamURL), slog.Any("err", err))
-		http.Error(w, "Bad Gateway: the upstream WAMP router cannot be reached: "+err.Error(), http.StatusBadGateway)
+		// The details are the operator's (in the log), not the client's.
+		text := "Bad Gateway: the upstream WAMP router cannot be reached"
+		if reason == RejectUpstreamRefused {
+			text = http.StatusText(status) + ": refused by the upstream WAMP router"
+		}
+		http.Error(w, text, status)
 		return
 	}
 	upgrader := r.upgrader
 	upgrader.Subprotocols = []string{up.Subprotocol()}
-	// A read buffer of its own, so that gorilla reads through the
-	// relayConn rather than the server's buffered reader under it.
-	upgrader.ReadBufferSize = 4 << 10
 	rw := &relayingWriter{ResponseWriter: w, slack: slack}
 	conn, err := upgrader.Upgrade(rw, req, nil)
 	if err != nil {
@@ -218,27 +238,29 @@ func (r *Router) startRelay(conn *websocket.Conn, connNet *relayConn, up *websoc
 	conn.SetReadLimit(r.maxMessage)
 	up.SetReadLimit(r.maxMessage)
 	rl := &relay{
-		client:      conn,
-		upstream:    up,
-		clientNet:   connNet,
-		upstreamNet: upNet,
+		client:      relaySide{ws: conn, net: connNet},
+		upstream:    relaySide{ws: up, net: upNet},
 		serializer:  serializer,
 		payloadType: payloadType,
 		guard:       newGuard(r.peer.maxInFlight, r.peer.maxTestaments, r.peer.maxTestamentBytes).sharing(&r.peer.totals),
 		cfg:         &r.peer,
-		clientW:     relayWriter{conn: conn},
-		upstreamW:   relayWriter{conn: up},
 		stopping:    make(chan struct{}),
+		pingDone:    make(chan struct{}),
 		decided:     make(chan struct{}),
 		finished:    make(chan struct{}),
 	}
+	if !r.track(rl) {
+		// The router closed while this one dialed: nobody is in a
+		// session yet.
+		for _, s := range []*relaySide{&rl.client, &rl.upstream} {
+			_ = s.ws.WriteControl(websocket.CloseMessage,
+				websocket.FormatCloseMessage(websocket.CloseGoingAway, "router shutting down"), time.Now().Add(time.Second))
+			s.net.Conn.Close()
+		}
+		return
+	}
 	if r.open != nil {
 		rl.obs = newConnObserver(r.open, r.traffic)
-	}
-	if !r.track(rl) {
-		// The router closed while this one dialed.
-		rl.end(relayEnd{shutdown: true, code: websocket.CloseGoingAway, text: "router shutting down",
-			closeBy: true, byCode: websocket.CloseGoingAway, byText: "router shutting down"})
 	}
 	rl.start()
 }
@@ -248,7 +270,6 @@ func (r *Router) track(rl *relay) bool {
 	r.relaysMu.Lock()
 	defer r.relaysMu.Unlock()
 	if r.closing.Load() {
-		rl.done = func(*relay) {}
 		return false
 	}
 	rl.done = r.untrack
@@ -277,59 +298,65 @@ func (r *Router) closeRelays() {
 	// At once: a relay with a peer that does not read takes up to
 	// flushTimeout to end.
 	for _, rl := range relays {
-		go rl.end(relayEnd{shutdown: true, code: websocket.CloseGoingAway, text: "router shutting down",
-			closeBy: true, byCode: websocket.CloseGoingAway, byText: "router shutting down"})
+		go rl.end(shutdownEnd)
 	}
 	r.relaysWG.Wait()
 }
 
 func (rl *relay) start() {
-	now := time.Now().UnixNano()
-	rl.clientHeard.Store(now)
-	rl.upstreamHeard.Store(now)
-	keepAlive := rl.cfg.keepAlive
-	for _, s := range []struct {
-		conn  *websocket.Conn
-		heard *atomic.Int64
-	}{{rl.client, &rl.clientHeard}, {rl.upstream, &rl.upstreamHeard}} {
-		if keepAlive > 0 {
-			_ = s.conn.SetReadDeadline(time.Now().Add(2 * keepAlive))
-			s.conn.SetPongHandler(func(string) error { rl.heard(s.conn, s.heard); return nil })
+	now := time.Now()
+	for _, s := range []*relaySide{&rl.client, &rl.upstream} {
+		s.heard.Store(now.UnixNano())
+		if k := rl.cfg.keepAlive; k > 0 {
+			s.readDeadline = now
+			_ = s.ws.SetReadDeadline(now.Add(2 * k))
+			s.ws.SetPongHandler(func(string) error { rl.heard(s); return nil })
 		}
-		// gorilla answers a close frame with the same code; the relay
-		// passes it on itself (see end), before the reader sees it.
+		// Pongs within the write timeout, as every other write (gorilla's
+		// own handler gives them a second).
+		s.ws.SetPingHandler(func(data string) error {
+			err := s.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(rl.cfg.writeTimeout))
+			if errors.Is(err, websocket.ErrCloseSent) {
+				return nil
+			}
+			return err
+		})
+		// gorilla answers a peer's close frame with the same code before
+		// the reader sees it; end passes it on to the other side.
 	}
 	go rl.fromClient()
 	go rl.fromUpstream()
-	if keepAlive > 0 {
+	if rl.cfg.keepAlive > 0 {
 		go rl.ping()
+	} else {
+		close(rl.pingDone)
 	}
 }
 
-// heard notes a frame from conn's peer and moves its read deadline, within
-// deadlineSlack as the embedded peer does.
-func (rl *relay) heard(conn *websocket.Conn, last *atomic.Int64) {
+// heard notes a frame from s's peer and moves its read deadline to twice
+// the keep-alive from now, unless it moved less than 1/deadlineSlack of
+// the interval ago, as the embedded peer does. Called by s's reader only.
+func (rl *relay) heard(s *relaySide) {
 	now := time.Now()
-	prev := last.Swap(now.UnixNano())
-	if k := rl.cfg.keepAlive; k > 0 && now.Sub(time.Unix(0, prev)) >= k/deadlineSlack {
-		_ = conn.SetReadDeadline(now.Add(2 * k))
+	s.heard.Store(now.UnixNano())
+	if k := rl.cfg.keepAlive; k > 0 && now.Sub(s.readDeadline) >= k/deadlineSlack && !rl.ending.Load() {
+		s.readDeadline = now
+		_ = s.ws.SetReadDeadline(now.Add(2 * k))
 	}
 }
 
 // ping pings a side that has been quiet for half the keep-alive interval,
 // until the relay ends.
 func (rl *relay) ping() {
+	defer close(rl.pingDone)
 	t := time.NewTicker(rl.cfg.keepAlive / 2)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-			for _, s := range []struct {
-				conn  *websocket.Conn
-				heard *atomic.Int64
-			}{{rl.client, &rl.clientHeard}, {rl.upstream, &rl.upstreamHeard}} {
+			for _, s := range []*relaySide{&rl.client, &rl.upstream} {
 				if time.Since(time.Unix(0, s.heard.Load())) >= rl.cfg.keepAlive/2 {
-					_ = s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(rl.cfg.writeTimeout))
+					_ = s.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(rl.cfg.writeTimeout))
 				}
 			}
 		case <-rl.stopping:
@@ -342,7 +369,7 @@ func (rl *relay) ping() {
 func (rl *relay) fromClient() {
 	defer rl.exit()
 	for {
-		typ, buf, err := readMessage(rl.client, &rl.cfg.reads)
+		typ, buf, err := readMessage(rl.client.ws, &rl.cfg.reads)
 		if isFlushError(err) {
 			rl.end(rl.upstreamWriteFailed(err))
 			return
@@ -351,13 +378,16 @@ func (rl *relay) fromClient() {
 			rl.end(rl.clientFailed(err))
 			return
 		}
-		rl.heard(rl.client, &rl.clientHeard)
-		pass, abort := rl.judge(*buf)
+		rl.heard(&rl.client)
+		pass, abort, replyErr := rl.judge(*buf)
 		if pass {
-			err = rl.upstreamW.write(typ, *buf, rl.cfg.writeTimeout)
+			err = rl.upstream.write(typ, *buf, rl.cfg.writeTimeout)
 		}
 		rl.cfg.reads.put(buf)
 		switch {
+		case replyErr != nil:
+			rl.end(rl.clientWriteFailed(replyErr))
+			return
 		case abort:
 			rl.end(relayEnd{by: clientSide, code: websocket.CloseNormalClosure, text: "client aborted by the router",
 				closeBy: true, byCode: websocket.CloseNormalClosure, byText: "aborted"})
@@ -371,15 +401,17 @@ func (rl *relay) fromClient() {
 
 // judge decodes one message from the client, shows it to the observer and
 // lets the guard judge it, as the embedded peer's decode does; it answers
-// the client itself for what the guard refuses. pass tells whether the
-// message goes on to the upstream, abort whether the front aborted the
-// session. A message the relay cannot decode is counted and passed on: the
-// upstream judges it as it would without the relay.
-func (rl *relay) judge(b []byte) (pass, abort bool) {
+// the client itself for what the guard refuses (replyErr: that answer
+// could not be written). pass tells whether the message goes on to the
+// upstream, abort whether the front aborted the session. A message the
+// relay cannot decode is counted and dropped, as in the embedded router:
+// passed on, it would pass the guard unseen, to an upstream that may read
+// it.
+func (rl *relay) judge(b []byte) (pass, abort bool, replyErr error) {
 	msg, err := rl.serializer.Deserialize(b)
 	if err != nil {
 		rl.cfg.rejected(RejectUndecodable)
-		return true, false
+		return false, false, nil
 	}
 	if rl.obs != nil {
 		rl.obs.received(msg, len(b))
@@ -387,19 +419,19 @@ func (rl *relay) judge(b []byte) (pass, abort bool) {
 	if v := rl.guard.inbound(msg, len(b)); !v.passed() {
 		rl.cfg.rejected(v.reason)
 		rl.cfg.log.Log(slog.LevelWarn, "refused a message: "+v.reason, "refused a message", slog.String("type", msg.MessageType().String()),
-			slog.String("reason", v.reason), slog.String("remote", rl.client.RemoteAddr().String()))
+			slog.String("reason", v.reason), slog.String("remote", rl.client.ws.RemoteAddr().String()))
 		if v.reply == nil {
-			return false, false
+			return false, false, nil
 		}
 		_, call := msg.(*wamp.Call)
 		if _, answered := v.reply.(*wamp.Error); call && answered && rl.obs != nil {
 			rl.obs.fromClient(msg) // an error answer, counted like any other
 		}
 		if err := rl.toClient(v.reply); err != nil {
-			return false, true
+			return false, false, err
 		}
 		_, abort := v.reply.(*wamp.Abort)
-		return false, abort
+		return false, abort, nil
 	}
 	switch msg.(type) {
 	case *wamp.Goodbye, *wamp.Abort:
@@ -408,7 +440,7 @@ func (rl *relay) judge(b []byte) (pass, abort bool) {
 	if rl.obs != nil {
 		rl.obs.fromClient(msg)
 	}
-	return true, false
+	return true, false, nil
 }
 
 // toClient encodes, observes and writes a message of the front's own to
@@ -419,7 +451,7 @@ func (rl *relay) toClient(msg wamp.Message) error {
 		return fmt.Errorf("encode %v for a client: %w", msg.MessageType(), err)
 	}
 	rl.outbound(msg, len(b))
-	return rl.clientW.write(rl.payloadType, b, rl.cfg.writeTimeout)
+	return rl.client.write(rl.payloadType, b, rl.cfg.writeTimeout)
 }
 
 // outbound notes a message on its way to the client: the guard's and the
@@ -438,11 +470,13 @@ func (rl *relay) outbound(msg wamp.Message, n int) {
 	}
 }
 
-// fromUpstream relays what the upstream sends, until either side ends.
+// fromUpstream relays what the upstream sends, until either side ends. A
+// message the relay cannot decode goes on unobserved (the client judges
+// it, as it would without the relay), and is logged.
 func (rl *relay) fromUpstream() {
 	defer rl.exit()
 	for {
-		typ, buf, err := readMessage(rl.upstream, &rl.cfg.reads)
+		typ, buf, err := readMessage(rl.upstream.ws, &rl.cfg.reads)
 		if isFlushError(err) {
 			rl.end(rl.clientWriteFailed(err))
 			return
@@ -451,15 +485,16 @@ func (rl *relay) fromUpstream() {
 			rl.end(rl.upstreamFailed(err))
 			return
 		}
-		rl.heard(rl.upstream, &rl.upstreamHeard)
+		rl.heard(&rl.upstream)
 		if msg, err := rl.serializer.Deserialize(*buf); err == nil {
 			// Observed before it is written: the client's answer to a
 			// WELCOME (its first CALL) must find the session open.
 			rl.outbound(msg, len(*buf))
 		} else {
-			rl.cfg.rejected(RejectUndecodable)
+			rl.cfg.log.Log(slog.LevelWarn, "undecodable message from the upstream", "undecodable message from the upstream",
+				slog.Int("bytes", len(*buf)), slog.Any("err", err))
 		}
-		err = rl.clientW.write(typ, *buf, rl.cfg.writeTimeout)
+		err = rl.client.write(typ, *buf, rl.cfg.writeTimeout)
 		rl.cfg.reads.put(buf)
 		if err != nil {
 			rl.end(rl.clientWriteFailed(err))
@@ -478,10 +513,10 @@ func (rl *relay) clientFailed(err error) relayEnd {
 		// The client closed: its code goes on (gorilla has answered it).
 		e.code, e.text = sendableCloseCode(ce.Code), ce.Text
 	case errors.Is(err, websocket.ErrReadLimit):
-		rl.dropClient(RejectTooLarge, "a message over the size limit")
+		e.reason, e.why = RejectTooLarge, "a message over the size limit"
 		e.closeBy, e.byCode, e.byText = true, websocket.CloseMessageTooBig, "message too large"
-	case errors.As(err, &ne) && ne.Timeout() && !rl.ending.Load():
-		rl.dropClient(RejectKeepAlive, "no message and no pong within twice the keep-alive interval")
+	case errors.As(err, &ne) && ne.Timeout():
+		e.reason, e.why = RejectKeepAlive, "no message and no pong within twice the keep-alive interval"
 		e.closeBy, e.byCode, e.byText = true, websocket.CloseGoingAway, "keep-alive timeout"
 	}
 	return e
@@ -490,33 +525,34 @@ func (rl *relay) clientFailed(err error) relayEnd {
 // clientWriteFailed is how the relay ends when a write to the client
 // failed: a client that does not take a message in time is a slow consumer.
 func (rl *relay) clientWriteFailed(err error) relayEnd {
+	e := relayEnd{by: clientSide, code: websocket.CloseGoingAway, text: "client connection lost"}
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() && !rl.ending.Load() {
-		rl.dropClient(RejectSlowConsumer, "a write did not complete within the write timeout")
+	if errors.As(err, &ne) && ne.Timeout() {
+		e.reason, e.why = RejectSlowConsumer, "a write did not complete within the write timeout"
 	}
-	return relayEnd{by: clientSide, code: websocket.CloseGoingAway, text: "client connection lost"}
+	return e
 }
 
 // upstreamFailed is how the relay ends when reading from the upstream
 // failed. The upstream's own close passes to the client unchanged; it is
 // counted as an upstream lost when it leaves the client's session open.
 func (rl *relay) upstreamFailed(err error) relayEnd {
-	e := relayEnd{by: upstreamSide, code: closeUpstreamLost, text: "upstream router connection lost"}
+	e := relayEnd{by: upstreamSide, code: closeUpstreamLost, text: "upstream router connection lost", err: err}
 	var ce *websocket.CloseError
 	var ne net.Error
 	switch {
 	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
 		e.code, e.text = sendableCloseCode(ce.Code), ce.Text
 	case errors.Is(err, websocket.ErrReadLimit):
-		rl.cfg.rejected(RejectTooLarge)
+		e.reason, e.why = RejectTooLarge, "a message from the upstream over the size limit"
 		e.code, e.text = websocket.CloseMessageTooBig, "upstream message too large"
 		e.closeBy, e.byCode, e.byText = true, websocket.CloseMessageTooBig, "message too large"
 		return e
 	case errors.As(err, &ne) && ne.Timeout():
 		e.text = "upstream router not responding"
 	}
-	if rl.inSession.Load() && !rl.ending.Load() {
-		rl.upstreamLost(err)
+	if rl.inSession.Load() {
+		e.reason, e.why = RejectUpstreamLost, e.text
 	}
 	return e
 }
@@ -524,23 +560,8 @@ func (rl *relay) upstreamFailed(err error) relayEnd {
 // upstreamWriteFailed is how the relay ends when a write to the upstream
 // failed.
 func (rl *relay) upstreamWriteFailed(err error) relayEnd {
-	if !rl.ending.Load() {
-		rl.upstreamLost(err)
-	}
-	return relayEnd{by: upstreamSide, code: closeUpstreamLost, text: "upstream router connection lost"}
-}
-
-func (rl *relay) upstreamLost(err error) {
-	rl.cfg.rejected(RejectUpstreamLost)
-	rl.cfg.slowLog.Log(slog.LevelWarn, "closing a client: "+RejectUpstreamLost, "closing a client",
-		slog.String("reason", RejectUpstreamLost), slog.String("remote", rl.client.RemoteAddr().String()), slog.Any("err", err))
-}
-
-// dropClient counts and logs a client the front disconnects.
-func (rl *relay) dropClient(reason, why string) {
-	rl.cfg.rejected(reason)
-	rl.cfg.slowLog.Log(slog.LevelWarn, "disconnecting a client: "+reason, "disconnecting a client",
-		slog.String("reason", reason), slog.String("why", why), slog.String("remote", rl.client.RemoteAddr().String()))
+	return relayEnd{by: upstreamSide, code: closeUpstreamLost, text: "upstream router connection lost",
+		reason: RejectUpstreamLost, why: "a write to the upstream failed", err: err}
 }
 
 // sendableCloseCode is code as a close frame may carry it: the codes that
@@ -555,11 +576,13 @@ func sendableCloseCode(code int) int {
 	return code
 }
 
-// end decides, once, how the relay ends: on shutdown each side of a session
-// gets GOODBYE, then the side that did not end it gets a close frame with
-// e's code (and the side that did when e says so), and both connections
-// are closed once both directions are done, or flushTimeout from now
-// whatever the peers do. Safe from any goroutine.
+// end decides, once, how the relay ends: it counts e's reason; on
+// shutdown each side of a session gets GOODBYE; then the side that did not
+// end it gets a close frame with e's code (and the side that did when e
+// says so), and both connections are closed once both directions are
+// done, or flushTimeout from now whatever the peers do. Safe from any
+// goroutine; the first call decides, so that a failure seen from both
+// directions at once counts once.
 func (rl *relay) end(e relayEnd) {
 	if !rl.ending.CompareAndSwap(false, true) {
 		return
@@ -568,41 +591,46 @@ func (rl *relay) end(e relayEnd) {
 	close(rl.stopping)
 	flushBy := time.Now().Add(flushTimeout)
 	rl.hardStop = time.AfterFunc(flushTimeout, rl.closeBoth)
+	if e.reason != "" && !rl.cfg.shutdown.Load() { // on the way out, not worth a count
+		rl.cfg.rejected(e.reason)
+		attrs := []any{slog.String("reason", e.reason), slog.String("why", e.why),
+			slog.String("remote", rl.client.ws.RemoteAddr().String())}
+		if e.err != nil {
+			attrs = append(attrs, slog.Any("err", e.err))
+		}
+		// Each reason is a kind of its own for the rate limit.
+		rl.cfg.slowLog.Log(slog.LevelWarn, "closing a relayed client: "+e.reason, "closing a relayed client", attrs...)
+	}
 	// What is held goes out now, and what follows at once.
-	_ = rl.clientNet.finish(flushBy)
-	_ = rl.upstreamNet.finish(flushBy)
+	_ = rl.client.net.finish(flushBy)
+	_ = rl.upstream.net.finish(flushBy)
 	if e.shutdown && rl.inSession.Load() {
-		bye := &wamp.Goodbye{Reason: wamp.CloseSystemShutdown, Details: wamp.Dict{}}
-		// A side busy with a write to a slow peer gets no GOODBYE: the
-		// writer holds the lock until its deadline.
-		if rl.clientW.mu.TryLock() {
-			if b, err := rl.serializer.Serialize(bye); err == nil {
-				rl.outbound(bye, len(b))
-				_ = rl.clientW.conn.SetWriteDeadline(flushBy)
-				_ = rl.clientW.conn.WriteMessage(rl.payloadType, b)
+		if b, err := rl.serializer.Serialize(&wamp.Goodbye{Reason: wamp.CloseSystemShutdown, Details: wamp.Dict{}}); err == nil {
+			for _, s := range []*relaySide{&rl.client, &rl.upstream} {
+				// A writer busy with a peer that does not read holds the
+				// lock until the hard stop cuts its write short.
+				s.wmu.Lock()
+				if s == &rl.client {
+					rl.outbound(&wamp.Goodbye{Reason: wamp.CloseSystemShutdown, Details: wamp.Dict{}}, len(b))
+				}
+				_ = s.ws.SetWriteDeadline(flushBy)
+				_ = s.ws.WriteMessage(rl.payloadType, b)
+				s.wmu.Unlock()
 			}
-			rl.clientW.mu.Unlock()
-		}
-		if rl.upstreamW.mu.TryLock() {
-			if b, err := rl.serializer.Serialize(bye); err == nil {
-				_ = rl.upstreamW.conn.SetWriteDeadline(flushBy)
-				_ = rl.upstreamW.conn.WriteMessage(rl.payloadType, b)
-			}
-			rl.upstreamW.mu.Unlock()
 		}
 	}
-	other, by := rl.upstream, rl.client
+	other, by := &rl.upstream, &rl.client
 	if e.by == upstreamSide {
-		other, by = rl.client, rl.upstream
+		other, by = &rl.client, &rl.upstream
 	}
-	_ = other.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(e.code, e.text), flushBy)
+	_ = other.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(e.code, e.text), flushBy)
 	if e.closeBy {
-		_ = by.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(e.byCode, e.byText), flushBy)
+		_ = by.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(e.byCode, e.byText), flushBy)
 	}
 	// Each side's reader ends with the close frame it gets back, or at
 	// the deadline.
-	_ = rl.client.SetReadDeadline(flushBy)
-	_ = rl.upstream.SetReadDeadline(flushBy)
+	_ = rl.client.ws.SetReadDeadline(flushBy)
+	_ = rl.upstream.ws.SetReadDeadline(flushBy)
 }
 
 // exit is each direction's last step: the second one closes both
@@ -614,6 +642,7 @@ func (rl *relay) exit() {
 	<-rl.decided // each direction called end before it got here
 	rl.hardStop.Stop()
 	rl.closeBoth()
+	<-rl.pingDone // stopped by end; a ping in progress fails on the closed socket
 	if rl.obs != nil {
 		rl.obs.endSession(CloseConnectionLost)
 		rl.obs.closeTraffic()
@@ -623,13 +652,17 @@ func (rl *relay) exit() {
 	rl.done(rl)
 }
 
+// closeBoth closes both sockets, then the WebSockets: a write stuck on a
+// peer that does not read (a TLS close-notify among them) fails at once.
 func (rl *relay) closeBoth() {
-	rl.client.Close()
-	rl.upstream.Close()
+	rl.client.net.Conn.Close()
+	rl.upstream.net.Conn.Close()
+	rl.client.ws.Close()
+	rl.upstream.ws.Close()
 }
 
-// upstreamURL checks an upstream router's URL: ws:// or wss://, with a
-// host.
+// checkUpstreamURL checks an upstream router's URL: ws:// or wss://, with
+// a host.
 func checkUpstreamURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {

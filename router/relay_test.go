@@ -2,6 +2,8 @@ package router
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -43,19 +45,35 @@ type upstreamPeer struct {
 	// stalled holds up a connection that was answered stall until the
 	// test ends.
 	stalled chan struct{}
+	roots   *x509.CertPool // over TLS: what vouches for its certificate
 }
 
 // stall, as an answer, makes the upstream peer go silent on that
 // connection: it reads nothing more, so it answers no ping either.
 const stall = "\x00stall"
 
+// asBinary prefixes an answer the upstream peer sends as a binary frame.
+const asBinary = "\x00binary:"
+
 func startUpstreamPeer(t *testing.T, protocols []string, answer func(frame) []string) *upstreamPeer {
+	t.Helper()
+	return newUpstreamPeer(t, protocols, answer, false)
+}
+
+// startUpstreamPeerTLS is startUpstreamPeer over wss://, with a
+// certificate that roots vouches for.
+func startUpstreamPeerTLS(t *testing.T, answer func(frame) []string) *upstreamPeer {
+	t.Helper()
+	return newUpstreamPeer(t, []string{"wamp.2.json"}, answer, true)
+}
+
+func newUpstreamPeer(t *testing.T, protocols []string, answer func(frame) []string, overTLS bool) *upstreamPeer {
 	t.Helper()
 	u := &upstreamPeer{conns: make(chan *websocket.Conn, 16), close: make(chan *websocket.CloseError, 16), ended: make(chan struct{}, 16),
 		stalled: make(chan struct{})}
 	upgrader := websocket.Upgrader{Subprotocols: protocols}
 	var wg sync.WaitGroup
-	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conn, err := upgrader.Upgrade(w, r, nil)
 		if err != nil {
 			return
@@ -82,13 +100,24 @@ func startUpstreamPeer(t *testing.T, protocols []string, answer func(frame) []st
 						<-u.stalled // reads nothing more, answers no ping
 						return
 					}
-					if err := conn.WriteMessage(websocket.TextMessage, []byte(a)); err != nil {
+					typ := websocket.TextMessage
+					if rest, ok := strings.CutPrefix(a, asBinary); ok {
+						typ, a = websocket.BinaryMessage, rest
+					}
+					if err := conn.WriteMessage(typ, []byte(a)); err != nil {
 						return
 					}
 				}
 			}
 		})
-	}))
+	})
+	if overTLS {
+		u.srv = httptest.NewTLSServer(handler)
+		u.roots = x509.NewCertPool()
+		u.roots.AddCert(u.srv.Certificate())
+	} else {
+		u.srv = httptest.NewServer(handler)
+	}
 	t.Cleanup(func() {
 		close(u.stalled)
 		u.srv.CloseClientConnections()
@@ -126,12 +155,20 @@ func startRelay(t *testing.T, upstream string, cfg Config) *httptest.Server {
 
 // TestTheRelayPassesEveryByteBothWays: what the client sends reaches the
 // upstream byte for byte, in its frame type, and what the upstream sends
-// reaches the client alike, including a message nobody can decode; on the
-// way, the observer sees the session and its call as it would in the
-// embedded router. The subprotocol is the one the upstream chose of those
+// reaches the client alike, including a binary message nobody can decode;
+// on the way, the observer sees the session and its call as it would in
+// the embedded router. A message from the client that the relay cannot
+// decode is dropped and counted, as in the embedded router: it would pass
+// the guard unseen. The subprotocol is the one the upstream chose of those
 // the client offered.
 func TestTheRelayPassesEveryByteBothWays(t *testing.T) {
-	up := startUpstreamPeer(t, []string{"wamp.2.json"}, welcomeAnswers)
+	garbage := "\x00not WAMP\xff"
+	up := startUpstreamPeer(t, []string{"wamp.2.json"}, func(f frame) []string {
+		if strings.HasPrefix(f.data, "[48,") {
+			return append(welcomeAnswers(f), asBinary+garbage)
+		}
+		return welcomeAnswers(f)
+	})
 	rej := &rejections{n: map[string]int{}}
 	rec := newRecorder()
 	srv := startRelay(t, wsURL(up.srv), Config{OpenSession: rec.open(), Rejected: rej.add})
@@ -147,43 +184,46 @@ func TestTheRelayPassesEveryByteBothWays(t *testing.T) {
 	}
 	sent := []frame{
 		{websocket.TextMessage, `[1, "realm1", {"roles": {"caller": {}}, "agent":"t\u00e9st"}]`},
+		{websocket.BinaryMessage, garbage}, // dropped
 		{websocket.TextMessage, `[48,  7, {}, "relay.proc", ["\u00e9", 1.0, 1e3]]`},
-		{websocket.BinaryMessage, "\x00not WAMP\xff"},
 	}
-	var got []frame
-	for i, f := range sent[:2] {
-		if err := conn.WriteMessage(f.typ, []byte(f.data)); err != nil {
-			t.Fatal(err)
-		}
-		if i == 1 {
-			if err := conn.WriteMessage(sent[2].typ, []byte(sent[2].data)); err != nil {
-				t.Fatal(err)
-			}
-		}
+	read := func() frame {
+		t.Helper()
 		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 		typ, b, err := conn.ReadMessage()
 		if err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, frame{typ, string(b)})
+		return frame{typ, string(b)}
 	}
+	var got []frame
+	for i, f := range sent {
+		if err := conn.WriteMessage(f.typ, []byte(f.data)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			got = append(got, read()) // WELCOME
+		}
+	}
+	got = append(got, read(), read())
 	want := []frame{
 		{websocket.TextMessage, welcomeAnswers(sent[0])[0]},
-		{websocket.TextMessage, welcomeAnswers(sent[1])[0]},
+		{websocket.TextMessage, welcomeAnswers(sent[2])[0]},
+		{websocket.BinaryMessage, garbage},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("the client got\n%v\nwant what the upstream sent\n%v", got, want)
 	}
-	waitUntil(t, "the upstream got every frame", func() bool { return len(up.received()) == len(sent) })
-	if got := up.received(); !slices.Equal(got, sent) {
-		t.Errorf("the upstream got\n%v\nwant what the client sent\n%v", got, sent)
+	waitUntil(t, "the upstream got HELLO and CALL", func() bool { return len(up.received()) == 2 })
+	if got, want := up.received(), []frame{sent[0], sent[2]}; !slices.Equal(got, want) {
+		t.Errorf("the upstream got\n%v\nwant what the client sent but the undecodable\n%v", got, want)
 	}
 	rec.waitFor(t, "result 7")
 	if got, want := rec.snapshot(), []string{"open", "call 7 relay.proc 0s", "result 7"}; !slices.Equal(got, want) {
 		t.Errorf("observed %q, want %q", got, want)
 	}
 	if n := rej.get(RejectUndecodable); n != 1 {
-		t.Errorf("%d undecodable messages counted, want 1", n)
+		t.Errorf("%d undecodable messages counted, want the client's 1", n)
 	}
 }
 
@@ -484,4 +524,153 @@ func TestASilentOrOversizedUpstreamEndsTheRelay(t *testing.T) {
 	if n := rej.get(RejectTooLarge); n != 1 {
 		t.Errorf("%d %s counted, want 1", n, RejectTooLarge)
 	}
+}
+
+// TestABusyRelayIsNotTakenForASilentOne: a client that calls all the time
+// keeps its relay for many keep-alive intervals, and so does its upstream,
+// which answers all the time: a side is silent only when it sends nothing.
+func TestABusyRelayIsNotTakenForASilentOne(t *testing.T) {
+	const keepAlive = 100 * time.Millisecond
+	up := startUpstreamPeer(t, []string{"wamp.2.json"}, welcomeAnswers)
+	rej := &rejections{n: map[string]int{}}
+	srv := startRelay(t, wsURL(up.srv), Config{Rejected: rej.add, KeepAlive: keepAlive})
+	c := joinRaw(t, wsURL(srv), thruwayHello)
+	start := time.Now()
+	for id := 1; time.Since(start) < 10*keepAlive && id <= 100_000; id++ {
+		c.send(fmt.Sprintf(`[48,%d,{},"relay.busy",[]]`, id))
+		if res := c.expect(50); fmt.Sprint(res[1]) != fmt.Sprint(id) {
+			t.Fatalf("call %d got %v", id, res)
+		}
+	}
+	for _, reason := range RejectReasons() {
+		if n := rej.get(reason); n != 0 {
+			t.Errorf("%d %s counted", n, reason)
+		}
+	}
+}
+
+// TestAnUpstreamThatChoosesAnotherSubprotocolIsRefused: gorilla takes
+// whatever subprotocol the server answers; one the client did not offer is
+// one the relay cannot read: the client gets HTTP 502, counted, and the
+// router goes on.
+func TestAnUpstreamThatChoosesAnotherSubprotocolIsRefused(t *testing.T) {
+	odd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := (&websocket.Upgrader{}).Upgrade(w, r, http.Header{"Sec-Websocket-Protocol": {"wamp.2.ubjson"}})
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	defer odd.Close()
+	rej := &rejections{n: map[string]int{}}
+	srv := startRelay(t, wsURL(odd), Config{Rejected: rej.add})
+	_, rsp, err := wampraw.Dial(context.Background(), wsURL(srv), wampraw.Options{Timeout: 5 * time.Second})
+	if err == nil || rsp == nil || rsp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("handshake: %v, response %v; want HTTP 502", err, rsp)
+	}
+	if n := rej.get(RejectUpstreamUnavailable); n != 1 {
+		t.Errorf("%d %s counted, want 1", n, RejectUpstreamUnavailable)
+	}
+}
+
+// TestAnUpstreamRefusalReachesTheClient: an upstream that refuses the
+// relay's handshake with a 4xx (for the client's credentials, say) is not
+// down: the client gets its status, counted apart.
+func TestAnUpstreamRefusalReachesTheClient(t *testing.T) {
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no cookie, no entry", http.StatusForbidden)
+	}))
+	defer refusing.Close()
+	rej := &rejections{n: map[string]int{}}
+	srv := startRelay(t, wsURL(refusing), Config{Rejected: rej.add})
+	_, rsp, err := wampraw.Dial(context.Background(), wsURL(srv), wampraw.Options{Timeout: 5 * time.Second})
+	if err == nil || rsp == nil || rsp.StatusCode != http.StatusForbidden {
+		t.Fatalf("handshake: %v, response %v; want the upstream's HTTP 403", err, rsp)
+	}
+	if a, b := rej.get(RejectUpstreamRefused), rej.get(RejectUpstreamUnavailable); a != 1 || b != 0 {
+		t.Errorf("%d %s and %d %s counted, want 1 and 0", a, RejectUpstreamRefused, b, RejectUpstreamUnavailable)
+	}
+}
+
+// TestShutdownIsQuickWithPeersThatDoNotRead: over wss://, an upstream that
+// stops reading under a flood from its client, and a client that stops
+// reading under a flood from the upstream, each with a write of the relay
+// stuck on it: Close still returns within the flush deadline.
+func TestShutdownIsQuickWithPeersThatDoNotRead(t *testing.T) {
+	payload := strings.Repeat("x", 60<<10)
+	up := startUpstreamPeerTLS(t, func(f frame) []string {
+		switch {
+		case strings.HasPrefix(f.data, `[48,1,{},"stall"`):
+			return []string{stall}
+		case strings.HasPrefix(f.data, `[48,1,{},"flood"`):
+			flood := make([]string, 400) // 24 MiB
+			for i := range flood {
+				flood[i] = `[50,1,{"progress":true},["` + payload + `"]]`
+			}
+			return flood
+		}
+		return welcomeAnswers(f)
+	})
+	r, err := New(Config{Realm: "realm1", Upstream: wsURL(up.srv), UpstreamTLS: &tls.Config{RootCAs: up.roots},
+		Logger: testkit.QuietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	defer r.Close()
+
+	// The upstream stops reading; its client sends until the relay's
+	// write to it is stuck (the client's own writes then stall too).
+	flooding := joinRaw(t, wsURL(srv), thruwayHello)
+	flooding.send(`[48,1,{},"stall",[]]`)
+	go func() {
+		for id := 2; id < 1000; id++ {
+			flooding.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if flooding.conn.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `[48,%d,{},"x",["%s"]]`, id, payload)) != nil {
+				return
+			}
+		}
+	}()
+	// The upstream floods a client that reads nothing after WELCOME.
+	reading := dialRaw(t, wsURL(srv), nil)
+	reading.send(thruwayHello)
+	reading.expect(2)
+	reading.send(`[48,1,{},"flood",[]]`)
+	// Seen stuck on five polls in a row: not a write that happens to be
+	// in progress.
+	seen := 0
+	waitUntil(t, "both relays stuck in a write", func() bool {
+		if stuckWrites(r) == 2 {
+			seen++
+		} else {
+			seen = 0
+		}
+		time.Sleep(20 * time.Millisecond) // between the polls
+		return seen >= 5
+	})
+
+	start := time.Now()
+	r.Close()
+	if took := time.Since(start); took > flushTimeout+time.Second {
+		t.Errorf("Close took %v, want at most the %v flush and a second", took, flushTimeout)
+	}
+}
+
+// stuckWrites counts the relays with a write to the socket in progress on
+// either side.
+func stuckWrites(r *Router) int {
+	r.relaysMu.Lock()
+	defer r.relaysMu.Unlock()
+	n := 0
+	for rl := range r.relays {
+		for _, side := range []*relaySide{&rl.client, &rl.upstream} {
+			// A write to the socket holds the relayConn's lock.
+			if !side.net.mu.TryLock() {
+				n++
+				break
+			}
+			side.net.mu.Unlock()
+		}
+	}
+	return n
 }

@@ -13,6 +13,7 @@
 package router
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -93,12 +94,17 @@ const (
 	RejectSubscriptions = "subscriptions"   // a SUBSCRIBE over MaxSubscriptions; ErrLimitExceeded
 	RejectURITooLong    = "uri_too_long"    // a REGISTER or SUBSCRIBE URI over MaxURILen; wamp.error.invalid_uri
 	RejectHost          = "host"            // a Host header not allowed on a loopback listener (HTTP 403)
-	// With an upstream router (Config.Upstream): it could not be reached
-	// or refused the relay's handshake (the client gets HTTP 502); or it
+	// With an upstream router (Config.Upstream): it could not be reached,
+	// failed the relay's handshake or chose a subprotocol the client did
+	// not offer (the client gets HTTP 502); or it
 	// went away under a session, which is then closed with close code 1011
 	// (Internal Error) naming the upstream.
 	RejectUpstreamUnavailable = "upstream_unavailable"
 	RejectUpstreamLost        = "upstream_lost"
+	// With an upstream: it refused the relay's handshake with a 4xx
+	// (most likely for the client's Authorization or Cookie), which the
+	// client gets.
+	RejectUpstreamRefused = "upstream_refused"
 )
 
 // RejectReasons lists every reason, so that their counters can start at 0.
@@ -106,7 +112,7 @@ func RejectReasons() []string {
 	return []string{RejectOrigin, RejectSubprotocol, RejectHandshake, RejectJoin, RejectTooLarge, RejectUndecodable,
 		RejectInvalidOption, RejectSlowConsumer, RejectKeepAlive, RejectConnections, RejectCallsInFlight, RejectTestament,
 		RejectRegistrations, RejectSubscriptions, RejectURITooLong, RejectCalleeBlocked,
-		RejectHost, RejectUpstreamUnavailable, RejectUpstreamLost}
+		RejectHost, RejectUpstreamUnavailable, RejectUpstreamLost, RejectUpstreamRefused}
 }
 
 // Config configures a Router.
@@ -124,6 +130,9 @@ type Config struct {
 	// in the embedded router, except the out queue: a relay holds one
 	// message per direction.
 	Upstream string
+	// UpstreamTLS configures TLS to a wss:// upstream; nil: Go's defaults,
+	// with the system's roots (SSL_CERT_FILE and SSL_CERT_DIR name others).
+	UpstreamTLS *tls.Config
 	// OutQueueSize is the per-client outbound queue, in messages;
 	// DefaultOutQueueSize when 0.
 	OutQueueSize int
@@ -327,6 +336,7 @@ func New(cfg Config) (*Router, error) {
 		dialer: websocket.Dialer{
 			HandshakeTimeout: upstreamDialTimeout,
 			Proxy:            http.ProxyFromEnvironment,
+			TLSClientConfig:  cfg.UpstreamTLS,
 		},
 		maxMessage: cfg.MaxMessageSize,
 		hostOK:     hostOK,

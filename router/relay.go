@@ -43,7 +43,8 @@ var relayedHeaders = []string{"Authorization", "Cookie", "User-Agent"}
 // message is passed on as it was read, in its frame type, bytes unchanged;
 // on the way it is decoded and shown to the observer, exactly as in the
 // embedded router, and the guard judges what the client sends: a message it
-// refuses is answered by the front and not passed on.
+// refuses is answered by the front and not passed on, and one it cannot
+// decode is dropped, so that nothing passes the guard unseen.
 //
 // Two goroutines serve a relay, one per direction. Each reads a message,
 // observes it and writes it to the other side before it reads the next, so

@@ -79,7 +79,6 @@ type relay struct {
 	hardStop *time.Timer   // closes both connections flushTimeout after end
 	decided  chan struct{} // closed when end has told both sides (hardStop is set)
 	exited   atomic.Int32  // directions done
-	finished chan struct{} // closed when both connections are closed
 }
 
 // relaySide is one side of a relay: the client or the upstream.
@@ -248,7 +247,6 @@ func (r *Router) startRelay(conn *websocket.Conn, connNet *relayConn, up *websoc
 		stopping:    make(chan struct{}),
 		pingDone:    make(chan struct{}),
 		decided:     make(chan struct{}),
-		finished:    make(chan struct{}),
 	}
 	if !r.track(rl) {
 		// The router closed while this one dialed: nobody is in a
@@ -649,7 +647,6 @@ func (rl *relay) exit() {
 		rl.obs.closeTraffic()
 	}
 	rl.guard.reset()
-	close(rl.finished)
 	rl.done(rl)
 }
 

@@ -94,19 +94,6 @@ func registerScriptCallee(t *testing.T, c *client.Client) {
 	}
 }
 
-// connect joins realm1 at url with nexus's Go client.
-func connect(t *testing.T, url string, s serialize.Serialization) *client.Client {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := client.ConnectNet(ctx, url, client.Config{Realm: harness.Realm, Serialization: s, Logger: testkit.QuietStdLog()})
-	if err != nil {
-		t.Fatalf("connect %s: %v", url, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // TestThroughTheProxyClientsGetWhatStockNexusSends: a callee behind the
 // proxy serves callers through the proxy and callers connected to stock
 // nexus directly, over each serializer. Each caller receives the same
@@ -120,7 +107,7 @@ func TestThroughTheProxyClientsGetWhatStockNexusSends(t *testing.T) {
 
 	serializers := []serialize.Serialization{serialize.JSON, serialize.MSGPACK, serialize.CBOR}
 	for _, s := range serializers {
-		direct := callScript(t, connect(t, upstream.URL, s))
+		direct := callScript(t, harness.ConnectURL(t, upstream.URL, harness.Realm, s))
 		proxied := callScript(t, proxy.Connect(t, s))
 		if !reflect.DeepEqual(direct, proxied) {
 			t.Errorf("serializer %v: through the proxy\n%+v\ndirectly\n%+v", s, proxied, direct)

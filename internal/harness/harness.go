@@ -145,11 +145,19 @@ func (in *Instance) Connect(t testing.TB, s serialize.Serialization) *client.Cli
 // ConnectTo is Connect to realm.
 func (in *Instance) ConnectTo(t testing.TB, realm string, s serialize.Serialization) *client.Client {
 	t.Helper()
+	return ConnectURL(t, in.WAMPURL, realm, s)
+}
+
+// ConnectURL joins realm at the WAMP router at url (this program or another,
+// such as StockNexus) with nexus's own Go client, over the serializer given;
+// the client is closed when the test ends.
+func ConnectURL(t testing.TB, url, realm string, s serialize.Serialization) *client.Client {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := client.ConnectNet(ctx, in.WAMPURL, client.Config{Realm: realm, Serialization: s, Logger: testkit.QuietStdLog()})
+	c, err := client.ConnectNet(ctx, url, client.Config{Realm: realm, Serialization: s, Logger: testkit.QuietStdLog()})
 	if err != nil {
-		t.Fatalf("connect %s: %v", in.WAMPURL, err)
+		t.Fatalf("connect %s: %v", url, err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c

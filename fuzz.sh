@@ -47,6 +47,11 @@ for entry in "${targets[@]}"; do
 	start=$(date +%s)
 	if go test -run '^$' -fuzz "^${target}\$" -fuzztime "$duration" "${parallel_flag[@]}" "$pkg" 2>&1 | tee "$log"; then
 		result=PASS
+	elif ! grep -q 'Failing input written to' "$log" && grep -qx '    context deadline exceeded' "$log"; then
+		# Go 1.26's coordinator can fail a duration run that found nothing
+		# as its time runs out (go.dev/issue/75804, fixed in Go 1.27). A
+		# count (50000x) has no deadline and cannot hit it.
+		result="PASS (deadline race)"
 	else
 		result=FAIL
 		failed=1

@@ -46,16 +46,23 @@ var relayedHeaders = []string{"Authorization", "Cookie", "User-Agent"}
 // refuses is answered by the front and not passed on, and one it cannot
 // decode is dropped, so that nothing passes the guard unseen.
 //
-// Two goroutines serve a relay, one per direction. Each reads a message,
-// observes it and writes it to the other side before it reads the next, so
-// what waits in the proxy is one message per direction: a side that is slow
-// to read holds up only the other side of its own relay, through TCP, as
-// it would hold up a router it were connected to directly. A write that
-// does not complete within the write timeout ends the relay (a client that
-// does not read is a slow consumer, as in the embedded router), and so
-// does a side that sends nothing, not even a pong, for twice the
-// keep-alive interval; a third goroutine pings both sides when they are
-// quiet.
+// Four goroutines serve a relay: one per direction, a writer for the
+// client and a pinger. Each direction reads a message, observes it and
+// writes it to the other side before it reads the next. Towards the
+// upstream that write blocks: an upstream slow to read holds up only the
+// client sending to it, through TCP, as it would without the relay, and
+// what waits in the proxy is one message. Towards the client it never
+// blocks (relayClientConn): what the socket does not take waits for the
+// writer, within the front's bounds (-out-queue, -out-queue-bytes,
+// -out-queue-bytes-total), so that a client slow to read never holds up
+// the upstream's connection, where a router would queue for it without a
+// bound in bytes (stock nexus: 2 GB for three clients not reading 1 MB
+// messages). Past the bounds, or when a write does not complete within the
+// write timeout, the client is a slow consumer, dropped as in the embedded
+// router; an INVOCATION for a callee whose queue is half full is refused
+// instead, with an ERROR to the upstream. A side that sends nothing, not
+// even a pong, for twice the keep-alive interval ends the relay; the
+// pinger pings both sides when they are quiet.
 //
 // The first side to fail or close decides how the relay ends (see end):
 // its close code passes to the other side, or, when the upstream is lost,
@@ -63,6 +70,8 @@ var relayedHeaders = []string{"Authorization", "Cookie", "User-Agent"}
 // flushTimeout whatever the peers do.
 type relay struct {
 	client, upstream relaySide
+	clientNet        *relayClientConn // under client.ws
+	upstreamNet      *relayConn       // under upstream.ws (and its TLS, for a wss:// upstream)
 	serializer       serialize.Serializer
 	payloadType      int           // of the front's own messages to either side
 	obs              *connObserver // nil when not observing
@@ -73,18 +82,20 @@ type relay struct {
 	// inSession is true from WELCOME until a GOODBYE or ABORT either way.
 	inSession atomic.Bool
 
-	ending   atomic.Bool   // end is deciding how the relay ends
-	stopping chan struct{} // closed by end: the pinger stops
-	pingDone chan struct{} // closed when the pinger has stopped
-	hardStop *time.Timer   // closes both connections flushTimeout after end
-	decided  chan struct{} // closed when end has told both sides (hardStop is set)
-	exited   atomic.Int32  // directions done
+	ending     atomic.Bool   // end is deciding how the relay ends
+	stopping   chan struct{} // closed by end: the pinger stops, the writer writes what end wrote and stops
+	pingDone   chan struct{} // closed when the pinger has stopped
+	writerDone chan struct{} // closed when the client's writer has stopped
+	flushBy    time.Time     // set by end: no write to either side after it
+	hardStop   *time.Timer   // closes both connections flushTimeout after end
+	decided    chan struct{} // closed when end has told both sides (hardStop is set)
+	exited     atomic.Int32  // directions done
 }
 
 // relaySide is one side of a relay: the client or the upstream.
 type relaySide struct {
-	ws  *websocket.Conn
-	net *relayConn // under ws (and its TLS, for a wss:// upstream)
+	ws   *websocket.Conn
+	sock net.Conn // the socket under ws: closing it cuts any write short
 
 	// Data messages are written by one goroutine at a time (gorilla
 	// allows one writer); control frames need no lock.
@@ -121,6 +132,7 @@ type relayEnd struct {
 	code     int    // the close code the other side gets
 	text     string // the close reason with it
 	closeBy  bool   // by gets a close frame too (code byCode, text byText)
+	drop     bool   // the client can take nothing more: its socket is closed at once
 	byCode   int
 	byText   string
 	shutdown bool // the router is shutting down: GOODBYE to both first
@@ -209,7 +221,7 @@ func (r *Router) serveRelay(w http.ResponseWriter, req *http.Request) {
 	}
 	upgrader := r.upgrader
 	upgrader.Subprotocols = []string{up.Subprotocol()}
-	rw := &relayingWriter{ResponseWriter: w, slack: slack}
+	rw := &relayingWriter{ResponseWriter: w, pool: r.peer.batches, slack: slack, total: &r.peer.queuedTotal}
 	conn, err := upgrader.Upgrade(rw, req, nil)
 	if err != nil {
 		up.Close() // the upgrader has answered and r.refuse has logged
@@ -231,21 +243,25 @@ func serializerOf(name string) (serialize.Serializer, int, bool) {
 
 // startRelay relays conn to up until either side ends, or the router
 // closes; connNet and upNet are their network connections.
-func (r *Router) startRelay(conn *websocket.Conn, connNet *relayConn, up *websocket.Conn, upNet *relayConn) {
+func (r *Router) startRelay(conn *websocket.Conn, connNet *relayClientConn, up *websocket.Conn, upNet *relayConn) {
 	// What is held for one side goes out before the other is read.
 	connNet.out, upNet.out = upNet, connNet
+	connNet.start() // the handshake is written: from now on the writer writes what the socket leaves
 	serializer, payloadType, _ := serializerOf(up.Subprotocol())
 	conn.SetReadLimit(r.maxMessage)
 	up.SetReadLimit(r.maxMessage)
 	rl := &relay{
-		client:      relaySide{ws: conn, net: connNet},
-		upstream:    relaySide{ws: up, net: upNet},
+		client:      relaySide{ws: conn, sock: connNet.Conn},
+		upstream:    relaySide{ws: up, sock: upNet.Conn},
+		clientNet:   connNet,
+		upstreamNet: upNet,
 		serializer:  serializer,
 		payloadType: payloadType,
 		guard:       newGuard(r.peer.maxInFlight, r.peer.maxTestaments, r.peer.maxTestamentBytes).sharing(&r.peer.totals),
 		cfg:         &r.peer,
 		stopping:    make(chan struct{}),
 		pingDone:    make(chan struct{}),
+		writerDone:  make(chan struct{}),
 		decided:     make(chan struct{}),
 	}
 	if !r.track(rl) {
@@ -254,7 +270,11 @@ func (r *Router) startRelay(conn *websocket.Conn, connNet *relayConn, up *websoc
 		for _, s := range []*relaySide{&rl.client, &rl.upstream} {
 			_ = s.ws.WriteControl(websocket.CloseMessage,
 				websocket.FormatCloseMessage(websocket.CloseGoingAway, "router shutting down"), time.Now().Add(time.Second))
-			s.net.Conn.Close()
+		}
+		// The close frame, as far as the client's socket takes it at once.
+		rl.clientNet.discard()
+		for _, s := range []*relaySide{&rl.client, &rl.upstream} {
+			s.sock.Close()
 		}
 		return
 	}
@@ -312,8 +332,16 @@ func (rl *relay) start() {
 			s.ws.SetPongHandler(func(string) error { rl.heard(s); return nil })
 		}
 		// Pongs within the write timeout, as every other write (gorilla's
-		// own handler gives them a second).
+		// own handler gives them a second). The client gets one only
+		// while nothing waits to be written to it, as from the embedded
+		// router: a client flooding pings and reading nothing piles up no
+		// pongs (RFC 6455 allows answering only the latest).
 		s.ws.SetPingHandler(func(data string) error {
+			if s == &rl.client {
+				if n, _ := rl.clientNet.pending(); n > 0 {
+					return nil
+				}
+			}
 			err := s.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(rl.cfg.writeTimeout))
 			if errors.Is(err, websocket.ErrCloseSent) {
 				return nil
@@ -325,6 +353,7 @@ func (rl *relay) start() {
 	}
 	go rl.fromClient()
 	go rl.fromUpstream()
+	go rl.writeToClient()
 	if rl.cfg.keepAlive > 0 {
 		go rl.ping()
 	} else {
@@ -359,6 +388,28 @@ func (rl *relay) ping() {
 				}
 			}
 		case <-rl.stopping:
+			return
+		}
+	}
+}
+
+// writeToClient writes what the client's socket did not take at once, each
+// write within the write timeout, until the relay ends; then what end
+// wrote (GOODBYE, the close frame), by the flush deadline. A write that
+// fails ends the relay: the client is a slow consumer when it timed out.
+func (rl *relay) writeToClient() {
+	defer close(rl.writerDone)
+	deadline := func() time.Time { return time.Now().Add(rl.cfg.writeTimeout) }
+	for {
+		select {
+		case <-rl.clientNet.wake:
+			if err := rl.clientNet.drain(deadline); err != nil {
+				rl.end(rl.clientWriteFailed(err))
+			}
+		case <-rl.stopping:
+			<-rl.decided
+			rl.clientNet.finish()
+			_ = rl.clientNet.drain(func() time.Time { return rl.flushBy })
 			return
 		}
 	}
@@ -449,8 +500,8 @@ func (rl *relay) toClient(msg wamp.Message) error {
 	if err != nil {
 		return fmt.Errorf("encode %v for a client: %w", msg.MessageType(), err)
 	}
-	rl.outbound(msg, len(b))
-	return rl.client.write(rl.payloadType, b, rl.cfg.writeTimeout)
+	_, err = rl.toClientFrame(rl.payloadType, b, msg)
+	return err
 }
 
 // outbound notes a message on its way to the client: the guard's and the
@@ -485,21 +536,87 @@ func (rl *relay) fromUpstream() {
 			return
 		}
 		rl.heard(&rl.upstream)
-		if msg, err := rl.serializer.Deserialize(*buf); err == nil {
-			// Observed before it is written: the client's answer to a
-			// WELCOME (its first CALL) must find the session open.
-			rl.outbound(msg, len(*buf))
-		} else {
+		msg, err := rl.serializer.Deserialize(*buf)
+		if err != nil {
 			rl.cfg.log.Log(slog.LevelWarn, "undecodable message from the upstream", "undecodable message from the upstream",
 				slog.Int("bytes", len(*buf)), slog.Any("err", err))
+			msg = nil
 		}
-		err = rl.client.write(typ, *buf, rl.cfg.writeTimeout)
-		rl.cfg.reads.put(buf)
+		refused, err := rl.toClientFrame(typ, *buf, msg)
+		if refused {
+			err = rl.refuseInvocation(msg.(*wamp.Invocation))
+		}
+		// A payload longer than copyLimit is referenced, not copied,
+		// until the client's socket has taken it.
+		if n, _ := rl.clientNet.pending(); n == 0 || len(*buf) <= copyLimit {
+			rl.cfg.reads.put(buf)
+		}
 		if err != nil {
-			rl.end(rl.clientWriteFailed(err))
+			if refused {
+				rl.end(rl.upstreamWriteFailed(err))
+			} else {
+				rl.end(rl.clientWriteFailed(err))
+			}
 			return
 		}
 	}
+}
+
+// slowConsumerError is a message for the client refused because what
+// waits to be written to it is over the front's bounds.
+type slowConsumerError struct{ why string }
+
+func (e *slowConsumerError) Error() string { return "slow consumer: " + e.why }
+
+// toClientFrame writes one message to the client, msg decoded from b (nil
+// when it could not be), without blocking: what the socket does not take
+// waits for the writer. What waits must stay within the front's bounds, as
+// for the embedded router's clients (wsPeer.enqueue): past them the client
+// is a slow consumer, and the message is neither observed nor written. An
+// INVOCATION for a callee with half its bounds waiting is not written
+// either but refused (refuseInvoke): the upstream is answered for the
+// callee, as the embedded router answers nexus.
+func (rl *relay) toClientFrame(typ int, b []byte, msg wamp.Message) (refuseInvoke bool, err error) {
+	rl.client.wmu.Lock()
+	defer rl.client.wmu.Unlock()
+	n := int64(len(b))
+	size, frames := rl.clientNet.pending()
+	q := int64(size)
+	if _, ok := msg.(*wamp.Invocation); ok && q > 0 && (q+n > int64(rl.cfg.outQueueBytes)/2 || frames >= rl.cfg.outQueue) {
+		return true, nil
+	}
+	if q > 0 && q+n > int64(rl.cfg.outQueueBytes) {
+		return false, &slowConsumerError{"outbound queue full (bytes)"}
+	}
+	if total := rl.cfg.queuedTotal.Load(); total > 0 && total+n > rl.cfg.maxQueuedTotal {
+		return false, &slowConsumerError{"outbound queues of all clients full (bytes)"}
+	}
+	if frames >= rl.cfg.outQueue {
+		return false, &slowConsumerError{"outbound queue full (messages)"}
+	}
+	if msg != nil {
+		// Observed before it is written: the client's answer to a
+		// WELCOME (its first CALL) must find the session open.
+		rl.outbound(msg, len(b))
+	}
+	if err := rl.client.ws.WriteMessage(typ, b); err != nil {
+		return false, err
+	}
+	rl.clientNet.framed()
+	return false, nil
+}
+
+// refuseInvocation answers the upstream for a callee too far behind to be
+// given inv, with the ERROR the embedded router gives (wsPeer.
+// refuseInvocation): the call fails at once, and the callee stays.
+func (rl *relay) refuseInvocation(inv *wamp.Invocation) error {
+	rl.cfg.rejected(RejectCalleeBlocked)
+	b, err := rl.serializer.Serialize(&wamp.Error{Type: wamp.INVOCATION, Request: inv.Request, Details: wamp.Dict{},
+		Error: wamp.ErrNetworkFailure, Arguments: wamp.List{"callee blocked - cannot call procedure"}})
+	if err != nil {
+		return fmt.Errorf("encode an ERROR for the upstream: %w", err)
+	}
+	return rl.upstream.write(rl.payloadType, b, rl.cfg.writeTimeout)
 }
 
 // clientFailed is how the relay ends when reading from the client failed.
@@ -522,11 +639,16 @@ func (rl *relay) clientFailed(err error) relayEnd {
 }
 
 // clientWriteFailed is how the relay ends when a write to the client
-// failed: a client that does not take a message in time is a slow consumer.
+// failed, or would have gone past the front's bounds: a client that does
+// not take its messages in time is a slow consumer, dropped at once.
 func (rl *relay) clientWriteFailed(err error) relayEnd {
-	e := relayEnd{by: clientSide, code: websocket.CloseGoingAway, text: "client connection lost"}
+	e := relayEnd{by: clientSide, code: websocket.CloseGoingAway, text: "client connection lost", drop: true}
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	var slow *slowConsumerError
+	switch {
+	case errors.As(err, &slow):
+		e.reason, e.why = RejectSlowConsumer, slow.why
+	case errors.As(err, &ne) && ne.Timeout():
 		e.reason, e.why = RejectSlowConsumer, "a write did not complete within the write timeout"
 	}
 	return e
@@ -588,7 +710,12 @@ func (rl *relay) end(e relayEnd) {
 	}
 	defer close(rl.decided)
 	close(rl.stopping)
+	// What the session holds against the bounds over all sessions goes
+	// back now, not once the peers have answered the close (exit gives
+	// back what a message read meanwhile took).
+	rl.guard.reset()
 	flushBy := time.Now().Add(flushTimeout)
+	rl.flushBy = flushBy // for the writer, which reads it once decided is closed
 	rl.hardStop = time.AfterFunc(flushTimeout, rl.closeBoth)
 	if e.reason != "" && !rl.cfg.shutdown.Load() { // on the way out, not worth a count
 		rl.cfg.rejected(e.reason)
@@ -600,9 +727,15 @@ func (rl *relay) end(e relayEnd) {
 		// Each reason is a kind of its own for the rate limit.
 		rl.cfg.slowLog.Log(slog.LevelWarn, "closing a relayed client: "+e.reason, "closing a relayed client", attrs...)
 	}
+	if e.drop {
+		// Nothing more reaches this client: what waits for it goes, and
+		// its reader ends at once.
+		rl.clientNet.discard()
+		rl.client.sock.Close()
+	}
 	// What is held goes out now, and what follows at once.
-	_ = rl.client.net.finish(flushBy)
-	_ = rl.upstream.net.finish(flushBy)
+	rl.clientNet.finish()
+	_ = rl.upstreamNet.finish(flushBy)
 	if e.shutdown && rl.inSession.Load() {
 		if b, err := rl.serializer.Serialize(&wamp.Goodbye{Reason: wamp.CloseSystemShutdown, Details: wamp.Dict{}}); err == nil {
 			for _, s := range []*relaySide{&rl.client, &rl.upstream} {
@@ -638,7 +771,8 @@ func (rl *relay) exit() {
 	if rl.exited.Add(1) < 2 {
 		return
 	}
-	<-rl.decided // each direction called end before it got here
+	<-rl.decided    // each direction called end before it got here
+	<-rl.writerDone // it has written what end wrote, by the flush deadline
 	rl.hardStop.Stop()
 	rl.closeBoth()
 	<-rl.pingDone // stopped by end; a ping in progress fails on the closed socket
@@ -652,9 +786,12 @@ func (rl *relay) exit() {
 
 // closeBoth closes both sockets, then the WebSockets: a write stuck on a
 // peer that does not read (a TLS close-notify among them) fails at once.
+// What still waits for the client is given back to the bound over all
+// clients.
 func (rl *relay) closeBoth() {
-	rl.client.net.Conn.Close()
-	rl.upstream.net.Conn.Close()
+	rl.client.sock.Close()
+	rl.upstream.sock.Close()
+	rl.clientNet.discard()
 	rl.client.ws.Close()
 	rl.upstream.ws.Close()
 }

@@ -610,8 +610,10 @@ func TestShutdownIsQuickWithPeersThatDoNotRead(t *testing.T) {
 		}
 		return welcomeAnswers(f)
 	})
+	// A queue for the client large enough to hold the flood: the
+	// client's writer stays stuck in a write, not dropped at the bound.
 	r, err := New(Config{Realm: "realm1", Upstream: wsURL(up.srv), UpstreamTLS: &tls.Config{RootCAs: up.roots},
-		Logger: testkit.QuietLog()})
+		OutQueueBytes: 64 << 20, Logger: testkit.QuietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -663,14 +665,136 @@ func stuckWrites(r *Router) int {
 	defer r.relaysMu.Unlock()
 	n := 0
 	for rl := range r.relays {
-		for _, side := range []*relaySide{&rl.client, &rl.upstream} {
-			// A write to the socket holds the relayConn's lock.
-			if !side.net.mu.TryLock() {
-				n++
-				break
-			}
-			side.net.mu.Unlock()
+		// What the client's socket did not take waits for the writer; a
+		// write to the upstream holds the relayConn's lock.
+		if pending, _ := rl.clientNet.pending(); pending > 0 {
+			n++
+		} else if !rl.upstreamNet.mu.TryLock() {
+			n++
+		} else {
+			rl.upstreamNet.mu.Unlock()
 		}
 	}
 	return n
+}
+
+// TestAnEndingRelayGivesBackItsCallsAtOnce: the calls in flight a relayed
+// session holds against the bound over all sessions are given back as
+// soon as its client leaves, not once its upstream has answered the close
+// (here never, so the relay ends only at the flush deadline): another
+// client's call goes through while the first relay is still ending.
+func TestAnEndingRelayGivesBackItsCallsAtOnce(t *testing.T) {
+	up := startUpstreamPeer(t, []string{"wamp.2.json"}, func(f frame) []string {
+		switch {
+		case strings.Contains(f.data, `"hold.last"`):
+			return []string{stall} // reads nothing more: no answer to the close
+		case strings.Contains(f.data, `"hold"`):
+			return nil
+		}
+		return welcomeAnswers(f)
+	})
+	r, err := New(Config{Realm: "realm1", Upstream: wsURL(up.srv), MaxCallsInFlightTotal: 2, Logger: testkit.QuietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	defer r.Close()
+
+	holder := joinRaw(t, wsURL(srv), thruwayHello)
+	holder.send(`[48,1,{},"hold",[]]`)
+	holder.send(`[48,2,{},"hold.last",[]]`)
+	waitUntil(t, "both calls upstream", func() bool { return len(up.received()) == 3 })
+	holder.conn.Close()
+
+	c := joinRaw(t, wsURL(srv), thruwayHello)
+	for id := 1; ; id++ {
+		c.send(fmt.Sprintf(`[48,%d,{},"echo",[]]`, id))
+		m := c.recv()
+		if fmt.Sprint(m[0]) == "50" {
+			break
+		}
+		if fmt.Sprint(m[0]) != "8" || id == 1000 {
+			t.Fatalf("got %v, want a RESULT", m)
+		}
+	}
+	r.relaysMu.Lock()
+	relays := len(r.relays)
+	r.relaysMu.Unlock()
+	if relays != 2 {
+		t.Errorf("the call went through with %d relays open, want 2: the holder's was to be ending still", relays)
+	}
+}
+
+// TestAClientSlowToReadNeverHoldsUpTheUpstream: what the upstream sends a
+// client that does not read waits in the relay only up to the front's
+// bound in bytes (-out-queue-bytes), and the client is then dropped as a
+// slow consumer, long before the write timeout: the upstream's connection
+// never stops being read, so an upstream router never has to queue for
+// that client. (Blocking on the client instead left stock nexus queueing
+// 1 MB messages for it, 2 GB for three such clients.)
+func TestAClientSlowToReadNeverHoldsUpTheUpstream(t *testing.T) {
+	payload := strings.Repeat("x", 64<<10)
+	up := startUpstreamPeer(t, []string{"wamp.2.json"}, func(f frame) []string {
+		if strings.HasPrefix(f.data, `[48,1,{},"flood"`) {
+			flood := make([]string, 400) // 25 MiB: beyond what the sockets hold
+			for i := range flood {
+				flood[i] = `[36,1,` + fmt.Sprint(i+1) + `,{},["` + payload + `"]]`
+			}
+			return flood
+		}
+		return welcomeAnswers(f)
+	})
+	rej := &rejections{n: map[string]int{}}
+	srv := startRelay(t, wsURL(up.srv), Config{Rejected: rej.add, WriteTimeout: time.Hour})
+	bad := dialRaw(t, wsURL(srv), nil)
+	bad.send(thruwayHello)
+	bad.expect(2)
+	bad.send(`[48,1,{},"flood",[]]`) // and never read again
+	waitUntil(t, "the slow consumer dropped at the bound in bytes", func() bool { return rej.get(RejectSlowConsumer) == 1 })
+	// Every flooding write of the upstream's completed: its connection
+	// was read all along, and is then closed.
+	select {
+	case <-up.ended:
+	case <-time.After(flushTimeout + 2*time.Second):
+		t.Fatal("the flooding upstream connection is still open")
+	}
+}
+
+// TestACalleeFarBehindIsRefusedInvocationsNotDropped: INVOCATIONs for a
+// callee that has half the front's bound in bytes waiting are answered for
+// it with ERROR wamp.error.network_failure to the upstream, as the
+// embedded router answers nexus; the callee stays connected.
+func TestACalleeFarBehindIsRefusedInvocationsNotDropped(t *testing.T) {
+	payload := strings.Repeat("x", 64<<10)
+	up := startUpstreamPeer(t, []string{"wamp.2.json"}, func(f frame) []string {
+		if strings.HasPrefix(f.data, `[64,`) {
+			flood := []string{`[65,1,7]`}
+			for i := range 400 { // 25 MiB
+				flood = append(flood, `[68,`+fmt.Sprint(i+1)+`,7,{},["`+payload+`"]]`)
+			}
+			return flood
+		}
+		return welcomeAnswers(f)
+	})
+	rej := &rejections{n: map[string]int{}}
+	srv := startRelay(t, wsURL(up.srv), Config{Rejected: rej.add, WriteTimeout: time.Hour})
+	callee := joinRaw(t, wsURL(srv), thruwayHello)
+	callee.send(`[64,1,{},"slow.callee"]`) // and it reads nothing more
+	refusals := func() int {
+		n := 0
+		for _, f := range up.received() {
+			if strings.HasPrefix(f.data, `[8,68,`) && strings.Contains(f.data, `"wamp.error.network_failure"`) {
+				n++
+			}
+		}
+		return n
+	}
+	waitUntil(t, "most INVOCATIONs refused to the upstream", func() bool { return refusals() > 200 })
+	if n, want := rej.get(RejectCalleeBlocked), refusals(); n != want {
+		t.Errorf("%d %s counted, %d refused", n, RejectCalleeBlocked, want)
+	}
+	if n := rej.get(RejectSlowConsumer); n != 0 {
+		t.Errorf("the callee was dropped as a slow consumer (%d)", n)
+	}
 }

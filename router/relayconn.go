@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,7 +19,10 @@ const (
 	keptHeld = 8 << 10
 )
 
-// relayConn is the network connection under one side of a relay. What the
+// relayConn is the network connection under a relay's upstream side
+// (relayClientConn is the client's). Writes to it block, within the write
+// timeout: a slow upstream holds up the client that sends to it, through
+// TCP, as it would without the relay. What the
 // relay writes to it while the goroutine that relays towards it works
 // through messages it has already read is held, and goes out in one
 // system call just before that goroutine reads from its own side again:
@@ -33,7 +37,7 @@ const (
 type relayConn struct {
 	net.Conn
 	slack time.Duration
-	out   *relayConn // what is held there goes out before this side is read; set before the relay starts
+	out   heldWrites // what is held there goes out before this side is read; set before the relay starts
 
 	mu       sync.Mutex
 	holding  bool
@@ -43,6 +47,58 @@ type relayConn struct {
 	err      error     // the write that failed; every later one fails alike
 	deadline time.Time // the write deadline gorilla asked for
 	set      time.Time // the one the socket has
+}
+
+// heldWrites is the other side of a relay, as the goroutine reading this
+// side holds and releases what is written to it.
+type heldWrites interface {
+	hold()
+	release() error
+}
+
+// relayClientConn is the network connection under a relay's client side.
+// What goes to the client is a batchConn's to write, as for a client of
+// the embedded router: the goroutine relaying from the upstream never
+// blocks on a client that is slow to read, so the upstream is never held
+// up by one; what waits for the client is bounded by the front's
+// -out-queue flags (see relay.toClientFrame) and written by the relay's
+// writer goroutine. Like a relayConn, it writes what is held for the
+// upstream before it is read, and what the upstream's reader holds for it
+// goes out before the upstream is read again.
+type relayClientConn struct {
+	*batchConn
+	out *relayConn // the upstream's; set before the relay starts
+
+	final atomic.Bool // the relay is ending: no more holding
+}
+
+func (c *relayClientConn) Read(p []byte) (int, error) {
+	if err := c.out.release(); err != nil {
+		return 0, &flushError{err}
+	}
+	defer c.out.hold()
+	return c.batchConn.Read(p)
+}
+
+func (c *relayClientConn) hold() {
+	if !c.final.Load() {
+		c.batchConn.hold()
+	}
+}
+
+// release writes what is held as far as the socket takes it now; the
+// writer goroutine writes the rest, and a write that fails ends the relay
+// there.
+func (c *relayClientConn) release() error {
+	c.batchConn.release()
+	return nil
+}
+
+// finish stops holding for good: the relay is ending, and what it writes
+// now (close frames, GOODBYE) must go out at once.
+func (c *relayClientConn) finish() {
+	c.final.Store(true)
+	c.batchConn.release()
 }
 
 // flushError is a read that did not happen because what was held for the
@@ -156,12 +212,14 @@ func (c *relayConn) applyDeadlineLocked() {
 }
 
 // relayingWriter is the http.ResponseWriter the relay's upgrader sees: its
-// Hijack puts a relayConn under the client's WebSocket connection, and
-// keeps it in conn.
+// Hijack puts a relayClientConn under the client's WebSocket connection,
+// and keeps it in conn.
 type relayingWriter struct {
 	http.ResponseWriter
-	slack time.Duration
-	conn  *relayConn
+	pool  *sync.Pool    // chunks
+	slack time.Duration // of the write deadline
+	total *atomic.Int64 // pending bytes over all clients
+	conn  *relayClientConn
 }
 
 func (w *relayingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -169,7 +227,7 @@ func (w *relayingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("hijack the connection for the WebSocket: %w", err)
 	}
-	w.conn = &relayConn{Conn: nc, slack: w.slack}
+	w.conn = &relayClientConn{batchConn: newBatchConn(nc, w.pool, w.slack, w.total)}
 	return w.conn, rw, nil
 }
 

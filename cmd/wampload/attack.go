@@ -37,6 +37,8 @@ func runAttack(ctx context.Context, args []string, out io.Writer) error {
 	routerBin := fs.String("router", "", "router binary to attack (default: go build ./cmd/router into a temporary directory)")
 	rssLimit := fs.Float64("rss-limit", 512, "peak RSS, in MiB, above which an attack fails")
 	rssKill := fs.Float64("rss-kill", 6144, "RSS, in MiB, at which the router is killed to protect the machine")
+	upstreamKind := fs.String("upstream", "", "attack the observing proxy instead: the router under attack runs -upstream in front of a fresh "+
+		"`router` (cmd/router, embedded) or stock nexus (stock: cmd/stocknexus) per attack; empty: the embedded router")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,32 +58,65 @@ func runAttack(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	raiseFileLimit()
+	dir, err := os.MkdirTemp("", "wampload-attack")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	// build builds a command of this module (from anywhere inside it).
+	build := func(name string) (string, error) {
+		bin := filepath.Join(dir, name)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/php-wamp-observer/php-wamp-observer/cmd/"+name)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("build %s: %v\n%s", name, err, out)
+		}
+		return bin, nil
+	}
 	bin := *routerBin
 	if bin == "" {
-		dir, err := os.MkdirTemp("", "wampload-attack")
-		if err != nil {
+		if bin, err = build("router"); err != nil {
 			return err
 		}
-		defer os.RemoveAll(dir)
-		bin = filepath.Join(dir, "router")
-		// The package path builds from anywhere inside the module.
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/php-wamp-observer/php-wamp-observer/cmd/router")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("build the router: %v\n%s", err, out)
+	}
+	var up upstreamSpec
+	switch *upstreamKind {
+	case "":
+	case "router":
+		up = upstreamSpec{kind: "router", bin: bin}
+	case "stock":
+		up = upstreamSpec{kind: "stock"}
+		if up.bin, err = build("stocknexus"); err != nil {
+			return err
 		}
+	default:
+		return fmt.Errorf("-upstream %q: want router, stock or nothing", *upstreamKind)
 	}
 	flags, err := routerFlags(ctx, bin)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "### Attacks, %s scale (%s; router flags detected: %s)\n\n", *scaleName, time.Now().Format("2006-01-02"), strings.Join(sortedKeys(flags), " "))
+	if up.kind != "" && !flags["upstream"] {
+		return fmt.Errorf("-upstream %s: %s has no -upstream flag", up.kind, bin)
+	}
+	what := "the router"
+	switch up.kind {
+	case "router":
+		what = "the observing proxy (-upstream) in front of cmd/router"
+	case "stock":
+		what = "the observing proxy (-upstream) in front of stock nexus (cmd/stocknexus)"
+	}
+	fmt.Fprintf(out, "### Attacks on %s, %s scale (%s; router flags detected: %s)\n\n", what, *scaleName, time.Now().Format("2006-01-02"), strings.Join(sortedKeys(flags), " "))
+	if up.kind != "" {
+		fmt.Fprintln(out, "Peak RSS, goroutines and fds are the proxy's; the upstream's peak RSS is in the verdict, and its death is a failure.")
+		fmt.Fprintln(out)
+	}
 	fmt.Fprintln(out, "| attack | inputs | peak RSS | peak goroutines | peak fds | normal client (ok / calls, p50, worst) | exit after SIGTERM | verdict |")
 	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|")
 	for _, a := range selected {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		fmt.Fprintln(out, runOneAttack(ctx, a, bin, flags, scale, *rssLimit, *rssKill).row())
+		fmt.Fprintln(out, runOneAttack(ctx, a, bin, up, flags, scale, *rssLimit, *rssKill).row())
 	}
 	fmt.Fprintln(out)
 	return nil
@@ -271,12 +306,43 @@ func (r attackResult) row() string {
 		cell(r.normal.String()), exit, cell(verdict))
 }
 
-// runOneAttack starts a fresh router, a sampler and a normal client, runs
-// the attack within its time limit, and then stops everything it started.
-func runOneAttack(ctx context.Context, a attackSpec, bin string, flags map[string]bool, s attackScale, rssLimit, rssKill float64) attackResult {
+// upstreamSpec is what the router under attack relays to, when it is the
+// observing proxy: kind router (bin is cmd/router) or stock (bin is
+// cmd/stocknexus); kind "" when it is the embedded router.
+type upstreamSpec struct{ kind, bin string }
+
+// start starts a fresh upstream and returns it with its WebSocket URL.
+func (u upstreamSpec) start(ctx context.Context) (*target, string, error) {
+	addr := freePort()
+	var t *target
+	var err error
+	if u.kind == "stock" {
+		t, err = startProcess(ctx, nil, "http://"+addr+"/", u.bin, "-wamp", addr)
+	} else {
+		t, err = startTarget(ctx, u.bin, "-wamp", addr, "-log", freePort(), "-timeout", "500ms")
+	}
+	return t, "ws://" + addr + "/", err
+}
+
+// runOneAttack starts a fresh router (and its upstream, for the proxy), a
+// sampler and a normal client, runs the attack within its time limit, and
+// then stops everything it started.
+func runOneAttack(ctx context.Context, a attackSpec, bin string, up upstreamSpec, flags map[string]bool, s attackScale, rssLimit, rssKill float64) attackResult {
 	res := attackResult{name: a.name}
 	wampAddr, logAddr := freePort(), freePort()
 	args := []string{"-wamp", wampAddr, "-log", logAddr, "-timeout", "500ms"}
+	var upstream *target
+	if up.kind != "" {
+		var upURL string
+		var err error
+		if upstream, upURL, err = up.start(ctx); err != nil {
+			res.problems = append(res.problems, "upstream did not start: "+err.Error())
+			return res
+		}
+		// After the proxy: its SIGTERM is tried with the upstream there.
+		defer upstream.stop()
+		args = append(args, "-upstream", upURL)
+	}
 	if a.args != nil {
 		args = append(args, a.args(flags, s)...)
 	}
@@ -329,6 +395,13 @@ func runOneAttack(ctx context.Context, a attackSpec, bin string, flags map[strin
 	res.peakRSS, res.peakGoroutines, res.peakFDs = smp.peaks()
 	if res.peakRSS > rssLimit {
 		e.problem("peak RSS %.0f MiB over the %.0f MiB limit", res.peakRSS, rssLimit)
+	}
+	if upstream != nil {
+		if upstream.died() {
+			e.problem("the upstream (%s) died: %s", up.kind, deathOf(upstream))
+		} else {
+			e.note("upstream (%s) peak RSS %.0f MiB", up.kind, upstream.peakRSS())
+		}
 	}
 	if res.normal.total > 0 && res.normal.ok < res.normal.total {
 		e.problem("normal client: %d of %d calls failed (%s)", res.normal.total-res.normal.ok, res.normal.total, res.normal.failureList())

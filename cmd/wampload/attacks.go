@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -93,7 +94,8 @@ func attackPPT(e *attackEnv) error {
 		return err
 	}
 	if reply, err := rs.Read(time.Second); err == nil {
-		e.note("CALL answered %s", wampraw.Truncate(fmt.Sprint(reply), 60))
+		b, _ := json.Marshal(reply) // the message as it came, not its bytes as numbers
+		e.note("CALL answered %s", wampraw.Truncate(string(b), 60))
 	}
 	if e.sleep(300 * time.Millisecond); e.t.died() {
 		e.problem("the CALL killed it")

@@ -20,7 +20,10 @@ fuzz:
 
 # The hostile-client attacks of issue 10 at the issue's scale, each against
 # a fresh router process with a normal client alongside; prints a markdown
-# table. SCALE=small runs them at about 1/100 in about a minute.
+# table. SCALE=small runs them at about 1/100 in about a minute;
+# UPSTREAM=stock (or router) attacks the observing proxy (-upstream) in
+# front of a fresh stock nexus (or cmd/router) instead.
 SCALE ?= full
+UPSTREAM ?=
 attack:
-	go run ./cmd/wampload attack -scale $(SCALE)
+	go run ./cmd/wampload attack -scale $(SCALE) $(if $(UPSTREAM),-upstream $(UPSTREAM))

@@ -42,7 +42,9 @@ const (
 	// buffer, which it reuses for the next frame, is 4 KiB and a frame
 	// header (the upgrader leaves WriteBufferSize at 0: the HTTP server's
 	// 4 KiB buffer, or gorilla's 4 KiB default), so a longer piece can only
-	// be the payload the peer passed in, which nobody changes afterwards.
+	// be the payload the writer passed in: the peer's encoded message,
+	// which nobody changes afterwards, or a relay's pooled read buffer,
+	// which the relay reuses only once settled says nothing is pending.
 	copyLimit = 16 << 10
 
 	// chunkSize is the size of the pooled buffers copies go into.
@@ -61,8 +63,10 @@ var errDiscarded = errors.New("connection closed")
 // Until start it passes writes straight through (gorilla's handshake
 // response); from then on, see above. Writes come from three goroutines:
 // the peer's encoder (data frames), its writer (pings, the close frame)
-// and gorilla's answers to pings and close frames from the reader; drain
-// only from the writer.
+// and gorilla's answers to pings and close frames from the reader (under a
+// relay's client: the goroutine relaying from the upstream, the one
+// relaying from the client, for the front's own answers, and the pinger);
+// drain only from the writer.
 type batchConn struct {
 	net.Conn
 	raw   syscall.RawConn // for non-blocking writes; nil: the writer writes everything
@@ -152,6 +156,14 @@ func (c *batchConn) pending() (bytes, frames int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.size, len(c.ends)
+}
+
+// settled tells whether nothing is pending and no write is in progress:
+// no piece appended so far is referenced any more.
+func (c *batchConn) settled() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.size == 0 && !c.draining
 }
 
 // framed marks the end of a frame: what was appended so far. The peer's

@@ -246,7 +246,6 @@ func serializerOf(name string) (serialize.Serializer, int, bool) {
 func (r *Router) startRelay(conn *websocket.Conn, connNet *relayClientConn, up *websocket.Conn, upNet *relayConn) {
 	// What is held for one side goes out before the other is read.
 	connNet.out, upNet.out = upNet, connNet
-	connNet.start() // the handshake is written: from now on the writer writes what the socket leaves
 	serializer, payloadType, _ := serializerOf(up.Subprotocol())
 	conn.SetReadLimit(r.maxMessage)
 	up.SetReadLimit(r.maxMessage)
@@ -271,13 +270,14 @@ func (r *Router) startRelay(conn *websocket.Conn, connNet *relayClientConn, up *
 			_ = s.ws.WriteControl(websocket.CloseMessage,
 				websocket.FormatCloseMessage(websocket.CloseGoingAway, "router shutting down"), time.Now().Add(time.Second))
 		}
-		// The close frame, as far as the client's socket takes it at once.
-		rl.clientNet.discard()
 		for _, s := range []*relaySide{&rl.client, &rl.upstream} {
 			s.sock.Close()
 		}
 		return
 	}
+	// From now on what the client's socket does not take at once waits
+	// for the writer (the close frame above was written, blocking).
+	connNet.start()
 	if r.open != nil {
 		rl.obs = newConnObserver(r.open, r.traffic)
 	}
@@ -429,6 +429,13 @@ func (rl *relay) fromClient() {
 			return
 		}
 		rl.heard(&rl.client)
+		if rl.ending.Load() {
+			// The upstream has its close frame (or is gone): what the
+			// client sends until its own close is neither passed on
+			// nor observed, and takes nothing from the guard's bounds.
+			rl.cfg.reads.put(buf)
+			continue
+		}
 		pass, abort, replyErr := rl.judge(*buf)
 		if pass {
 			err = rl.upstream.write(typ, *buf, rl.cfg.writeTimeout)
@@ -526,11 +533,9 @@ func (rl *relay) outbound(msg wamp.Message, n int) {
 func (rl *relay) fromUpstream() {
 	defer rl.exit()
 	for {
+		// (What this read releases for the client never fails here: a
+		// write to the client that fails ends the relay in the writer.)
 		typ, buf, err := readMessage(rl.upstream.ws, &rl.cfg.reads)
-		if isFlushError(err) {
-			rl.end(rl.clientWriteFailed(err))
-			return
-		}
 		if err != nil {
 			rl.end(rl.upstreamFailed(err))
 			return
@@ -547,8 +552,9 @@ func (rl *relay) fromUpstream() {
 			err = rl.refuseInvocation(msg.(*wamp.Invocation))
 		}
 		// A payload longer than copyLimit is referenced, not copied,
-		// until the client's socket has taken it.
-		if n, _ := rl.clientNet.pending(); n == 0 || len(*buf) <= copyLimit {
+		// until the client's socket has taken it: the buffer goes back to
+		// the pool only once nothing is pending or being written.
+		if len(*buf) <= copyLimit || rl.clientNet.settled() {
 			rl.cfg.reads.put(buf)
 		}
 		if err != nil {
@@ -561,6 +567,10 @@ func (rl *relay) fromUpstream() {
 		}
 	}
 }
+
+// errRelayEnding is a message for the client that comes after the relay
+// has decided to end.
+var errRelayEnding = errors.New("the relay is ending")
 
 // slowConsumerError is a message for the client refused because what
 // waits to be written to it is over the front's bounds.
@@ -579,6 +589,11 @@ func (e *slowConsumerError) Error() string { return "slow consumer: " + e.why }
 func (rl *relay) toClientFrame(typ int, b []byte, msg wamp.Message) (refuseInvoke bool, err error) {
 	rl.client.wmu.Lock()
 	defer rl.client.wmu.Unlock()
+	if rl.ending.Load() {
+		// What end writes (GOODBYE, the close frame) is the last: a
+		// message after it would be observed and never delivered.
+		return false, errRelayEnding
+	}
 	n := int64(len(b))
 	size, frames := rl.clientNet.pending()
 	q := int64(size)

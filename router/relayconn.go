@@ -69,7 +69,8 @@ type relayClientConn struct {
 	*batchConn
 	out *relayConn // the upstream's; set before the relay starts
 
-	final atomic.Bool // the relay is ending: no more holding
+	holdMu sync.Mutex // so that no hold comes after finish
+	final  bool       // the relay is ending: no more holding; under holdMu
 }
 
 func (c *relayClientConn) Read(p []byte) (int, error) {
@@ -81,7 +82,9 @@ func (c *relayClientConn) Read(p []byte) (int, error) {
 }
 
 func (c *relayClientConn) hold() {
-	if !c.final.Load() {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	if !c.final {
 		c.batchConn.hold()
 	}
 }
@@ -97,7 +100,9 @@ func (c *relayClientConn) release() error {
 // finish stops holding for good: the relay is ending, and what it writes
 // now (close frames, GOODBYE) must go out at once.
 func (c *relayClientConn) finish() {
-	c.final.Store(true)
+	c.holdMu.Lock()
+	c.final = true
+	c.holdMu.Unlock()
 	c.batchConn.release()
 }
 

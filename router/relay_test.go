@@ -322,10 +322,10 @@ func TestCloseCodesPassThroughTheRelay(t *testing.T) {
 }
 
 // TestARelayedClientThatDoesNotReadIsDroppedAndStallsNobody: the upstream
-// floods a client that never reads; the relay holds one message for it,
-// drops it as a slow consumer within the write timeout and closes its
-// upstream connection, while another client through the same relay is
-// answered throughout.
+// floods a client that never reads; the relay drops it as a slow consumer
+// (its queue full, or a write past the timeout) and closes its upstream
+// connection, while another client through the same relay is answered
+// throughout.
 func TestARelayedClientThatDoesNotReadIsDroppedAndStallsNobody(t *testing.T) {
 	payload := strings.Repeat("x", 64<<10)
 	up := startUpstreamPeer(t, []string{"wamp.2.json"}, func(f frame) []string {
@@ -798,5 +798,49 @@ func TestACalleeFarBehindIsRefusedInvocationsNotDropped(t *testing.T) {
 	})
 	if n := rej.get(RejectSlowConsumer); n != 0 {
 		t.Errorf("the callee was dropped as a slow consumer (%d)", n)
+	}
+}
+
+// TestNothingIsObservedAfterARelayHasEnded: once a relay has decided to
+// end (here the router shuts down: GOODBYE and the close frame to the
+// client), an answer the upstream sends after is neither delivered nor
+// observed: a RESULT counts exactly when its caller receives it. (It used
+// to reach the client after the GOODBYE, uncounted.)
+func TestNothingIsObservedAfterARelayHasEnded(t *testing.T) {
+	up := startUpstreamPeer(t, []string{"wamp.2.json"}, func(f frame) []string {
+		switch {
+		case strings.HasPrefix(f.data, "[48,"):
+			return nil // answered only after the router's GOODBYE
+		case strings.HasPrefix(f.data, "[6,"):
+			return []string{`[50,7,{},["too late"]]`}
+		}
+		return welcomeAnswers(f)
+	})
+	rec := newRecorder()
+	r, err := New(Config{Realm: "realm1", Upstream: wsURL(up.srv), OpenSession: rec.open(), Logger: testkit.QuietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	c := joinRaw(t, wsURL(srv), thruwayHello)
+	c.send(`[48,7,{},"relay.late",[]]`)
+	rec.waitFor(t, "call 7 relay.late 0s")
+	waitUntil(t, "the CALL upstream", func() bool { return len(up.received()) == 2 })
+	r.Close()
+
+	var results int
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, b, err := c.conn.ReadMessage()
+		if err != nil {
+			break
+		}
+		if strings.HasPrefix(string(b), "[50,7,") {
+			results++
+		}
+	}
+	if got := rec.snapshot(); slices.Contains(got, "result 7") != (results == 1) {
+		t.Errorf("observed %q, and the client received %d RESULTs: a RESULT is observed exactly when received", got, results)
 	}
 }

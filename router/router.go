@@ -127,8 +127,8 @@ type Config struct {
 	// upstream serves the realms and authenticates, so there must be no
 	// Credentials; Realm and OtherRealms only name what the observer
 	// counts apart. The front's limits, policies and observer apply as
-	// in the embedded router, except the out queue: a relay holds one
-	// message per direction.
+	// in the embedded router, the out queue towards the client included;
+	// towards the upstream a relay holds one message.
 	Upstream string
 	// UpstreamTLS configures TLS to a wss:// upstream; nil: Go's defaults,
 	// with the system's roots (SSL_CERT_FILE and SSL_CERT_DIR name others).

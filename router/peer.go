@@ -467,23 +467,14 @@ func (p *wsPeer) enqueue(msg wamp.Message) {
 	// dropped with a slow consumer was never observed (an answer the
 	// client will not receive is none).
 	size, frames := p.batch.pending()
-	q := int64(size)
-	if inv, ok := msg.(*wamp.Invocation); ok {
-		if q > 0 && (q+n > int64(p.cfg.outQueueBytes)/2 || frames >= p.cfg.outQueue) {
-			p.refuseInvocation(inv)
-			return
-		}
-	}
-	if q > 0 && q+n > int64(p.cfg.outQueueBytes) {
-		p.drop(RejectSlowConsumer, "outbound queue full (bytes)")
+	inv, isInvocation := msg.(*wamp.Invocation)
+	refuse, slow := p.cfg.queueRoom(size, frames, n, isInvocation)
+	if refuse {
+		p.refuseInvocation(inv)
 		return
 	}
-	if total := p.cfg.queuedTotal.Load(); total > 0 && total+n > p.cfg.maxQueuedTotal {
-		p.drop(RejectSlowConsumer, "outbound queues of all clients full (bytes)")
-		return
-	}
-	if frames >= p.cfg.outQueue {
-		p.drop(RejectSlowConsumer, "outbound queue full (messages)")
+	if slow != "" {
+		p.drop(RejectSlowConsumer, slow)
 		return
 	}
 	// Observed before the frame is written: the client's answer to a
@@ -494,6 +485,29 @@ func (p *wsPeer) enqueue(msg wamp.Message) {
 		return
 	}
 	p.batch.framed()
+}
+
+// queueRoom judges one more frame of n bytes for a client with size bytes
+// in frames frames waiting to be written (batchConn.pending) by the
+// out-queue bounds: refuse when it is an INVOCATION for a callee with half
+// of them waiting (the caller is answered for the callee instead), or why
+// the client is a slow consumer; it fits when both are zero. One frame
+// larger than the byte bound still goes when nothing waits.
+func (c *peerConfig) queueRoom(size, frames int, n int64, invocation bool) (refuse bool, slowConsumer string) {
+	q := int64(size)
+	switch {
+	case invocation && q > 0 && (q+n > int64(c.outQueueBytes)/2 || frames >= c.outQueue):
+		return true, ""
+	case q > 0 && q+n > int64(c.outQueueBytes):
+		return false, "outbound queue full (bytes)"
+	}
+	if total := c.queuedTotal.Load(); total > 0 && total+n > c.maxQueuedTotal {
+		return false, "outbound queues of all clients full (bytes)"
+	}
+	if frames >= c.outQueue {
+		return false, "outbound queue full (messages)"
+	}
+	return false, ""
 }
 
 // send writes what the socket did not take at once, each write within the

@@ -581,7 +581,7 @@ func (e *slowConsumerError) Error() string { return "slow consumer: " + e.why }
 // toClientFrame writes one message to the client, msg decoded from b (nil
 // when it could not be), without blocking: what the socket does not take
 // waits for the writer. What waits must stay within the front's bounds, as
-// for the embedded router's clients (wsPeer.enqueue): past them the client
+// for the embedded router's clients (peerConfig.queueRoom): past them the client
 // is a slow consumer, and the message is neither observed nor written. An
 // INVOCATION for a callee with half its bounds waiting is not written
 // either but refused (refuseInvoke): the upstream is answered for the
@@ -594,20 +594,14 @@ func (rl *relay) toClientFrame(typ int, b []byte, msg wamp.Message) (refuseInvok
 		// message after it would be observed and never delivered.
 		return false, errRelayEnding
 	}
-	n := int64(len(b))
 	size, frames := rl.clientNet.pending()
-	q := int64(size)
-	if _, ok := msg.(*wamp.Invocation); ok && q > 0 && (q+n > int64(rl.cfg.outQueueBytes)/2 || frames >= rl.cfg.outQueue) {
+	_, isInvocation := msg.(*wamp.Invocation)
+	refuse, slow := rl.cfg.queueRoom(size, frames, int64(len(b)), isInvocation)
+	if slow != "" {
+		return false, &slowConsumerError{slow}
+	}
+	if refuse {
 		return true, nil
-	}
-	if q > 0 && q+n > int64(rl.cfg.outQueueBytes) {
-		return false, &slowConsumerError{"outbound queue full (bytes)"}
-	}
-	if total := rl.cfg.queuedTotal.Load(); total > 0 && total+n > rl.cfg.maxQueuedTotal {
-		return false, &slowConsumerError{"outbound queues of all clients full (bytes)"}
-	}
-	if frames >= rl.cfg.outQueue {
-		return false, &slowConsumerError{"outbound queue full (messages)"}
 	}
 	if msg != nil {
 		// Observed before it is written: the client's answer to a

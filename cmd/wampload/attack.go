@@ -79,15 +79,18 @@ func runAttack(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	var up upstreamSpec
+	what := "the router"
 	switch *upstreamKind {
 	case "":
 	case "router":
 		up = upstreamSpec{kind: "router", bin: bin}
+		what = "the observing proxy (-upstream) in front of cmd/router"
 	case "stock":
 		up = upstreamSpec{kind: "stock"}
 		if up.bin, err = build("stocknexus"); err != nil {
 			return err
 		}
+		what = "the observing proxy (-upstream) in front of stock nexus (cmd/stocknexus)"
 	default:
 		return fmt.Errorf("-upstream %q: want router, stock or nothing", *upstreamKind)
 	}
@@ -97,13 +100,6 @@ func runAttack(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if up.kind != "" && !flags["upstream"] {
 		return fmt.Errorf("-upstream %s: %s has no -upstream flag", up.kind, bin)
-	}
-	what := "the router"
-	switch up.kind {
-	case "router":
-		what = "the observing proxy (-upstream) in front of cmd/router"
-	case "stock":
-		what = "the observing proxy (-upstream) in front of stock nexus (cmd/stocknexus)"
 	}
 	fmt.Fprintf(out, "### Attacks on %s, %s scale (%s; router flags detected: %s)\n\n", what, *scaleName, time.Now().Format("2006-01-02"), strings.Join(sortedKeys(flags), " "))
 	if up.kind != "" {
